@@ -146,16 +146,11 @@ mod tests {
 
     #[test]
     fn each_missing_add_variable_is_code_4_and_named() {
-        for skip in 1..ADD.len() {
-            let pairs: Vec<_> = ADD
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != skip)
-                .map(|(_, p)| *p)
-                .collect();
+        for (missing, _) in &ADD[1..] {
+            let pairs: Vec<_> = ADD.iter().copied().filter(|(k, _)| k != missing).collect();
             let e = env(&pairs).unwrap_err();
             assert_eq!(e.code, Code::InvalidEnv);
-            assert!(e.msg.contains(ADD[skip].0), "{}", e.msg);
+            assert!(e.msg.contains(missing), "{}", e.msg);
         }
     }
 

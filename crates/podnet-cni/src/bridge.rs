@@ -1,0 +1,311 @@
+//! The datapath of one pod: the node bridge, the veth pair and the pod's
+//! side of it. Pure decisions (names, MAC, routes) come from the core.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nix::errno::Errno;
+use podnet_core::cni::result::{Interface, IpConfig, Route};
+use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
+use podnet_core::ipam::Allocation;
+use podnet_core::names::{bridge_mac, format_mac, host_veth_name};
+use podnet_linux::netlink::{Link, Netlink, NetlinkError, VethSpec};
+use podnet_linux::netns::Netns;
+use podnet_linux::sysctl;
+
+/// Index of the pod's interface in the result's `interfaces`.
+const POD_INTERFACE: usize = 2;
+
+pub fn kernel(e: impl std::fmt::Display) -> CniError {
+    CniError::new(Code::Kernel, e.to_string())
+}
+
+/// The routes a pod gets: a default route per family via its gateway, then
+/// the configured extra routes (via the same-family gateway unless given).
+pub fn pod_routes(conf: &NetConf, allocs: &[Allocation]) -> Result<Vec<Route>, CniError> {
+    let gateway_for = |ip: IpAddr| {
+        allocs
+            .iter()
+            .find(|a| a.gateway.is_ipv4() == ip.is_ipv4())
+            .map(|a| a.gateway)
+    };
+    let mut routes = Vec::new();
+    if conf.is_default_gateway {
+        for a in allocs {
+            let any = if a.gateway.is_ipv4() {
+                "0.0.0.0/0"
+            } else {
+                "::/0"
+            };
+            routes.push(Route {
+                dst: any.parse().map_err(kernel)?,
+                gw: Some(a.gateway),
+            });
+        }
+    }
+    for (i, r) in conf.ipam.routes.iter().enumerate() {
+        let gw = r.gw.or_else(|| gateway_for(r.dst.addr())).ok_or_else(|| {
+            CniError::config(format!(
+                "ipam.routes[{i}] ({}) has no gateway and the pod has no address of its family",
+                r.dst
+            ))
+        })?;
+        if !routes.iter().any(|x| x.dst == r.dst) {
+            routes.push(Route {
+                dst: r.dst,
+                gw: Some(gw),
+            });
+        }
+    }
+    Ok(routes)
+}
+
+/// Creates (or adopts) the bridge and gives it the gateway addresses.
+fn ensure_bridge(
+    host: &mut Netlink,
+    conf: &NetConf,
+    allocs: &[Allocation],
+) -> Result<Link, CniError> {
+    let name = &conf.bridge;
+    let first_gw = allocs
+        .first()
+        .map(|a| a.gateway.to_string())
+        .unwrap_or_default();
+    let bridge = match host.link(name).map_err(kernel)? {
+        Some(link) => link,
+        None => {
+            match host.create_bridge(name, bridge_mac(name, &first_gw), None) {
+                // Another ADD created it a moment ago: adopt it.
+                Err(e) if e.errno() == Some(Errno::EEXIST) => {}
+                other => other.map_err(kernel)?,
+            }
+            host.link(name)
+                .map_err(kernel)?
+                .ok_or_else(|| kernel(format!("bridge {name} vanished after creation")))?
+        }
+    };
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(CniError::config(format!(
+            "bridge \"{name}\" exists but is a {} device, not a bridge",
+            bridge.kind.as_deref().unwrap_or("plain")
+        )));
+    }
+    if conf.is_gateway {
+        for a in allocs {
+            let gw = IpNet::new(a.gateway, a.address.prefix_len()).map_err(kernel)?;
+            tolerate_exists(host.add_address(bridge.index, gw))?;
+        }
+        enable_forwarding(allocs)?;
+    }
+    if !bridge.up {
+        host.set_up(bridge.index).map_err(kernel)?;
+    }
+    Ok(bridge)
+}
+
+/// A gateway routes between its pods and the rest of the node.
+fn enable_forwarding(allocs: &[Allocation]) -> Result<(), CniError> {
+    let keys = [
+        (true, "net/ipv4/ip_forward"),
+        (false, "net/ipv6/conf/all/forwarding"),
+    ];
+    for (v4, key) in keys {
+        if allocs.iter().any(|a| a.gateway.is_ipv4() == v4)
+            && sysctl::read(key).map_err(kernel)? != "1"
+        {
+            sysctl::write(key, "1").map_err(kernel)?;
+        }
+    }
+    Ok(())
+}
+
+fn tolerate_exists(r: Result<(), NetlinkError>) -> Result<(), CniError> {
+    match r {
+        Err(e) if e.errno() == Some(Errno::EEXIST) => Ok(()),
+        other => other.map_err(kernel),
+    }
+}
+
+/// Wires the pod: bridge, veth pair, addresses, routes, sysctls. On error
+/// the caller calls [`detach`] to remove whatever was made.
+pub fn attach(
+    conf: &NetConf,
+    env: &Env,
+    netns: &Netns,
+    allocs: &[Allocation],
+    mtu: u32,
+) -> Result<CniResult, CniError> {
+    let mut host = Netlink::open().map_err(kernel)?;
+    let bridge = ensure_bridge(&mut host, conf, allocs)?;
+
+    let host_name = host_veth_name(&env.container_id, &env.ifname);
+    // A host end with our derived name is a leftover of this very
+    // attachment (an ADD retried after a crash): start afresh.
+    if let Some(stale) = host.link(&host_name).map_err(kernel)? {
+        host.delete_link(stale.index).map_err(kernel)?;
+    }
+    let spec = VethSpec {
+        host_name: &host_name,
+        peer_name: &env.ifname,
+        peer_netns: netns,
+        mtu,
+        peer_mac: conf.runtime.mac,
+    };
+    host.create_veth(&spec).map_err(|e| match e.errno() {
+        Some(Errno::EEXIST) => CniError::new(
+            Code::Kernel,
+            format!(
+                "cannot create veth: interface {} already exists in netns {}",
+                env.ifname, env.netns
+            ),
+        ),
+        _ => kernel(e),
+    })?;
+    let host_link = host
+        .link(&host_name)
+        .map_err(kernel)?
+        .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))?;
+    host.set_master(host_link.index, bridge.index)
+        .map_err(kernel)?;
+    host.set_hairpin(host_link.index, conf.hairpin_mode)
+        .map_err(kernel)?;
+    host.set_up(host_link.index).map_err(kernel)?;
+
+    let routes = pod_routes(conf, allocs)?;
+    let pod_link = configure_pod(netns, &env.ifname, allocs, &routes)?;
+
+    let bridge = host.link(&conf.bridge).map_err(kernel)?.unwrap_or(bridge);
+    let iface = |l: &Link, sandbox: Option<String>| Interface {
+        name: l.name.clone(),
+        mac: format_mac(&l.mac),
+        mtu: Some(l.mtu),
+        sandbox,
+    };
+    Ok(CniResult {
+        cni_version: conf.version.to_string(),
+        interfaces: vec![
+            iface(&bridge, None),
+            iface(&host_link, None),
+            iface(&pod_link, Some(env.netns.clone())),
+        ],
+        ips: allocs
+            .iter()
+            .map(|a| IpConfig {
+                address: a.address,
+                gateway: Some(a.gateway),
+                interface: Some(POD_INTERFACE),
+            })
+            .collect(),
+        routes,
+        dns: conf.dns.clone(),
+    })
+}
+
+/// Inside the pod: addresses, link up, routes, and arp_notify so that
+/// neighbours learn a reused IP's new MAC at once.
+fn configure_pod(
+    netns: &Netns,
+    ifname: &str,
+    allocs: &[Allocation],
+    routes: &[Route],
+) -> Result<Link, CniError> {
+    let mut pod = Netlink::open_in(netns).map_err(kernel)?;
+    let link = pod
+        .link(ifname)
+        .map_err(kernel)?
+        .ok_or_else(|| kernel(format!("{ifname} missing in the pod after creation")))?;
+    netns
+        .run(|| sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1"))
+        .map_err(kernel)?
+        .map_err(kernel)?;
+    for a in allocs {
+        tolerate_exists(pod.add_address(link.index, a.address))?;
+    }
+    pod.set_up(link.index).map_err(kernel)?;
+    for r in routes {
+        pod.replace_route(r.dst, r.gw, link.index).map_err(kernel)?;
+    }
+    Ok(link)
+}
+
+/// Removes the pod's veth pair. Deleting the host end takes the pod end
+/// with it, and the kernel has done both when this returns. Idempotent.
+pub fn detach(env: &Env) -> Result<(), CniError> {
+    let mut host = Netlink::open().map_err(kernel)?;
+    let name = host_veth_name(&env.container_id, &env.ifname);
+    if let Some(link) = host.link(&name).map_err(kernel)? {
+        host.delete_link(link.index).map_err(kernel)?;
+    }
+    Ok(())
+}
+
+/// CHECK: the pod's interface, addresses and routes match `prev`.
+pub fn verify(conf: &NetConf, env: &Env, netns: &Netns, prev: &CniResult) -> Result<(), CniError> {
+    let mismatch = |msg: String| CniError::new(Code::CheckFailed, msg);
+    let mut host = Netlink::open().map_err(kernel)?;
+    let bridge = host
+        .link(&conf.bridge)
+        .map_err(kernel)?
+        .ok_or_else(|| mismatch(format!("bridge {} does not exist", conf.bridge)))?;
+    let host_name = host_veth_name(&env.container_id, &env.ifname);
+    let host_link = host
+        .link(&host_name)
+        .map_err(kernel)?
+        .ok_or_else(|| mismatch(format!("host veth {host_name} does not exist")))?;
+    if host_link.master != Some(bridge.index) {
+        return Err(mismatch(format!(
+            "host veth {host_name} is not attached to bridge {}",
+            conf.bridge
+        )));
+    }
+
+    let (idx, want) = prev
+        .pod_interface()
+        .ok_or_else(|| CniError::config("prevResult has no interface with a sandbox"))?;
+    if want.name != env.ifname {
+        return Err(mismatch(format!(
+            "prevResult names pod interface {}, but CNI_IFNAME is {}",
+            want.name, env.ifname
+        )));
+    }
+    let mut pod = Netlink::open_in(netns).map_err(kernel)?;
+    let link = pod
+        .link(&env.ifname)
+        .map_err(kernel)?
+        .ok_or_else(|| mismatch(format!("interface {} is missing in the pod", env.ifname)))?;
+    if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&format_mac(&link.mac)) {
+        return Err(mismatch(format!(
+            "interface {} has MAC {}, prevResult says {}",
+            env.ifname,
+            format_mac(&link.mac),
+            want.mac
+        )));
+    }
+    let have = pod.addresses(link.index).map_err(kernel)?;
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
+    {
+        if !have.contains(&ip.address) {
+            return Err(mismatch(format!(
+                "address {} is missing on {} in the pod",
+                ip.address, env.ifname
+            )));
+        }
+    }
+    let routes = pod.routes().map_err(kernel)?;
+    for r in &prev.routes {
+        let found = routes
+            .iter()
+            .any(|k| k.dst == r.dst && (r.gw.is_none() || k.gw == r.gw));
+        if !found {
+            return Err(mismatch(format!(
+                "route {} via {} is missing in the pod",
+                r.dst,
+                r.gw.map(|g| g.to_string()).unwrap_or_else(|| "-".into())
+            )));
+        }
+    }
+    Ok(())
+}

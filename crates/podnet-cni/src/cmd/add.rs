@@ -1,0 +1,39 @@
+//! ADD: allocate, wire, answer. A failure leaves nothing behind.
+
+use podnet_core::cni::config::IpamKind;
+use podnet_core::cni::{CniError, CniResult, Env, NetConf};
+
+use super::{attachment, open_netns, store};
+use crate::{bridge, node};
+
+pub fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
+    if let IpamKind::Delegated { plugin, .. } = &conf.ipam.kind {
+        return Err(CniError::config(format!(
+            "ipam.type \"{plugin}\" is not supported yet; use \"podnet\""
+        )));
+    }
+    let netns = open_netns(env)?;
+    let file = node::subnet_file(conf)?;
+    let pool = node::pool(conf, file.as_ref())?;
+    let mut host = podnet_linux::netlink::Netlink::open().map_err(bridge::kernel)?;
+    let mtu = node::mtu(conf, file.as_ref(), &mut host);
+
+    let who = attachment(env);
+    let store = store(conf)?;
+    let (allocs, fresh) = store.transact(|state| {
+        let fresh = state.owned_by(&who).is_empty();
+        Ok((state.allocate(&pool, &who, &conf.runtime.ips)?, fresh))
+    })?;
+
+    bridge::attach(conf, env, &netns, &allocs, mtu).inspect_err(|e| {
+        tracing::warn!("ADD failed, rolling back: {}", e.msg);
+        if let Err(undo) = bridge::detach(env) {
+            tracing::error!("rollback: removing the veth failed: {}", undo.msg);
+        }
+        // Only what this ADD took is given back; a retried ADD of a live
+        // attachment keeps its address for the DEL that will follow.
+        if fresh && let Err(undo) = store.transact(|s| Ok(s.release(&who))) {
+            tracing::error!("rollback: releasing the address failed: {}", undo.msg);
+        }
+    })
+}

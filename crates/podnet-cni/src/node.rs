@@ -1,0 +1,56 @@
+//! What the plugin learns about its node: the pool to allocate from and the
+//! MTU, from the config first and the agent's subnet file second.
+
+use std::io;
+
+use podnet_core::cni::{CniError, Code, NetConf};
+use podnet_core::ipam::Pool;
+use podnet_core::subnet_file::SubnetFile;
+use podnet_linux::netlink::Netlink;
+
+const FALLBACK_MTU: u32 = 1500;
+
+/// The agent's subnet file, if it has written one.
+pub fn subnet_file(conf: &NetConf) -> Result<Option<SubnetFile>, CniError> {
+    let path = &conf.subnet_file;
+    match std::fs::read_to_string(path) {
+        Ok(raw) => SubnetFile::parse(&raw)
+            .map(Some)
+            .map_err(|e| CniError::config(format!("subnetFile {}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CniError::new(
+            Code::Io,
+            format!("subnetFile {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Ranges in the `ipam` section win; otherwise the node's leased subnets.
+/// With neither, the node is not ready yet: code 11, try again later.
+pub fn pool(conf: &NetConf, file: Option<&SubnetFile>) -> Result<Pool, CniError> {
+    if let Some(pool) = &conf.ipam.pool {
+        return Ok(pool.clone());
+    }
+    match file {
+        Some(f) if !f.node_subnets.is_empty() => Pool::from_conf(&f.range_sets(), |i, _| {
+            format!("subnetFile {} nodeSubnets[{i}]", conf.subnet_file.display())
+        }),
+        _ => Err(CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "no pod subnet known yet: ipam has no ranges and {} does not exist \
+                 (is podnetd running on this node?)",
+                conf.subnet_file.display()
+            ),
+        )),
+    }
+}
+
+/// `mtu` from the config, else the subnet file's, else the MTU of the
+/// node's default-route interface, else 1500.
+pub fn mtu(conf: &NetConf, file: Option<&SubnetFile>, host: &mut Netlink) -> u32 {
+    conf.mtu
+        .or_else(|| file.and_then(|f| f.mtu))
+        .or_else(|| host.default_route_mtu().ok().flatten())
+        .unwrap_or(FALLBACK_MTU)
+}

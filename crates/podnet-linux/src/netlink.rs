@@ -1,0 +1,481 @@
+//! A small, typed, synchronous rtnetlink client.
+//!
+//! Each method is one request and its answer. A socket opened inside a
+//! namespace ([`Netlink::open_in`]) keeps talking to that namespace after
+//! the thread has left it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::errno::Errno;
+
+use crate::netns::{Netns, NetnsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{op}: {errno}")]
+    Kernel { op: String, errno: Errno },
+    #[error("netlink socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("netlink decode: {0}")]
+    Decode(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}
+
+impl NetlinkError {
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            NetlinkError::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// What podnet needs to know about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    pub master: Option<u32>,
+    pub up: bool,
+}
+
+/// A route as podnet compares routes: destination, gateway, device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub table: u32,
+}
+
+/// The request to create a veth pair with its peer in another namespace.
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub peer_name: &'a str,
+    pub peer_netns: &'a Netns,
+    pub mtu: u32,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    /// A socket in the calling thread's current namespace.
+    pub fn open() -> Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        socket.set_ext_ack(true).ok();
+        Ok(Netlink { socket, seq: 0 })
+    }
+
+    /// A socket bound to `ns`; the thread is back home when this returns.
+    pub fn open_in(ns: &Netns) -> Result<Self> {
+        let _guard = ns.enter()?;
+        Self::open()
+    }
+
+    fn request(
+        &mut self,
+        op: impl FnOnce() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | flags;
+        req.header.sequence_number = self.seq;
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| NetlinkError::Decode(e.to_string()))?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(NetlinkError::Kernel {
+                                op: op(),
+                                errno: Errno::from_raw(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // ---- links ----
+
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(
+            || format!("get link {name}"),
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+        ) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(link_from)),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let msgs = self.request(
+            || "dump links".into(),
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs.into_iter().filter_map(link_from).collect())
+    }
+
+    /// Creates a bridge with a fixed MAC; `EEXIST` if it is already there.
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.create(|| format!("create bridge {name}"), msg)
+    }
+
+    /// Creates a veth pair whose peer is born inside `peer_netns`, so its
+    /// name never collides with the host's.
+    pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(spec.peer_name.to_owned()));
+        peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(mac) = spec.peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        use std::os::fd::AsRawFd;
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(spec.peer_netns.file().as_raw_fd()));
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.host_name.to_owned()));
+        msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.create(|| format!("create veth {}", spec.host_name), msg)
+    }
+
+    fn create(&mut self, op: impl FnOnce() -> String, msg: LinkMessage) -> Result<()> {
+        self.request(
+            op,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    fn set_link(&mut self, op: impl FnOnce() -> String, mut msg: LinkMessage) -> Result<()> {
+        msg.header.interface_family = AddressFamily::Unspec;
+        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.set_link(|| format!("set link {index} up"), msg)
+    }
+
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.set_link(|| format!("attach link {index} to {master}"), msg)
+    }
+
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.set_link(|| format!("set mac of link {index}"), msg)
+    }
+
+    /// Hairpin lets a pod reach itself through a service VIP.
+    pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ]));
+        self.request(
+            || format!("set hairpin on link {index}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
+    /// Deletes a link; a link that is already gone is not an error. The
+    /// kernel has unregistered the link (and a veth's peer) when this returns.
+    pub fn delete_link(&mut self, index: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(
+            || format!("delete link {index}"),
+            RouteNetlinkMessage::DelLink(msg),
+            NLM_F_ACK,
+        ) {
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    // ---- addresses ----
+
+    /// Adds `addr` to a link; `EEXIST` if it is there. IPv6 addresses skip
+    /// duplicate address detection, which would delay them by seconds.
+    pub fn add_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family(addr.addr());
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(addr.addr()));
+        msg.attributes.push(AddressAttribute::Address(addr.addr()));
+        if let IpNet::V4(v4) = addr {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
+        } else {
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.request(
+            || format!("add address {addr} to link {index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// The addresses on a link, with their prefix lengths.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<IpNet>> {
+        let msgs = self.request(
+            || "dump addresses".into(),
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    let prefix = a.header.prefix_len;
+                    a.attributes.into_iter().find_map(|attr| match attr {
+                        AddressAttribute::Address(ip) => IpNet::new(ip, prefix).ok(),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    // ---- routes ----
+
+    /// Installs (or replaces) a route in the main table.
+    pub fn replace_route(&mut self, dst: IpNet, gw: Option<IpAddr>, oif: u32) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family(dst.addr());
+        msg.header.destination_prefix_length = dst.prefix_len();
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.scope = if gw.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if dst.prefix_len() > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(dst.addr())));
+        }
+        if let Some(gw) = gw {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        self.request(
+            || format!("add route {dst} via {gw:?}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// All routes of both families in every table.
+    pub fn routes(&mut self) -> Result<Vec<Route>> {
+        let mut out = Vec::new();
+        for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = fam;
+            let msgs = self.request(
+                || "dump routes".into(),
+                RouteNetlinkMessage::GetRoute(msg),
+                NLM_F_DUMP,
+            )?;
+            out.extend(msgs.into_iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => route_from(r),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The MTU of the link that carries this namespace's IPv4 default route.
+    pub fn default_route_mtu(&mut self) -> Result<Option<u32>> {
+        let routes = self.routes()?;
+        let Some(oif) = routes
+            .iter()
+            .filter(|r| r.dst.prefix_len() == 0 && r.table == u32::from(RouteHeader::RT_TABLE_MAIN))
+            .find_map(|r| r.oif)
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .links()?
+            .into_iter()
+            .find(|l| l.index == oif)
+            .map(|l| l.mtu))
+    }
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
+    let RouteNetlinkMessage::NewLink(m) = msg else {
+        return None;
+    };
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        mac: Vec::new(),
+        mtu: 0,
+        master: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for attr in m.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Address(a) => link.mac = a,
+            LinkAttribute::Mtu(v) => link.mtu = v,
+            LinkAttribute::Controller(c) => link.master = Some(c),
+            LinkAttribute::LinkInfo(infos) => {
+                link.kind = infos.into_iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(k.to_string()),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+fn route_from(r: RouteMessage) -> Option<Route> {
+    let mut dst = None;
+    let mut gw = None;
+    let mut oif = None;
+    let mut table = u32::from(r.header.table);
+    for attr in r.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => dst = ip_of(a),
+            RouteAttribute::Gateway(a) => gw = ip_of(a),
+            RouteAttribute::Oif(i) => oif = Some(i),
+            RouteAttribute::Table(t) => table = t,
+            _ => {}
+        }
+    }
+    let dst = dst.unwrap_or(match r.header.address_family {
+        AddressFamily::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    });
+    Some(Route {
+        dst: IpNet::new(dst, r.header.destination_prefix_length).ok()?,
+        gw,
+        oif,
+        table,
+    })
+}
+
+fn ip_of(a: RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
+        _ => None,
+    }
+}

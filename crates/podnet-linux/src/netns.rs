@@ -1,0 +1,99 @@
+//! Network namespaces: open one by path, and enter it for a scope.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("netns {path} does not exist")]
+    NotFound { path: PathBuf },
+    #[error("netns {path} is not a network namespace")]
+    NotNetns { path: PathBuf },
+    #[error("cannot open netns {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot enter netns {path}: {source}")]
+    Enter { path: PathBuf, source: nix::Error },
+}
+
+/// An open handle on a network namespace. Holding it keeps the namespace
+/// alive even if its bind mount is removed.
+#[derive(Debug)]
+pub struct Netns {
+    file: File,
+    path: PathBuf,
+}
+
+impl Netns {
+    /// Opens and verifies `path`: it must exist and be a network namespace.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, NetnsError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => NetnsError::NotFound { path: path.clone() },
+            _ => NetnsError::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let ns = Netns { file, path };
+        let is_nsfs = nix::sys::statfs::fstatfs(&ns.file)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
+        // Only setns tells a network namespace from another kind: try it.
+        if !is_nsfs || ns.enter().is_err() {
+            return Err(NetnsError::NotNetns { path: ns.path });
+        }
+        Ok(ns)
+    }
+
+    /// The namespace the calling thread is in now.
+    pub fn current() -> Result<Self, NetnsError> {
+        let path = PathBuf::from("/proc/thread-self/ns/net");
+        let file = File::open(&path).map_err(|source| NetnsError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Netns { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Moves the calling thread into this namespace until the guard drops.
+    pub fn enter(&self) -> Result<NetnsGuard, NetnsError> {
+        let home = Netns::current()?;
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(NetnsGuard { home })
+    }
+
+    /// Runs `f` inside this namespace and returns to the original one.
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, NetnsError> {
+        let _guard = self.enter()?;
+        Ok(f())
+    }
+}
+
+/// Returns the thread to its original namespace on drop.
+pub struct NetnsGuard {
+    home: Netns,
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = setns(&self.home.file, CloneFlags::CLONE_NEWNET) {
+            // Carrying on in the wrong namespace would program the wrong
+            // host; nothing is safer than stopping here.
+            eprintln!("podnet: fatal: cannot return to the original netns: {e}");
+            std::process::abort();
+        }
+    }
+}

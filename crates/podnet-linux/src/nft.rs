@@ -1,0 +1,1 @@
+//! podnet's own nftables table (filled in with ipMasq).

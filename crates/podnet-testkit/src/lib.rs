@@ -1,0 +1,105 @@
+//! Helpers for privileged tests.
+//!
+//! Every namespace a test makes is named `<prefix>-<pid>-<n>` and deleted by
+//! a `Drop` guard, so a failing or panicking test still cleans up. Nothing
+//! here touches the machine's root namespace.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Privileged tests fail, not skip, when not root: a skipped test would
+/// let CI pass without testing anything.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this privileged test must run as root (it creates network namespaces)"
+    );
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+pub struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    pub fn new(prefix: &str) -> Self {
+        require_root();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = TestNetns { name };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// A command that runs inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        self.command(argv[0]).args(&argv[1..]).output().unwrap()
+    }
+
+    /// Runs `argv` in the namespace, panicking with its stderr on failure.
+    pub fn exec_ok(&self, argv: &[&str]) -> String {
+        run_ok(self.command(argv[0]).args(&argv[1..]))
+    }
+
+    /// `ip -j <args>` in this namespace, parsed.
+    pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut argv = vec!["ip", "-j"];
+        argv.extend_from_slice(args);
+        let out = self.exec_ok(&argv);
+        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out }).unwrap()
+    }
+
+    /// Names of the links in this namespace.
+    pub fn links(&self) -> Vec<String> {
+        self.ip_json(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `ping` once from this namespace; true if it was answered.
+    pub fn ping(&self, addr: &str) -> bool {
+        self.exec(&["ping", "-c", "1", "-W", "2", addr])
+            .status
+            .success()
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
