@@ -96,22 +96,24 @@ impl IpamState {
         let held = self.owned_by(who);
         let mut chosen = Vec::with_capacity(pool.sets.len());
         for set in &pool.sets {
-            let ip = if let Some(ip) = held.iter().find(|ip| set.contains(**ip)) {
-                *ip
+            let (ip, new) = if let Some(ip) = held.iter().find(|ip| set.contains(**ip)) {
+                (*ip, false)
             } else if let Some(ip) = requested.iter().find(|ip| set.contains(**ip)) {
                 self.check_free(set, *ip)?;
-                *ip
+                (*ip, true)
             } else {
-                self.next_free(set)?
+                (self.next_free(set)?, true)
             };
-            chosen.push((set, ip));
+            chosen.push((set, ip, new));
         }
         self.version = STATE_VERSION;
         Ok(chosen
             .into_iter()
-            .map(|(set, ip)| {
-                self.allocations.insert(ip, who.clone());
-                self.last_reserved.insert(set.key(), ip);
+            .map(|(set, ip, new)| {
+                if new {
+                    self.allocations.insert(ip, who.clone());
+                    self.last_reserved.insert(set.key(), ip);
+                }
                 let range = range_of(set, ip);
                 Allocation {
                     // The prefix comes from a validated subnet, so it fits.

@@ -77,6 +77,11 @@ fn add_again_returns_the_same_addresses() {
     assert_eq!(first[1].address.to_string(), "fd00::2/64");
     assert_eq!(first[1].gateway.to_string(), "fd00::1");
     assert_eq!(s.allocations.len(), 2);
+    // Asking again does not move the round-robin cursor back.
+    s.allocate(&p, &who(2), &[]).unwrap();
+    let cursor = s.last_reserved.clone();
+    s.allocate(&p, &who(1), &[]).unwrap();
+    assert_eq!(s.last_reserved, cursor);
 }
 
 #[test]

@@ -1,0 +1,161 @@
+//! A throwaway node for plugin tests: a node namespace, an IPAM data dir,
+//! and a way to run the real `podnet` binary inside the node with a real
+//! environment and stdin.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::Stdio;
+
+pub use podnet_testkit::TestNetns;
+use serde_json::{Value, json};
+
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_podnet");
+
+pub struct Node {
+    pub ns: TestNetns,
+    pub data: tempfile::TempDir,
+}
+
+/// What one invocation printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The error code; panics if the call succeeded.
+    pub fn code(&self) -> u64 {
+        assert!(!self.ok, "expected a failure, got {}", self.stdout);
+        self.json()["code"].as_u64().unwrap()
+    }
+
+    pub fn expect_ok(self) -> Self {
+        assert!(self.ok, "plugin failed: {} {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Node {
+    pub fn new() -> Self {
+        Node {
+            ns: TestNetns::new("pntest-node"),
+            data: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A minimal single-stack config whose state lives in this test's dir.
+    pub fn conf(&self, subnet: &str) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "testnet",
+            "type": "podnet",
+            "ipam": { "subnet": subnet, "dataDir": self.data.path() },
+            // Never read the machine's real subnet file.
+            "subnetFile": self.data.path().join("no-subnet.json"),
+        })
+    }
+
+    /// Runs the plugin inside the node with `vars` on top of a clean env.
+    pub fn invoke(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        let mut cmd = self.ns.command(PLUGIN);
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // A plugin may answer before reading all of stdin; ignore EPIPE.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let out = child.wait_with_output().unwrap();
+        Outcome {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(
+        &self,
+        command: &str,
+        cid: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> Outcome {
+        self.invoke(
+            &[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", cid),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", ifname),
+                ("CNI_PATH", "/usr/lib/cni"),
+                (
+                    "CNI_ARGS",
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+                ),
+            ],
+            conf.to_string().as_bytes(),
+        )
+    }
+
+    pub fn add(&self, cid: &str, pod: &TestNetns, conf: &Value) -> Outcome {
+        self.run("ADD", cid, &pod.path(), "eth0", conf)
+    }
+
+    pub fn del(&self, cid: &str, netns: &str, conf: &Value) -> Outcome {
+        self.run("DEL", cid, netns, "eth0", conf)
+    }
+
+    pub fn check(&self, cid: &str, pod: &TestNetns, conf: &Value, prev: &Value) -> Outcome {
+        let mut conf = conf.clone();
+        conf["prevResult"] = prev.clone();
+        self.run("CHECK", cid, &pod.path(), "eth0", &conf)
+    }
+
+    /// The host-side veths of pods (podnet's `pn` prefix).
+    pub fn pod_veths(&self) -> Vec<String> {
+        self.ns
+            .links()
+            .into_iter()
+            .filter(|l| l.starts_with("pn"))
+            .collect()
+    }
+
+    /// Addresses currently allocated in network `testnet`.
+    pub fn allocated(&self) -> Vec<String> {
+        let path = self.data.path().join("testnet/state.json");
+        let Ok(raw) = std::fs::read_to_string(path) else {
+            return Vec::new();
+        };
+        let state: Value = serde_json::from_str(&raw).unwrap();
+        state["allocations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The address (without prefix) of the first IP in a result.
+pub fn first_ip(result: &Value) -> String {
+    let addr = result["ips"][0]["address"].as_str().unwrap();
+    addr.split('/').next().unwrap().to_owned()
+}
+
+/// Runs a shell snippet inside a namespace and returns its stdout.
+pub fn sh(ns: &TestNetns, script: &str) -> String {
+    let out = ns.command("sh").args(["-c", script]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
