@@ -5,6 +5,7 @@ mod bridge;
 mod cmd;
 mod ipam_store;
 mod logging;
+mod masq;
 mod node;
 
 use std::io::{Read, Write};

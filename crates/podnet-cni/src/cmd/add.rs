@@ -4,7 +4,7 @@ use podnet_core::cni::config::IpamKind;
 use podnet_core::cni::{CniError, CniResult, Env, NetConf};
 
 use super::{attachment, open_netns, store};
-use crate::{bridge, node};
+use crate::{bridge, masq, node};
 
 pub fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
     if let IpamKind::Delegated { plugin, .. } = &conf.ipam.kind {
@@ -25,10 +25,12 @@ pub fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
         Ok((state.allocate(&pool, &who, &conf.runtime.ips)?, fresh))
     })?;
 
-    bridge::attach(conf, env, &netns, &allocs, mtu).inspect_err(|e| {
+    let wired = bridge::attach(conf, env, &netns, &allocs, mtu)
+        .and_then(|result| masq::add(conf, env, &allocs).map(|()| result));
+    wired.inspect_err(|e| {
         tracing::warn!("ADD failed, rolling back: {}", e.msg);
-        if let Err(undo) = bridge::detach(env) {
-            tracing::error!("rollback: removing the veth failed: {}", undo.msg);
+        if let Err(undo) = bridge::detach(env).and_then(|()| masq::remove(conf, env)) {
+            tracing::error!("rollback: removing the attachment failed: {}", undo.msg);
         }
         // Only what this ADD took is given back; a retried ADD of a live
         // attachment keeps its address for the DEL that will follow.

@@ -5,10 +5,11 @@
 use podnet_core::cni::{CniError, Env, NetConf};
 
 use super::{attachment, store};
-use crate::bridge;
+use crate::{bridge, masq};
 
 pub fn del(conf: &NetConf, env: &Env) -> Result<(), CniError> {
     bridge::detach(env)?;
+    masq::remove(conf, env)?;
     let who = attachment(env);
     let freed = store(conf)?.transact(|state| Ok(state.release(&who)))?;
     tracing::info!(?freed, "released");
