@@ -300,3 +300,34 @@ fn privileged_logs_never_reach_stdout() {
     );
     assert!(logged.contains("/nonexistent"), "{logged}");
 }
+
+#[test]
+fn privileged_subnet_file_supplies_pool_and_mtu_else_try_again_later() {
+    let node = Node::new();
+    let mut conf = node.conf("unused");
+    conf["ipam"] = json!({ "dataDir": node.data.path() });
+    let file = node.data.path().join("subnet.json");
+    conf["subnetFile"] = json!(file);
+    let pod = TestNetns::new("pntest-pod");
+
+    // No ranges and no subnet file yet: the node is not ready.
+    let out = node.add("c1", &pod, &conf);
+    assert_eq!(out.code(), 11, "{}", out.stdout);
+    assert!(node.pod_veths().is_empty());
+
+    std::fs::write(
+        &file,
+        json!({
+            "version": 1,
+            "clusterCidrs": ["10.244.0.0/16"],
+            "nodeSubnets": [{ "subnet": "10.244.50.0/24" }],
+            "mtu": 1300,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let r = node.add("c1", &pod, &conf).expect_ok().json();
+    assert_eq!(first_ip(&r), "10.244.50.2");
+    assert_eq!(r["ips"][0]["gateway"], "10.244.50.1");
+    assert_eq!(pod.ip_json(&["link", "show", "eth0"])[0]["mtu"], 1300);
+}

@@ -1,17 +1,11 @@
 //! ADD: allocate, wire, answer. A failure leaves nothing behind.
 
-use podnet_core::cni::config::IpamKind;
 use podnet_core::cni::{CniError, CniResult, Env, NetConf};
 
 use super::{attachment, open_netns, store};
 use crate::{bridge, masq, node};
 
 pub fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
-    if let IpamKind::Delegated { plugin, .. } = &conf.ipam.kind {
-        return Err(CniError::config(format!(
-            "ipam.type \"{plugin}\" is not supported yet; use \"podnet\""
-        )));
-    }
     let netns = open_netns(env)?;
     let file = node::subnet_file(conf)?;
     let pool = node::pool(conf, file.as_ref())?;

@@ -4,6 +4,7 @@ mod add;
 mod check;
 mod del;
 
+use podnet_core::cni::config::IpamKind;
 use podnet_core::cni::{CniError, Code, Command, Env, NetConf};
 use podnet_core::ipam::Attachment;
 use podnet_linux::netns::{Netns, NetnsError};
@@ -18,6 +19,11 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<String, CniError> {
     }
     let conf = NetConf::parse(stdin)?;
     crate::logging::init(conf.log_file.as_deref());
+    if let IpamKind::Delegated { plugin, .. } = &conf.ipam.kind {
+        return Err(CniError::config(format!(
+            "ipam.type \"{plugin}\" is not supported yet; use \"podnet\" (or omit type)"
+        )));
+    }
     tracing::info!(
         command = ?env.command,
         container = %env.container_id,

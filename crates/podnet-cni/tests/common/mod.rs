@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 
 pub use podnet_testkit::TestNetns;
 use serde_json::{Value, json};
@@ -63,8 +63,9 @@ impl Node {
         })
     }
 
-    /// Runs the plugin inside the node with `vars` on top of a clean env.
-    pub fn invoke(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+    /// Starts the plugin inside the node with `vars` on top of a clean env
+    /// and `stdin` already written.
+    pub fn spawn(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Child {
         let mut cmd = self.ns.command(PLUGIN);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -77,12 +78,37 @@ impl Node {
         let mut child = cmd.spawn().unwrap();
         // A plugin may answer before reading all of stdin; ignore EPIPE.
         let _ = child.stdin.take().unwrap().write_all(stdin);
-        let out = child.wait_with_output().unwrap();
+        child
+    }
+
+    /// Runs the plugin inside the node and collects what it printed.
+    pub fn invoke(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        let out = self.spawn(vars, stdin).wait_with_output().unwrap();
         Outcome {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// The standard environment of one call.
+    pub fn vars<'a>(
+        command: &'a str,
+        cid: &'a str,
+        netns: &'a str,
+        ifname: &'a str,
+    ) -> [(&'a str, &'a str); 6] {
+        [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", ifname),
+            ("CNI_PATH", "/usr/lib/cni"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+            ),
+        ]
     }
 
     pub fn run(

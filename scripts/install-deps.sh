@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what podnet needs on a Debian machine: the kernel tools the
+# plugin and tests drive, and the Rust test runner. Sourced by ./run.sh and
+# ./test.sh, so a missing dependency can never hide.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "podnet: this must run as root: it creates network namespaces and installs packages." >&2
+  echo "        try: sudo $0" >&2
+  exit 1
+fi
+
+APT_PACKAGES=(iproute2 iputils-ping nftables containernetworking-plugins ca-certificates)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for dir in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$dir/cargo" ] && export PATH="$dir:$PATH"
+  done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "podnet: cargo not found. Install Rust >= 1.89 (https://rustup.rs) and re-run." >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> cargo install cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

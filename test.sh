@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: pure unit and property tests, and the privileged
+# integration tests that build throwaway network namespaces (root only).
+# JUnit output goes to target/nextest/ci/junit.xml.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/install-deps.sh
+
+echo "==> cargo nextest run --workspace --profile ci"
+cargo nextest run --workspace --profile ci "$@"
