@@ -26,7 +26,7 @@ fn plugin(vars: &[(&str, &str)], stdin: &[u8]) -> (bool, Value) {
     (out.status.success(), json)
 }
 
-fn add_env<'a>(netns: &'a str) -> Vec<(&'a str, &'a str)> {
+fn add_env(netns: &str) -> Vec<(&str, &str)> {
     vec![
         ("CNI_COMMAND", "ADD"),
         ("CNI_CONTAINERID", "c1"),
@@ -55,9 +55,12 @@ fn version_lists_all_five_in_the_asked_version() {
     assert_eq!(v["cniVersion"], "1.1.0");
 }
 
+/// Environment, stdin, expected code, and a word the message must contain.
+type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [u8], u64, &'a str);
+
 #[test]
 fn errors_are_spec_json_in_the_configs_version() {
-    let cases: Vec<(Vec<(&str, &str)>, &[u8], u64, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![], CONF.as_bytes(), 4, "CNI_COMMAND"),
         (vec![("CNI_COMMAND", "ADD")], CONF.as_bytes(), 4, "CNI_CONTAINERID"),
         (add_env("/x"), b"{not json", 6, "JSON"),
