@@ -8,10 +8,12 @@ use nix::errno::Errno;
 use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::ipam::Allocation;
-use podnet_core::names::{bridge_mac, format_mac, host_veth_name};
+use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name};
 use podnet_linux::netlink::{Link, Netlink, NetlinkError, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
+
+use crate::ipam::Lease;
 
 /// Index of the pod's interface in the result's `interfaces`.
 const POD_INTERFACE: usize = 2;
@@ -21,8 +23,9 @@ pub fn kernel(e: impl std::fmt::Display) -> CniError {
 }
 
 /// The routes a pod gets: a default route per family via its gateway, then
-/// the configured extra routes (via the same-family gateway unless given).
-pub fn pod_routes(conf: &NetConf, allocs: &[Allocation]) -> Result<Vec<Route>, CniError> {
+/// IPAM's extra routes (via the same-family gateway unless they name one).
+pub fn pod_routes(default_gateway: bool, lease: &Lease) -> Result<Vec<Route>, CniError> {
+    let allocs = &lease.allocs;
     let gateway_for = |ip: IpAddr| {
         allocs
             .iter()
@@ -30,20 +33,20 @@ pub fn pod_routes(conf: &NetConf, allocs: &[Allocation]) -> Result<Vec<Route>, C
             .map(|a| a.gateway)
     };
     let mut routes = Vec::new();
-    if conf.is_default_gateway {
+    if default_gateway {
         for a in allocs {
             let any = if a.gateway.is_ipv4() {
-                "0.0.0.0/0"
+                IpNet::V4(Default::default())
             } else {
-                "::/0"
+                IpNet::V6(Default::default())
             };
             routes.push(Route {
-                dst: any.parse().map_err(kernel)?,
+                dst: any,
                 gw: Some(a.gateway),
             });
         }
     }
-    for (i, r) in conf.ipam.routes.iter().enumerate() {
+    for (i, r) in lease.routes.iter().enumerate() {
         let gw = r.gw.or_else(|| gateway_for(r.dst.addr())).ok_or_else(|| {
             CniError::config(format!(
                 "ipam.routes[{i}] ({}) has no gateway and the pod has no address of its family",
@@ -132,9 +135,10 @@ pub fn attach(
     conf: &NetConf,
     env: &Env,
     netns: &Netns,
-    allocs: &[Allocation],
+    lease: &Lease,
     mtu: u32,
 ) -> Result<CniResult, CniError> {
+    let allocs = &lease.allocs;
     let mut host = Netlink::open().map_err(kernel)?;
     let bridge = ensure_bridge(&mut host, conf, allocs)?;
 
@@ -171,7 +175,7 @@ pub fn attach(
         .map_err(kernel)?;
     host.set_up(host_link.index).map_err(kernel)?;
 
-    let routes = pod_routes(conf, allocs)?;
+    let routes = pod_routes(conf.is_default_gateway, lease)?;
     let pod_link = configure_pod(netns, &env.ifname, allocs, &routes)?;
 
     let bridge = host.link(&conf.bridge).map_err(kernel)?.unwrap_or(bridge);
@@ -197,7 +201,7 @@ pub fn attach(
             })
             .collect(),
         routes,
-        dns: conf.dns.clone(),
+        dns: lease.dns.clone(),
     })
 }
 
@@ -308,4 +312,25 @@ pub fn verify(conf: &NetConf, env: &Env, netns: &Netns, prev: &CniResult) -> Res
         }
     }
     Ok(())
+}
+
+/// GC: deletes podnet host veths on this network's bridge that belong to
+/// none of `keep` (host veth names). Returns the names deleted. Links that
+/// are not podnet veths, or sit on another bridge, are never touched.
+pub fn sweep(conf: &NetConf, keep: &[String]) -> Result<Vec<String>, CniError> {
+    let mut host = Netlink::open().map_err(kernel)?;
+    let Some(bridge) = host.link(&conf.bridge).map_err(kernel)? else {
+        return Ok(Vec::new());
+    };
+    let mut gone = Vec::new();
+    for link in host.links().map_err(kernel)? {
+        let ours = link.master == Some(bridge.index)
+            && link.kind.as_deref() == Some("veth")
+            && link.name.starts_with(HOST_VETH_PREFIX);
+        if ours && !keep.contains(&link.name) {
+            host.delete_link(link.index).map_err(kernel)?;
+            gone.push(link.name);
+        }
+    }
+    Ok(gone)
 }

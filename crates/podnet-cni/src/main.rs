@@ -3,6 +3,8 @@
 
 mod bridge;
 mod cmd;
+mod delegate;
+mod ipam;
 mod ipam_store;
 mod logging;
 mod masq;

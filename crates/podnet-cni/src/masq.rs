@@ -34,3 +34,13 @@ pub fn remove(conf: &NetConf, env: &Env) -> Result<(), CniError> {
     }
     nft::remove_masquerade(&tag(conf, env)).map_err(kernel)
 }
+
+/// GC: removes this network's rules whose host veth is not in `keep`.
+pub fn sweep(conf: &NetConf, keep: &[String]) -> Result<(), CniError> {
+    if !conf.ip_masq {
+        return Ok(());
+    }
+    let tags: Vec<String> = keep.iter().map(|veth| nft::tag(&conf.name, veth)).collect();
+    let prefix = nft::tag(&conf.name, "");
+    nft::remove_tagged(|t| t.starts_with(&prefix) && !tags.iter().any(|k| k == t)).map_err(kernel)
+}

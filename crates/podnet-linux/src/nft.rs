@@ -78,7 +78,12 @@ pub fn add_masquerade(rules: &[MasqRule]) -> Result<(), NftError> {
 
 /// Removes every rule tagged `tag`. A missing table is not an error.
 pub fn remove_masquerade(tag: &str) -> Result<(), NftError> {
-    let old = tagged_rules(|t| t == tag)?;
+    remove_tagged(|t| t == tag)
+}
+
+/// Removes every rule of our chain whose tag satisfies `doomed`.
+pub fn remove_tagged(doomed: impl Fn(&str) -> bool) -> Result<(), NftError> {
+    let old = tagged_rules(doomed)?;
     if old.is_empty() {
         return Ok(());
     }

@@ -1,36 +1,16 @@
 //! CHECK: the attachment still matches what ADD reported.
 
-use podnet_core::cni::{CniError, Code, Env, NetConf};
+use podnet_core::cni::{CniError, Env, NetConf};
 
-use super::{attachment, open_netns, store};
-use crate::bridge;
+use super::open_netns;
+use crate::{bridge, ipam};
 
-pub fn check(conf: &NetConf, env: &Env) -> Result<(), CniError> {
+pub fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
     let prev = conf
         .prev_result
         .as_ref()
         .ok_or_else(|| CniError::config("prevResult is required for CHECK"))?;
     let netns = open_netns(env)?;
-    let held = store(conf)?.load()?.owned_by(&attachment(env));
-    if held.is_empty() {
-        return Err(CniError::new(
-            Code::UnknownContainer,
-            format!(
-                "no addresses are allocated to container {} ifname {}",
-                env.container_id, env.ifname
-            ),
-        ));
-    }
-    for ip in &prev.ips {
-        if !held.contains(&ip.address.addr()) {
-            return Err(CniError::new(
-                Code::CheckFailed,
-                format!(
-                    "address {} from prevResult is not allocated to this container",
-                    ip.address
-                ),
-            ));
-        }
-    }
+    ipam::check(conf, env, stdin, prev)?;
     bridge::verify(conf, env, &netns, prev)
 }

@@ -3,13 +3,11 @@
 mod add;
 mod check;
 mod del;
+mod gc;
+mod status;
 
-use podnet_core::cni::config::IpamKind;
 use podnet_core::cni::{CniError, Code, Command, Env, NetConf};
-use podnet_core::ipam::Attachment;
 use podnet_linux::netns::{Netns, NetnsError};
-
-use crate::ipam_store::IpamStore;
 
 pub fn run(env: &Env, stdin: &[u8]) -> Result<String, CniError> {
     if env.command == Command::Version {
@@ -19,11 +17,6 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<String, CniError> {
     }
     let conf = NetConf::parse(stdin)?;
     crate::logging::init(conf.log_file.as_deref());
-    if let IpamKind::Delegated { plugin, .. } = &conf.ipam.kind {
-        return Err(CniError::config(format!(
-            "ipam.type \"{plugin}\" is not supported yet; use \"podnet\" (or omit type)"
-        )));
-    }
     tracing::info!(
         command = ?env.command,
         container = %env.container_id,
@@ -33,33 +26,17 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<String, CniError> {
         "invoked"
     );
     let out = match env.command {
-        Command::Add => add::add(&conf, env).map(|r| r.to_json(conf.version).to_string()),
-        Command::Del => del::del(&conf, env).map(|()| String::new()),
-        Command::Check => check::check(&conf, env).map(|()| String::new()),
-        Command::Status | Command::Gc => Err(CniError::new(
-            Code::IncompatibleVersion,
-            format!(
-                "{:?} is not supported by this version of podnet",
-                env.command
-            ),
-        )),
+        Command::Add => add::add(&conf, env, stdin).map(|r| r.to_json(conf.version).to_string()),
+        Command::Del => del::del(&conf, env, stdin).map(|()| String::new()),
+        Command::Check => check::check(&conf, env, stdin).map(|()| String::new()),
+        Command::Status => status::status(&conf, env, stdin).map(|()| String::new()),
+        Command::Gc => gc::gc(&conf, env, stdin).map(|()| String::new()),
         Command::Version => Ok(conf.version.version_info()),
     };
     if let Err(e) = &out {
         tracing::warn!(code = e.code.as_u32(), "{}", e.msg);
     }
     out
-}
-
-pub fn attachment(env: &Env) -> Attachment {
-    Attachment {
-        container_id: env.container_id.clone(),
-        ifname: env.ifname.clone(),
-    }
-}
-
-pub fn store(conf: &NetConf) -> Result<IpamStore, CniError> {
-    IpamStore::open(&conf.ipam.state_dir)
 }
 
 /// Opens `CNI_NETNS`; a missing path or a file that is not a network

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::error::{CniError, Code};
 use super::result::{CniResult, Route};
 use super::version::CniVersion;
-use crate::ipam::{Pool, RangeConf};
+use crate::ipam::{Attachment, Pool, RangeConf};
 use crate::names::parse_mac;
 use crate::subnet_file::DEFAULT_SUBNET_FILE;
 
@@ -41,6 +41,18 @@ struct RawConf {
     #[serde(default)]
     runtime_config: RawRuntimeConfig,
     prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<RawAttachment>>,
+    /// The name an earlier draft of the spec used; runtimes send both.
+    #[serde(rename = "cni.dev/attachments")]
+    attachments: Option<Vec<RawAttachment>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAttachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +127,9 @@ pub struct NetConf {
     pub dns: Option<Value>,
     pub runtime: RuntimeConfig,
     pub prev_result: Option<CniResult>,
+    /// GC: the attachments the runtime still knows; everything else of
+    /// ours may go. `None` when the runtime sent no list.
+    pub valid_attachments: Option<Vec<Attachment>>,
 }
 
 /// The `cniVersion` to answer errors in: the config's own if it is one we
@@ -175,8 +190,17 @@ impl NetConf {
             .prev_result
             .map(|v| typed::<CniResult>(v, "prevResult"))
             .transpose()?;
+        let valid_attachments = raw.valid_attachments.or(raw.attachments).map(|list| {
+            list.into_iter()
+                .map(|a| Attachment {
+                    container_id: a.container_id,
+                    ifname: a.ifname,
+                })
+                .collect()
+        });
         Ok(NetConf {
             version,
+            valid_attachments,
             ipam: validate_ipam(raw.ipam, &raw.name)?,
             runtime: validate_runtime(raw.runtime_config)?,
             name: raw.name,

@@ -2,29 +2,60 @@
 
 use serde::Serialize;
 
-/// Well-known error codes from the CNI spec, plus podnet's own (>= 100).
+/// Well-known error codes from the CNI spec, podnet's own (>= 100), and
+/// any other code a delegated plugin answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
-    IncompatibleVersion = 1,
-    UnsupportedField = 2,
-    UnknownContainer = 3,
-    InvalidEnv = 4,
-    Io = 5,
-    Decode = 6,
-    InvalidConfig = 7,
-    TryAgainLater = 11,
-    NotAvailable = 50,
+    IncompatibleVersion,
+    UnsupportedField,
+    UnknownContainer,
+    InvalidEnv,
+    Io,
+    Decode,
+    InvalidConfig,
+    TryAgainLater,
+    NotAvailable,
     /// podnet: the address pool of a range set has no free address.
-    PoolExhausted = 100,
+    PoolExhausted,
     /// podnet: a kernel (netlink, sysctl, nftables) operation failed.
-    Kernel = 101,
+    Kernel,
     /// podnet: the pod's attachment does not match `prevResult` (CHECK).
-    CheckFailed = 102,
+    CheckFailed,
+    /// A code passed through from a delegated plugin.
+    Other(u32),
 }
+
+const KNOWN: [(Code, u32); 12] = [
+    (Code::IncompatibleVersion, 1),
+    (Code::UnsupportedField, 2),
+    (Code::UnknownContainer, 3),
+    (Code::InvalidEnv, 4),
+    (Code::Io, 5),
+    (Code::Decode, 6),
+    (Code::InvalidConfig, 7),
+    (Code::TryAgainLater, 11),
+    (Code::NotAvailable, 50),
+    (Code::PoolExhausted, 100),
+    (Code::Kernel, 101),
+    (Code::CheckFailed, 102),
+];
 
 impl Code {
     pub fn as_u32(self) -> u32 {
-        self as u32
+        match self {
+            Code::Other(n) => n,
+            known => KNOWN
+                .iter()
+                .find(|(c, _)| *c == known)
+                .map_or(999, |(_, n)| *n),
+        }
+    }
+
+    pub fn from_u32(n: u32) -> Code {
+        KNOWN
+            .iter()
+            .find(|(_, k)| *k == n)
+            .map_or(Code::Other(n), |(c, _)| *c)
     }
 }
 
@@ -93,6 +124,16 @@ mod tests {
         assert_eq!(v["code"], 7);
         assert_eq!(v["msg"], "bad subnet \"x\"");
         assert_eq!(v["details"], "ipam.subnet");
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for (code, n) in KNOWN {
+            assert_eq!(code.as_u32(), n);
+            assert_eq!(Code::from_u32(n), code);
+        }
+        assert_eq!(Code::from_u32(999), Code::Other(999));
+        assert_eq!(Code::Other(999).as_u32(), 999);
     }
 
     #[test]

@@ -154,3 +154,17 @@ fn error_version_falls_back_to_newest() {
     );
     assert_eq!(error_version(b"{"), CniVersion::V1_1_0);
 }
+
+#[test]
+fn gc_attachments_under_either_key() {
+    for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
+        let json = format!(
+            r#"{{"cniVersion":"1.1.0","name":"n","{key}":[{{"containerID":"abc","ifname":"eth0"}}]}}"#
+        );
+        let c = parse(&json).unwrap();
+        let list = c.valid_attachments.unwrap();
+        assert_eq!(list[0].container_id, "abc");
+        assert_eq!(list[0].ifname, "eth0");
+    }
+    assert!(parse(MINIMAL).unwrap().valid_attachments.is_none());
+}

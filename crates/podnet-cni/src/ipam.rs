@@ -1,0 +1,191 @@
+//! IPAM for one attachment, built in or delegated to a plugin in CNI_PATH.
+//! Callers see one interface either way.
+
+use std::net::IpAddr;
+
+use podnet_core::cni::config::IpamKind;
+use podnet_core::cni::result::Route;
+use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
+use podnet_core::ipam::addr::first_host;
+use podnet_core::ipam::{Allocation, Attachment};
+use serde_json::Value;
+
+use crate::ipam_store::IpamStore;
+use crate::{delegate, node};
+
+/// What IPAM gave one attachment.
+pub struct Lease {
+    pub allocs: Vec<Allocation>,
+    /// Extra pod routes (besides the default routes).
+    pub routes: Vec<Route>,
+    pub dns: Option<Value>,
+    /// True if this call took the addresses (not a repeated ADD).
+    fresh: bool,
+}
+
+pub fn attachment(env: &Env) -> Attachment {
+    Attachment {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+    }
+}
+
+pub fn store(conf: &NetConf) -> Result<IpamStore, CniError> {
+    IpamStore::open(&conf.ipam.state_dir)
+}
+
+pub fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Lease, CniError> {
+    match &conf.ipam.kind {
+        IpamKind::Builtin => {
+            let file = node::subnet_file(conf)?;
+            let pool = node::pool(conf, file.as_ref())?;
+            let who = attachment(env);
+            store(conf)?.transact(|state| {
+                let fresh = state.owned_by(&who).is_empty();
+                Ok(Lease {
+                    allocs: state.allocate(&pool, &who, &conf.runtime.ips)?,
+                    routes: conf.ipam.routes.clone(),
+                    dns: conf.dns.clone(),
+                    fresh,
+                })
+            })
+        }
+        IpamKind::Delegated { plugin, .. } => {
+            let out = delegate::exec(plugin, "ADD", env, stdin)?.ok_or_else(|| {
+                CniError::new(Code::Io, format!("IPAM plugin {plugin} returned no result"))
+            })?;
+            let result: CniResult = serde_json::from_value(out).map_err(|e| {
+                CniError::new(
+                    Code::Decode,
+                    format!("IPAM plugin {plugin}: bad result: {e}"),
+                )
+            })?;
+            lease_from(result, conf)
+        }
+    }
+}
+
+/// A delegated plugin's result as a lease. A missing gateway means the
+/// subnet's first host, as the reference bridge plugin assumes.
+fn lease_from(result: CniResult, conf: &NetConf) -> Result<Lease, CniError> {
+    if result.ips.is_empty() {
+        return Err(CniError::new(Code::Io, "IPAM plugin returned no addresses"));
+    }
+    let allocs = result
+        .ips
+        .iter()
+        .map(|ip| Allocation {
+            address: ip.address,
+            gateway: ip
+                .gateway
+                .unwrap_or_else(|| first_host(&ip.address.trunc())),
+        })
+        .collect();
+    Ok(Lease {
+        allocs,
+        routes: result.routes,
+        dns: result.dns.or_else(|| conf.dns.clone()),
+        fresh: true,
+    })
+}
+
+/// Gives back what `allocate` took, after a failed ADD.
+pub fn undo(conf: &NetConf, env: &Env, stdin: &[u8], lease: &Lease) -> Result<(), CniError> {
+    if lease.fresh {
+        release(conf, env, stdin)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn release(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
+    match &conf.ipam.kind {
+        IpamKind::Builtin => {
+            let who = attachment(env);
+            let freed = store(conf)?.transact(|state| Ok(state.release(&who)))?;
+            tracing::info!(?freed, "released");
+            Ok(())
+        }
+        IpamKind::Delegated { plugin, .. } => delegate::exec(plugin, "DEL", env, stdin).map(drop),
+    }
+}
+
+/// The addresses IPAM holds for this attachment (CHECK).
+pub fn check(conf: &NetConf, env: &Env, stdin: &[u8], prev: &CniResult) -> Result<(), CniError> {
+    match &conf.ipam.kind {
+        IpamKind::Builtin => {
+            let held = store(conf)?.load()?.owned_by(&attachment(env));
+            if held.is_empty() {
+                return Err(CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "no addresses are allocated to container {} ifname {}",
+                        env.container_id, env.ifname
+                    ),
+                ));
+            }
+            let missing: Vec<IpAddr> = prev
+                .ips
+                .iter()
+                .map(|ip| ip.address.addr())
+                .filter(|ip| !held.contains(ip))
+                .collect();
+            match missing.first() {
+                None => Ok(()),
+                Some(ip) => Err(CniError::new(
+                    Code::CheckFailed,
+                    format!("address {ip} from prevResult is not allocated to this container"),
+                )),
+            }
+        }
+        IpamKind::Delegated { plugin, .. } => delegate::exec(plugin, "CHECK", env, stdin).map(drop),
+    }
+}
+
+/// STATUS: code 50 when no pool is known or it is exhausted.
+pub fn status(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
+    match &conf.ipam.kind {
+        IpamKind::Builtin => {
+            let unavailable = |msg: String| CniError::new(Code::NotAvailable, msg);
+            let file = node::subnet_file(conf)?;
+            let pool = node::pool(conf, file.as_ref()).map_err(|e| unavailable(e.msg))?;
+            if !store(conf)?.load()?.has_capacity(&pool) {
+                return Err(unavailable(format!(
+                    "the address pool of network {} is exhausted",
+                    conf.name
+                )));
+            }
+            Ok(())
+        }
+        IpamKind::Delegated { plugin, .. } => {
+            tolerate_unsupported(delegate::exec(plugin, "STATUS", env, stdin))
+        }
+    }
+}
+
+/// GC: frees every allocation whose attachment is not in `valid`.
+pub fn gc(conf: &NetConf, env: &Env, stdin: &[u8], valid: &[Attachment]) -> Result<(), CniError> {
+    match &conf.ipam.kind {
+        IpamKind::Builtin => {
+            let freed =
+                store(conf)?.transact(|state| Ok(state.release_unless(|a| valid.contains(a))))?;
+            tracing::info!(?freed, "gc released");
+            Ok(())
+        }
+        IpamKind::Delegated { plugin, .. } => {
+            tolerate_unsupported(delegate::exec(plugin, "GC", env, stdin))
+        }
+    }
+}
+
+/// Plugins older than CNI 1.1 answer STATUS and GC with code 4 (unknown
+/// command): that means "not supported", not "broken".
+fn tolerate_unsupported(r: Result<Option<Value>, CniError>) -> Result<(), CniError> {
+    match r {
+        Err(e) if e.code == Code::InvalidEnv => {
+            tracing::info!("IPAM plugin does not support this command: {}", e.msg);
+            Ok(())
+        }
+        other => other.map(drop),
+    }
+}
