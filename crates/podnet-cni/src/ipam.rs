@@ -157,9 +157,7 @@ pub fn status(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
             }
             Ok(())
         }
-        IpamKind::Delegated { plugin, .. } => {
-            tolerate_unsupported(delegate::exec(plugin, "STATUS", env, stdin))
-        }
+        IpamKind::Delegated { plugin, .. } => delegate_1_1(plugin, "STATUS", env, stdin),
     }
 }
 
@@ -172,18 +170,26 @@ pub fn gc(conf: &NetConf, env: &Env, stdin: &[u8], valid: &[Attachment]) -> Resu
             tracing::info!(?freed, "gc released");
             Ok(())
         }
-        IpamKind::Delegated { plugin, .. } => {
-            tolerate_unsupported(delegate::exec(plugin, "GC", env, stdin))
-        }
+        IpamKind::Delegated { plugin, .. } => delegate_1_1(plugin, "GC", env, stdin),
     }
 }
 
-/// Plugins older than CNI 1.1 answer STATUS and GC with code 4 (unknown
-/// command): that means "not supported", not "broken".
-fn tolerate_unsupported(r: Result<Option<Value>, CniError>) -> Result<(), CniError> {
-    match r {
+/// Runs a CNI 1.1 command (STATUS, GC) on a delegated plugin. A plugin
+/// that does not list 1.1.0 in VERSION, or answers code 4 (unknown
+/// command), does not support it: that is "nothing to do", not "broken".
+fn delegate_1_1(plugin: &str, command: &str, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
+    let info = delegate::exec(plugin, "VERSION", env, br#"{"cniVersion":"1.1.0"}"#)?;
+    let speaks_1_1 = info
+        .as_ref()
+        .and_then(|v| v.get("supportedVersions")?.as_array().cloned())
+        .is_some_and(|vs| vs.iter().any(|v| v == "1.1.0"));
+    if !speaks_1_1 {
+        tracing::info!("IPAM plugin {plugin} predates CNI 1.1: skipping {command}");
+        return Ok(());
+    }
+    match delegate::exec(plugin, command, env, stdin) {
         Err(e) if e.code == Code::InvalidEnv => {
-            tracing::info!("IPAM plugin does not support this command: {}", e.msg);
+            tracing::info!("IPAM plugin {plugin} does not support {command}: {}", e.msg);
             Ok(())
         }
         other => other.map(drop),

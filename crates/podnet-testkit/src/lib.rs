@@ -6,8 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Privileged tests fail, not skip, when not root: a skipped test would
 /// let CI pass without testing anything.
@@ -76,6 +79,52 @@ impl TestNetns {
             .iter()
             .map(|l| l["ifname"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// Runs `f` on a fresh thread that has entered this namespace; the
+    /// calling thread never switches. Sockets made in `f` stay in it.
+    pub fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(self.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// A TCP server in this namespace that answers every connection with
+    /// the peer address it saw, so a test can tell whether NAT happened.
+    pub fn serve_peer_addr(&self, addr: &str) -> SocketAddr {
+        let listener = self.in_ns(|| TcpListener::bind(addr).unwrap());
+        let local = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let peer = conn
+                    .peer_addr()
+                    .map(|p| p.ip().to_string())
+                    .unwrap_or_default();
+                let _ = conn.write_all(peer.as_bytes());
+            }
+        });
+        local
+    }
+
+    /// Connects from this namespace to a [`serve_peer_addr`] server and
+    /// returns the source address the server saw.
+    ///
+    /// [`serve_peer_addr`]: TestNetns::serve_peer_addr
+    pub fn seen_as(&self, addr: &str) -> std::io::Result<String> {
+        let target: SocketAddr = addr.parse().unwrap();
+        self.in_ns(|| {
+            let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+            conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut seen = String::new();
+            conn.read_to_string(&mut seen)?;
+            Ok(seen)
+        })
     }
 
     /// `ping` once from this namespace; true if it was answered.
