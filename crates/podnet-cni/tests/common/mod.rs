@@ -66,7 +66,12 @@ impl Node {
     /// Starts the plugin inside the node with `vars` on top of a clean env
     /// and `stdin` already written.
     pub fn spawn(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Child {
-        let mut cmd = self.ns.command(PLUGIN);
+        self.spawn_plugin(PLUGIN, vars, stdin)
+    }
+
+    /// Like [`Node::spawn`], for any plugin binary.
+    pub fn spawn_plugin(&self, program: &str, vars: &[(&str, &str)], stdin: &[u8]) -> Child {
+        let mut cmd = self.ns.command(program);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::piped())
@@ -83,7 +88,14 @@ impl Node {
 
     /// Runs the plugin inside the node and collects what it printed.
     pub fn invoke(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
-        let out = self.spawn(vars, stdin).wait_with_output().unwrap();
+        self.invoke_plugin(PLUGIN, vars, stdin)
+    }
+
+    pub fn invoke_plugin(&self, program: &str, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        let out = self
+            .spawn_plugin(program, vars, stdin)
+            .wait_with_output()
+            .unwrap();
         Outcome {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
@@ -184,4 +196,80 @@ pub fn first_ip(result: &Value) -> String {
 pub fn sh(ns: &TestNetns, script: &str) -> String {
     let out = ns.command("sh").args(["-c", script]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// CNI_PATH for chains: podnet's own directory first, then the reference
+/// plugins.
+pub fn cni_path() -> String {
+    let dir = std::path::Path::new(PLUGIN).parent().unwrap();
+    format!("{}:/usr/lib/cni", dir.display())
+}
+
+impl Node {
+    /// Runs a conflist the way a runtime does: ADD and CHECK in order, DEL
+    /// in reverse; `name` and `cniVersion` from the list; `prevResult`
+    /// threaded through ADD, and the final result given to CHECK and DEL;
+    /// `runtimeConfig` passed to plugins that declare the capability.
+    pub fn chain(
+        &self,
+        command: &str,
+        cid: &str,
+        pod: &TestNetns,
+        list: &Value,
+        runtime: &Value,
+        prev: Option<&Value>,
+    ) -> Result<Option<Value>, String> {
+        let mut plugins: Vec<Value> = list["plugins"].as_array().unwrap().clone();
+        if command == "DEL" {
+            plugins.reverse();
+        }
+        let path = cni_path();
+        let netns = pod.path();
+        let vars = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", path.as_str()),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+            ),
+        ];
+        let mut result = prev.cloned();
+        for mut plugin in plugins {
+            plugin["name"] = list["name"].clone();
+            plugin["cniVersion"] = list["cniVersion"].clone();
+            if let Some(caps) = plugin
+                .get("capabilities")
+                .and_then(Value::as_object)
+                .cloned()
+            {
+                let mut rc = serde_json::Map::new();
+                for (cap, on) in caps {
+                    if on == json!(true) && !runtime[&cap].is_null() {
+                        rc.insert(cap.clone(), runtime[&cap].clone());
+                    }
+                }
+                plugin["runtimeConfig"] = Value::Object(rc);
+            }
+            if let Some(prev) = &result {
+                plugin["prevResult"] = prev.clone();
+            }
+            let kind = plugin["type"].as_str().unwrap().to_owned();
+            let program = if kind == "podnet" {
+                PLUGIN.to_owned()
+            } else {
+                format!("/usr/lib/cni/{kind}")
+            };
+            let out = self.invoke_plugin(&program, &vars, plugin.to_string().as_bytes());
+            if !out.ok {
+                return Err(format!("{kind} {command}: {} {}", out.stdout, out.stderr));
+            }
+            if command == "ADD" {
+                result = Some(out.json());
+            }
+        }
+        Ok(if command == "ADD" { result } else { None })
+    }
 }
