@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -95,5 +96,61 @@ impl Drop for NetnsGuard {
             eprintln!("podnet: fatal: cannot return to the original netns: {e}");
             std::process::abort();
         }
+    }
+}
+
+/// A named namespace under /var/run/netns, made with `ip netns add` so that
+/// `ip netns exec` and `nsenter` find it, and deleted on drop.
+#[derive(Debug)]
+pub struct NamedNetns {
+    name: String,
+}
+
+impl NamedNetns {
+    pub fn create(name: &str) -> io::Result<Self> {
+        ip_netns("add", name)?;
+        let ns = NamedNetns {
+            name: name.to_owned(),
+        };
+        // Loopback is down in a new namespace; everyone expects it up.
+        let up = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status()?;
+        if !up.success() {
+            return Err(io::Error::other(format!("cannot bring lo up in {name}")));
+        }
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(&self.name)
+    }
+
+    pub fn open(&self) -> Result<Netns, NetnsError> {
+        Netns::open(self.path())
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        if let Err(e) = ip_netns("del", &self.name) {
+            eprintln!("podnet: cannot delete netns {}: {e}", self.name);
+        }
+    }
+}
+
+fn ip_netns(verb: &str, name: &str) -> io::Result<()> {
+    let out = Command::new("ip").args(["netns", verb, name]).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "ip netns {verb} {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }

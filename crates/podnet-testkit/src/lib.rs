@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use podnet_linux::netns::NamedNetns;
+
 /// Privileged tests fail, not skip, when not root: a skipped test would
 /// let CI pass without testing anything.
 pub fn require_root() {
@@ -25,7 +27,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A named network namespace (`ip netns add`), deleted on drop.
 pub struct TestNetns {
-    name: String,
+    ns: NamedNetns,
 }
 
 impl TestNetns {
@@ -33,24 +35,23 @@ impl TestNetns {
         require_root();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{prefix}-{}-{n}", std::process::id());
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = TestNetns { name };
-        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        ns
+        TestNetns {
+            ns: NamedNetns::create(&name).unwrap(),
+        }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.ns.name()
     }
 
     pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
+        self.ns.path().display().to_string()
     }
 
     /// A command that runs inside this namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program]);
+        cmd.args(["netns", "exec", self.name(), program]);
         cmd
     }
 
@@ -132,14 +133,6 @@ impl TestNetns {
         self.exec(&["ping", "-c", "1", "-W", "2", addr])
             .status
             .success()
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 

@@ -1,0 +1,327 @@
+//! `podnetctl bench cni`: podnet against the reference bridge + host-local
+//! plugins, plus a bare veth create/delete as the kernel's floor, all in
+//! one run, in throwaway namespaces, with the runs interleaved so that
+//! machine noise hits every subject alike.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use podnet_linux::netlink::{Netlink, VethSpec};
+use podnet_linux::netns::{NamedNetns, Netns};
+use serde_json::{Value, json};
+
+use super::stats::{Summary, median_rate, ratio};
+
+pub struct Options {
+    pub iterations: usize,
+    pub concurrency: usize,
+    pub rounds: usize,
+    pub plugin: Option<PathBuf>,
+    pub reference_dir: PathBuf,
+}
+
+/// One plugin under test: its binary, config and CNI_PATH.
+struct Subject {
+    name: &'static str,
+    exe: PathBuf,
+    conf: String,
+    cni_path: String,
+}
+
+impl Subject {
+    /// Runs one command and times it from spawn to exit.
+    fn call(&self, command: &str, cid: &str, netns: &Path) -> Result<(Duration, Value)> {
+        let started = Instant::now();
+        let mut child = Command::new(&self.exe)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", &self.cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawn {}", self.exe.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(self.conf.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "{} {command} {cid} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        Ok((took, value))
+    }
+}
+
+fn first_ip(result: &Value) -> Option<String> {
+    Some(result["ips"][0]["address"].as_str()?.to_owned())
+}
+
+#[derive(Default)]
+struct Samples {
+    add: Vec<Duration>,
+    del: Vec<Duration>,
+}
+
+/// One concurrent round: all ADDs at once, then all DELs at once.
+struct Round {
+    add_rate: f64,
+    del_rate: f64,
+    errors: usize,
+    duplicates: usize,
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    let plugin = match opts.plugin {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or_else(|| anyhow!("podnetctl has no directory"))?
+            .join("podnet"),
+    };
+    for exe in [
+        &plugin,
+        &opts.reference_dir.join("bridge"),
+        &opts.reference_dir.join("host-local"),
+    ] {
+        if !exe.is_file() {
+            bail!(
+                "{} not found (build podnet; install containernetworking-plugins)",
+                exe.display()
+            );
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let tag = format!("podnet-bench-{}", std::process::id());
+    let node = NamedNetns::create(&format!("{tag}-node"))?;
+    let pods = (0..opts.concurrency.max(1))
+        .map(|i| NamedNetns::create(&format!("{tag}-pod{i}")))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let pod_paths: Vec<PathBuf> = pods.iter().map(NamedNetns::path).collect();
+    // Everything below runs inside the node namespace: plugins inherit it.
+    let _in_node = node.open()?.enter()?;
+
+    let podnet_dir = plugin.parent().map(Path::to_path_buf).unwrap_or_default();
+    let reference_path = opts.reference_dir.display().to_string();
+    let subjects = [
+        Subject {
+            name: "podnet",
+            exe: plugin.clone(),
+            conf: json!({
+                "cniVersion": "1.0.0", "name": "bench-podnet", "type": "podnet",
+                "bridge": "pnbench0", "ipMasq": false,
+                "subnetFile": work.path().join("no-subnet.json"),
+                "ipam": { "subnet": "10.250.0.0/16", "dataDir": work.path().join("podnet") },
+            })
+            .to_string(),
+            cni_path: format!("{}:{reference_path}", podnet_dir.display()),
+        },
+        Subject {
+            name: "bridge+host-local",
+            exe: opts.reference_dir.join("bridge"),
+            conf: json!({
+                "cniVersion": "1.0.0", "name": "bench-ref", "type": "bridge",
+                "bridge": "refbench0", "isGateway": true, "ipMasq": false,
+                "ipam": { "type": "host-local", "subnet": "10.251.0.0/16",
+                          "dataDir": work.path().join("host-local") },
+            })
+            .to_string(),
+            cni_path: reference_path,
+        },
+    ];
+
+    println!(
+        "podnetctl bench cni: {} sequential ADD+DEL cycles per plugin (alternated), \
+         {}-way concurrent x {} round(s)",
+        opts.iterations, opts.concurrency, opts.rounds
+    );
+    // Warm up: bridges, IPAM dirs and page cache exist before timing.
+    for s in &subjects {
+        s.call("ADD", "warmup", &pod_paths[0])?;
+        s.call("DEL", "warmup", &pod_paths[0])?;
+    }
+
+    let mut seq: [Samples; 2] = Default::default();
+    let mut floor = Samples::default();
+    let pod0 = Netns::open(&pod_paths[0])?;
+    let mut netlink = Netlink::open()?;
+    for i in 0..opts.iterations {
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let cid = format!("seq-{i}");
+            let (add, _) = subjects[k].call("ADD", &cid, &pod_paths[0])?;
+            let (del, _) = subjects[k].call("DEL", &cid, &pod_paths[0])?;
+            seq[k].add.push(add);
+            seq[k].del.push(del);
+        }
+        let (create, delete) = bare_veth(&mut netlink, &pod0)?;
+        floor.add.push(create);
+        floor.del.push(delete);
+        if (i + 1) % 50 == 0 {
+            eprintln!("  ... {} / {} cycles", i + 1, opts.iterations);
+        }
+    }
+
+    let mut rounds: [Vec<Round>; 2] = Default::default();
+    for r in 0..opts.rounds {
+        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            rounds[k].push(concurrent(&subjects[k], &pod_paths, r));
+        }
+    }
+
+    report(&subjects, &seq, &floor, &rounds, opts.concurrency)
+}
+
+/// The kernel's floor: a veth pair with its peer born in the pod netns,
+/// created and deleted through netlink with no process start at all.
+fn bare_veth(netlink: &mut Netlink, pod: &Netns) -> Result<(Duration, Duration)> {
+    let spec = VethSpec {
+        host_name: "pnbenchfloor",
+        peer_name: "eth9",
+        peer_netns: pod,
+        mtu: 1500,
+        peer_mac: None,
+    };
+    let started = Instant::now();
+    netlink.create_veth(&spec)?;
+    let created = started.elapsed();
+    let index = netlink
+        .link("pnbenchfloor")?
+        .ok_or_else(|| anyhow!("floor veth vanished"))?
+        .index;
+    let started = Instant::now();
+    netlink.delete_link(index)?;
+    Ok((created, started.elapsed()))
+}
+
+fn concurrent(subject: &Subject, pods: &[PathBuf], round: usize) -> Round {
+    let cid = |i: usize| format!("conc-{round}-{i}");
+    let batch = |command: &'static str| {
+        let started = Instant::now();
+        let results: Vec<Result<(Duration, Value)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, pod)| s.spawn(move || subject.call(command, &cid(i), pod)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("thread panicked"))))
+                .collect()
+        });
+        (started.elapsed(), results)
+    };
+    let (add_wall, adds) = batch("ADD");
+    let (del_wall, dels) = batch("DEL");
+    let ips: Vec<String> = adds
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|(_, v)| first_ip(v)))
+        .collect();
+    let unique: HashSet<&String> = ips.iter().collect();
+    let errors = adds.iter().chain(&dels).filter(|r| r.is_err()).count();
+    for e in adds.iter().chain(&dels).filter_map(|r| r.as_ref().err()) {
+        eprintln!("  {} error: {e:#}", subject.name);
+    }
+    let rate = |wall: Duration| pods.len() as f64 / wall.as_secs_f64();
+    Round {
+        add_rate: rate(add_wall),
+        del_rate: rate(del_wall),
+        errors,
+        duplicates: ips.len() - unique.len(),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn report(
+    subjects: &[Subject; 2],
+    seq: &[Samples; 2],
+    floor: &Samples,
+    rounds: &[Vec<Round>; 2],
+    concurrency: usize,
+) -> Result<()> {
+    let summary = |v: &[Duration]| Summary::of(v).ok_or_else(|| anyhow!("no samples"));
+    println!();
+    println!(
+        "{:28} {:>11} {:>11}   {:>18}",
+        "sequential (N each)", "median", "p95", "range"
+    );
+    let mut rows = Vec::new();
+    for (s, samples) in subjects.iter().zip(seq) {
+        rows.push((format!("{} ADD", s.name), summary(&samples.add)?));
+        rows.push((format!("{} DEL", s.name), summary(&samples.del)?));
+    }
+    rows.push((
+        "bare veth create (netlink)".to_owned(),
+        summary(&floor.add)?,
+    ));
+    rows.push((
+        "bare veth delete (netlink)".to_owned(),
+        summary(&floor.del)?,
+    ));
+    for (label, s) in &rows {
+        println!("{label:28} {s}   (n={})", s.n);
+    }
+
+    let podnet_add = summary(&seq[0].add)?.median;
+    let ref_add = summary(&seq[1].add)?.median;
+    let podnet_del = summary(&seq[0].del)?.median;
+    let ref_del = summary(&seq[1].del)?.median;
+    let floor_del = summary(&floor.del)?.median;
+    let add_ratio = ratio(podnet_add, ref_add);
+    let del_ratio = ratio(podnet_del, floor_del);
+    println!();
+    println!("ratios of medians");
+    println!(
+        "  podnet ADD / reference ADD        {add_ratio:6.3}   target <= 0.25  {}",
+        verdict(add_ratio <= 0.25)
+    );
+    println!(
+        "  podnet DEL / bare veth delete     {del_ratio:6.3}   target <= 1.20  {}",
+        verdict(del_ratio <= 1.2)
+    );
+    println!(
+        "  podnet DEL / reference DEL        {:6.3}",
+        ratio(podnet_del, ref_del)
+    );
+
+    println!();
+    println!(
+        "concurrent ({concurrency}-way), median of {} round(s)",
+        rounds[0].len()
+    );
+    let mut add_rates = [0.0; 2];
+    for (k, s) in subjects.iter().enumerate() {
+        let add = median_rate(&rounds[k].iter().map(|r| r.add_rate).collect::<Vec<_>>());
+        let del = median_rate(&rounds[k].iter().map(|r| r.del_rate).collect::<Vec<_>>());
+        let errors: usize = rounds[k].iter().map(|r| r.errors).sum();
+        let dups: usize = rounds[k].iter().map(|r| r.duplicates).sum();
+        add_rates[k] = add;
+        println!(
+            "  {:20} ADD {add:7.1} pods/s   DEL {del:7.1} pods/s   errors {errors}   duplicate IPs {dups}",
+            s.name
+        );
+    }
+    let tput = add_rates[0] / add_rates[1].max(f64::MIN_POSITIVE);
+    println!(
+        "  podnet / reference ADD throughput {tput:6.2}   target >= 4     {}",
+        verdict(tput >= 4.0)
+    );
+    Ok(())
+}

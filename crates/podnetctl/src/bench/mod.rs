@@ -1,0 +1,4 @@
+//! Benchmarks: commands that measure and print, never timed tests.
+
+pub mod cni;
+pub mod stats;
