@@ -132,6 +132,7 @@ fn tolerate_exists(r: Result<(), NetlinkError>) -> Result<(), CniError> {
 /// Wires the pod: bridge, veth pair, addresses, routes, sysctls. On error
 /// the caller calls [`detach`] to remove whatever was made.
 pub fn attach(
+    host: &mut Netlink,
     conf: &NetConf,
     env: &Env,
     netns: &Netns,
@@ -139,8 +140,7 @@ pub fn attach(
     mtu: u32,
 ) -> Result<CniResult, CniError> {
     let allocs = &lease.allocs;
-    let mut host = Netlink::open().map_err(kernel)?;
-    let bridge = ensure_bridge(&mut host, conf, allocs)?;
+    let bridge = ensure_bridge(host, conf, allocs)?;
 
     let host_name = host_veth_name(&env.container_id, &env.ifname);
     // A host end with our derived name is a leftover of this very
@@ -154,6 +154,7 @@ pub fn attach(
         peer_netns: netns,
         mtu,
         peer_mac: conf.runtime.mac,
+        host_master: Some(bridge.index),
     };
     host.create_veth(&spec).map_err(|e| match e.errno() {
         Some(Errno::EEXIST) => CniError::new(
@@ -169,11 +170,8 @@ pub fn attach(
         .link(&host_name)
         .map_err(kernel)?
         .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))?;
-    host.set_master(host_link.index, bridge.index)
-        .map_err(kernel)?;
     host.set_hairpin(host_link.index, conf.hairpin_mode)
         .map_err(kernel)?;
-    host.set_up(host_link.index).map_err(kernel)?;
 
     let routes = pod_routes(conf.is_default_gateway, lease)?;
     let pod_link = configure_pod(netns, &env.ifname, allocs, &routes)?;
@@ -213,15 +211,18 @@ fn configure_pod(
     allocs: &[Allocation],
     routes: &[Route],
 ) -> Result<Link, CniError> {
-    let mut pod = Netlink::open_in(netns).map_err(kernel)?;
+    // One visit to the pod's namespace: set the sysctl and open the socket
+    // that keeps talking to it afterwards.
+    let mut pod = netns
+        .run(|| {
+            sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1").map_err(kernel)?;
+            Netlink::open().map_err(kernel)
+        })
+        .map_err(kernel)??;
     let link = pod
         .link(ifname)
         .map_err(kernel)?
         .ok_or_else(|| kernel(format!("{ifname} missing in the pod after creation")))?;
-    netns
-        .run(|| sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1"))
-        .map_err(kernel)?
-        .map_err(kernel)?;
     for a in allocs {
         tolerate_exists(pod.add_address(link.index, a.address))?;
     }

@@ -1,12 +1,18 @@
 //! The built-in IPAM's durable state: one JSON file per network.
 //!
 //! Every change is a transaction: take an exclusive lock, read the state,
-//! apply a pure transition from the core, write a temp file, fsync it,
-//! rename it over the old one and fsync the directory. A crash at any point
-//! leaves either the old state or the new one, never a torn file, and
-//! concurrent plugins are serialised by the lock.
+//! apply a pure transition from the core, write a temp file, fsync it and
+//! rename it over the old one. A crash at any point leaves either the old
+//! state or the new one, never a torn file, and concurrent plugins are
+//! serialised by the lock.
+//!
+//! The directory is not fsynced after the rename: that would only make the
+//! newest change survive a power cut, and a power cut also takes every pod's
+//! veth with it, so the newest change describes a pod that no longer
+//! exists. The file itself is fsynced so that a power cut can never leave
+//! an empty or partial state file behind the rename.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -88,8 +94,7 @@ impl IpamStore {
                 .open(&temp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
-            std::fs::rename(&temp, self.dir.join(STATE))?;
-            File::open(&self.dir)?.sync_all()
+            std::fs::rename(&temp, self.dir.join(STATE))
         };
         write().map_err(|e| io_error(&self.dir.join(STATE), e))
     }

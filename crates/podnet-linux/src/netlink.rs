@@ -78,12 +78,21 @@ pub struct VethSpec<'a> {
     pub peer_netns: &'a Netns,
     pub mtu: u32,
     pub peer_mac: Option<[u8; 6]>,
+    /// Enslave the host end to this bridge and bring it up in the same
+    /// request, saving two round trips.
+    pub host_master: Option<u32>,
 }
 
 pub struct Netlink {
     socket: Socket,
     seq: u32,
+    /// One receive buffer for the socket's life: a datagram is read with a
+    /// single syscall, without peeking at its size first.
+    buf: Vec<u8>,
 }
+
+/// The kernel sends dump datagrams of at most 32 KiB.
+const RECV_BUF: usize = 64 * 1024;
 
 impl Netlink {
     /// A socket in the calling thread's current namespace.
@@ -92,7 +101,11 @@ impl Netlink {
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
         socket.set_ext_ack(true).ok();
-        Ok(Netlink { socket, seq: 0 })
+        Ok(Netlink {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(RECV_BUF),
+        })
     }
 
     /// A socket bound to `ns`; the thread is back home when this returns.
@@ -119,7 +132,14 @@ impl Netlink {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
-            let (data, _) = self.socket.recv_from_full()?;
+            self.buf.clear();
+            let len = self.socket.recv(&mut self.buf, libc_msg_trunc())?;
+            if len > self.buf.len() {
+                return Err(NetlinkError::Decode(format!(
+                    "a {len}-byte reply exceeds the {RECV_BUF}-byte buffer"
+                )));
+            }
+            let data = &self.buf[..len];
             let mut offset = 0;
             while offset < data.len() {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
@@ -171,6 +191,20 @@ impl Netlink {
         }
     }
 
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(
+            || format!("get link {index}"),
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+        ) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(link_from)),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn links(&mut self) -> Result<Vec<Link>> {
         let msgs = self.request(
             || "dump links".into(),
@@ -212,6 +246,11 @@ impl Netlink {
         msg.attributes
             .push(LinkAttribute::IfName(spec.host_name.to_owned()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(master) = spec.host_master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -240,20 +279,6 @@ impl Netlink {
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         self.set_link(|| format!("set link {index} up"), msg)
-    }
-
-    pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::Controller(master));
-        self.set_link(|| format!("attach link {index} to {master}"), msg)
-    }
-
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.set_link(|| format!("set mac of link {index}"), msg)
     }
 
     /// Hairpin lets a pod reach itself through a service VIP.
@@ -399,12 +424,14 @@ impl Netlink {
         else {
             return Ok(None);
         };
-        Ok(self
-            .links()?
-            .into_iter()
-            .find(|l| l.index == oif)
-            .map(|l| l.mtu))
+        Ok(self.link_by_index(oif)?.map(|l| l.mtu))
     }
+}
+
+/// MSG_TRUNC makes recv report a datagram's full length even if it did not
+/// fit, so truncation is detected instead of silently misparsed.
+fn libc_msg_trunc() -> i32 {
+    nix::sys::socket::MsgFlags::MSG_TRUNC.bits()
 }
 
 fn family(ip: IpAddr) -> AddressFamily {

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,14 +39,12 @@ impl Netns {
                 source,
             },
         })?;
-        let ns = Netns { file, path };
-        let is_nsfs = nix::sys::statfs::fstatfs(&ns.file)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
-        // Only setns tells a network namespace from another kind: try it.
-        if !is_nsfs || ns.enter().is_err() {
-            return Err(NetnsError::NotNetns { path: ns.path });
+        // Ask the kernel what kind of namespace this is, without entering
+        // it: a plain file, or a uts or mount namespace, fails here.
+        if ns_type(&file) != Some(CloneFlags::CLONE_NEWNET.bits()) {
+            return Err(NetnsError::NotNetns { path });
         }
-        Ok(ns)
+        Ok(Netns { file, path })
     }
 
     /// The namespace the calling thread is in now.
@@ -81,6 +80,17 @@ impl Netns {
         let _guard = self.enter()?;
         Ok(f())
     }
+}
+
+// NS_GET_NSTYPE: _IO(0xb7, 0x3), see ioctl_ns(2).
+nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
+
+/// The `CLONE_NEW*` type of a namespace file, or None if it is not one.
+#[allow(unsafe_code)]
+fn ns_type(file: &File) -> Option<i32> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which
+    // `file` keeps open for the duration of the call.
+    unsafe { ns_get_nstype(file.as_raw_fd()) }.ok()
 }
 
 /// Returns the thread to its original namespace on drop.

@@ -8,13 +8,10 @@ use crate::{bridge, ipam, masq, node};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
     let netns = open_netns(env)?;
-    let mtu = node::mtu(
-        conf,
-        node::subnet_file(conf)?.as_ref(),
-        &mut Netlink::open().map_err(bridge::kernel)?,
-    );
+    let mut host = Netlink::open().map_err(bridge::kernel)?;
+    let mtu = node::mtu(conf, node::subnet_file(conf)?.as_ref(), &mut host);
     let lease = ipam::allocate(conf, env, stdin)?;
-    let wired = bridge::attach(conf, env, &netns, &lease, mtu)
+    let wired = bridge::attach(&mut host, conf, env, &netns, &lease, mtu)
         .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result));
     wired.inspect_err(|e| {
         tracing::warn!("ADD failed, rolling back: {}", e.msg);
