@@ -129,19 +129,21 @@ fn tolerate_exists(r: Result<(), NetlinkError>) -> Result<(), CniError> {
     }
 }
 
-/// Wires the pod: bridge, veth pair, addresses, routes, sysctls. On error
-/// the caller calls [`detach`] to remove whatever was made.
-pub fn attach(
+/// Creates the pod's veth pair, its peer born inside the pod netns. It needs
+/// no address, so ADD runs it while IPAM writes to disk. If the bridge
+/// already exists the host end is enslaved and up at once; otherwise
+/// [`attach`] does that after creating the bridge.
+pub fn create_veth(
     host: &mut Netlink,
     conf: &NetConf,
     env: &Env,
     netns: &Netns,
-    lease: &Lease,
     mtu: u32,
-) -> Result<CniResult, CniError> {
-    let allocs = &lease.allocs;
-    let bridge = ensure_bridge(host, conf, allocs)?;
-
+) -> Result<Link, CniError> {
+    let bridge = host
+        .link(&conf.bridge)
+        .map_err(kernel)?
+        .filter(|b| b.kind.as_deref() == Some("bridge"));
     let host_name = host_veth_name(&env.container_id, &env.ifname);
     // A host end with our derived name is a leftover of this very
     // attachment (an ADD retried after a crash): start afresh.
@@ -154,7 +156,7 @@ pub fn attach(
         peer_netns: netns,
         mtu,
         peer_mac: conf.runtime.mac,
-        host_master: Some(bridge.index),
+        host_master: bridge.map(|b| b.index),
     };
     host.create_veth(&spec).map_err(|e| match e.errno() {
         Some(Errno::EEXIST) => CniError::new(
@@ -166,10 +168,29 @@ pub fn attach(
         ),
         _ => kernel(e),
     })?;
-    let host_link = host
-        .link(&host_name)
+    host.link(&host_name)
         .map_err(kernel)?
-        .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))?;
+        .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))
+}
+
+/// Wires the rest once IPAM has answered: the bridge and its gateway
+/// addresses, the host end's port settings, and the pod's addresses,
+/// routes and sysctls. On error the caller calls [`detach`].
+pub fn attach(
+    host: &mut Netlink,
+    conf: &NetConf,
+    env: &Env,
+    netns: &Netns,
+    lease: &Lease,
+    host_link: Link,
+) -> Result<CniResult, CniError> {
+    let allocs = &lease.allocs;
+    let bridge = ensure_bridge(host, conf, allocs)?;
+    if host_link.master != Some(bridge.index) {
+        host.set_master(host_link.index, bridge.index)
+            .map_err(kernel)?;
+        host.set_up(host_link.index).map_err(kernel)?;
+    }
     host.set_hairpin(host_link.index, conf.hairpin_mode)
         .map_err(kernel)?;
 

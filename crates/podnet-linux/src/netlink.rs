@@ -281,6 +281,13 @@ impl Netlink {
         self.set_link(|| format!("set link {index} up"), msg)
     }
 
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.set_link(|| format!("attach link {index} to {master}"), msg)
+    }
+
     /// Hairpin lets a pod reach itself through a service VIP.
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
         let mut msg = LinkMessage::default();

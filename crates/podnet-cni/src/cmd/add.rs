@@ -1,6 +1,6 @@
 //! ADD: allocate, wire, answer. A failure leaves nothing behind.
 
-use podnet_core::cni::{CniError, CniResult, Env, NetConf};
+use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_linux::netlink::Netlink;
 
 use super::open_netns;
@@ -10,16 +10,31 @@ pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniErro
     let netns = open_netns(env)?;
     let mut host = Netlink::open().map_err(bridge::kernel)?;
     let mtu = node::mtu(conf, node::subnet_file(conf)?.as_ref(), &mut host);
-    let lease = ipam::allocate(conf, env, stdin)?;
-    let wired = bridge::attach(&mut host, conf, env, &netns, &lease, mtu)
-        .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result));
+    // IPAM waits on the disk and the veth on the kernel; neither needs the
+    // other, so they run side by side.
+    let (lease, veth) = std::thread::scope(|s| {
+        let ipam = s.spawn(|| ipam::allocate(conf, env, stdin));
+        let veth = bridge::create_veth(&mut host, conf, env, &netns, mtu);
+        let lease = ipam
+            .join()
+            .unwrap_or_else(|_| Err(CniError::new(Code::Io, "IPAM thread panicked")));
+        (lease, veth)
+    });
+    let wired = match (&lease, veth) {
+        (Ok(lease), Ok(host_link)) => bridge::attach(&mut host, conf, env, &netns, lease, host_link)
+            .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result)),
+        // An IPAM error is the more telling one (an exhausted pool, say).
+        (Err(e), _) => Err(e.clone()),
+        (Ok(_), Err(e)) => Err(e),
+    };
     wired.inspect_err(|e| {
         tracing::warn!("ADD failed, rolling back: {}", e.msg);
-        let undone = bridge::detach(env)
-            .and_then(|()| masq::remove(conf, env))
-            // Only what this ADD took is given back; a retried ADD of a
-            // live attachment keeps its address for the DEL that follows.
-            .and_then(|()| ipam::undo(conf, env, stdin, &lease));
+        let mut undone = bridge::detach(env).and_then(|()| masq::remove(conf, env));
+        // Only what this ADD took is given back; a retried ADD of a live
+        // attachment keeps its address for the DEL that follows.
+        if let Ok(lease) = &lease {
+            undone = undone.and_then(|()| ipam::undo(conf, env, stdin, lease));
+        }
         if let Err(undo) = undone {
             tracing::error!("rollback failed: {}", undo.msg);
         }
