@@ -6,9 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/install-deps.sh
 
-echo "==> cargo build --release"
-cargo build --release --quiet --bin podnet
-PLUGIN="$PWD/target/release/podnet"
+echo "==> building podnet (release, static)"
+PLUGIN="$(scripts/build-release.sh)/podnet"
 
 tag="podnet-demo-$$"
 node="$tag-node"

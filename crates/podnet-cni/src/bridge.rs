@@ -145,11 +145,6 @@ pub fn create_veth(
         .map_err(kernel)?
         .filter(|b| b.kind.as_deref() == Some("bridge"));
     let host_name = host_veth_name(&env.container_id, &env.ifname);
-    // A host end with our derived name is a leftover of this very
-    // attachment (an ADD retried after a crash): start afresh.
-    if let Some(stale) = host.link(&host_name).map_err(kernel)? {
-        host.delete_link(stale.index).map_err(kernel)?;
-    }
     let spec = VethSpec {
         host_name: &host_name,
         peer_name: &env.ifname,
@@ -158,7 +153,16 @@ pub fn create_veth(
         peer_mac: conf.runtime.mac,
         host_master: bridge.map(|b| b.index),
     };
-    host.create_veth(&spec).map_err(|e| match e.errno() {
+    let mut created = host.create_veth(&spec);
+    // A host end with our derived name is a leftover of this very
+    // attachment (an ADD retried after a crash): replace it.
+    if created.as_ref().err().and_then(NetlinkError::errno) == Some(Errno::EEXIST)
+        && let Some(stale) = host.link(&host_name).map_err(kernel)?
+    {
+        host.delete_link(stale.index).map_err(kernel)?;
+        created = host.create_veth(&spec);
+    }
+    created.map_err(|e| match e.errno() {
         Some(Errno::EEXIST) => CniError::new(
             Code::Kernel,
             format!(
@@ -185,19 +189,18 @@ pub fn attach(
     host_link: Link,
 ) -> Result<CniResult, CniError> {
     let allocs = &lease.allocs;
-    let bridge = ensure_bridge(host, conf, allocs)?;
-    if host_link.master != Some(bridge.index) {
-        host.set_master(host_link.index, bridge.index)
-            .map_err(kernel)?;
-        host.set_up(host_link.index).map_err(kernel)?;
-    }
-    host.set_hairpin(host_link.index, conf.hairpin_mode)
-        .map_err(kernel)?;
-
     let routes = pod_routes(conf.is_default_gateway, lease)?;
-    let pod_link = configure_pod(netns, &env.ifname, allocs, &routes)?;
-
-    let bridge = host.link(&conf.bridge).map_err(kernel)?.unwrap_or(bridge);
+    // The pod side and the node side are different namespaces with
+    // nothing in common: configure them at the same time.
+    let (pod_link, bridge) = std::thread::scope(|s| {
+        let pod = s.spawn(|| configure_pod(netns, &env.ifname, allocs, &routes));
+        let bridge = node_side(host, conf, allocs, &host_link);
+        let pod_link = pod
+            .join()
+            .unwrap_or_else(|_| Err(kernel("pod configuration thread panicked")));
+        (pod_link, bridge)
+    });
+    let (pod_link, bridge) = (pod_link?, bridge?);
     let iface = |l: &Link, sandbox: Option<String>| Interface {
         name: l.name.clone(),
         mac: format_mac(&l.mac),
@@ -222,6 +225,26 @@ pub fn attach(
         routes,
         dns: lease.dns.clone(),
     })
+}
+
+/// On the node: the bridge with its gateways, and the host end as an up,
+/// (un)hairpinned port of it. Returns the bridge as it is now.
+fn node_side(
+    host: &mut Netlink,
+    conf: &NetConf,
+    allocs: &[Allocation],
+    host_link: &Link,
+) -> Result<Link, CniError> {
+    let bridge = ensure_bridge(host, conf, allocs)?;
+    if host_link.master != Some(bridge.index) {
+        host.set_master(host_link.index, bridge.index)
+            .map_err(kernel)?;
+        host.set_up(host_link.index).map_err(kernel)?;
+    }
+    host.set_hairpin(host_link.index, conf.hairpin_mode)
+        .map_err(kernel)?;
+    // Enslaving a port may lower the bridge's MTU; report it as it is.
+    Ok(host.link(&conf.bridge).map_err(kernel)?.unwrap_or(bridge))
 }
 
 /// Inside the pod: addresses, link up, routes, and arp_notify so that

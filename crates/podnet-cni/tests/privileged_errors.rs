@@ -15,7 +15,12 @@ use serde_json::{Value, json};
 fn snapshot(node: &Node) -> (Vec<String>, String, String, String) {
     let mut links = node.ns.links();
     links.sort();
-    let routes = node.ns.exec_ok(&["ip", "route", "show", "table", "all"]);
+    // IPv4 only, without the carrier flag: the kernel's own IPv6 link-local
+    // setup and carrier changes finish in the background after an ADD.
+    let routes = node
+        .ns
+        .exec_ok(&["ip", "-4", "route", "show", "table", "all"])
+        .replace(" linkdown", "");
     let nft = node.ns.exec_ok(&["nft", "list", "ruleset"]);
     let state =
         std::fs::read_to_string(node.data.path().join("testnet/state.json")).unwrap_or_default();

@@ -404,26 +404,31 @@ impl Netlink {
 
     /// All routes of both families in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>> {
-        let mut out = Vec::new();
-        for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut msg = RouteMessage::default();
-            msg.header.address_family = fam;
-            let msgs = self.request(
-                || "dump routes".into(),
-                RouteNetlinkMessage::GetRoute(msg),
-                NLM_F_DUMP,
-            )?;
-            out.extend(msgs.into_iter().filter_map(|m| match m {
+        let mut out = self.routes_of(AddressFamily::Inet)?;
+        out.extend(self.routes_of(AddressFamily::Inet6)?);
+        Ok(out)
+    }
+
+    fn routes_of(&mut self, family: AddressFamily) -> Result<Vec<Route>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        let msgs = self.request(
+            || "dump routes".into(),
+            RouteNetlinkMessage::GetRoute(msg),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r) => route_from(r),
                 _ => None,
-            }));
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// The MTU of the link that carries this namespace's IPv4 default route.
     pub fn default_route_mtu(&mut self) -> Result<Option<u32>> {
-        let routes = self.routes()?;
+        let routes = self.routes_of(AddressFamily::Inet)?;
         let Some(oif) = routes
             .iter()
             .filter(|r| r.dst.prefix_len() == 0 && r.table == u32::from(RouteHeader::RT_TABLE_MAIN))

@@ -8,24 +8,28 @@ use crate::{bridge, ipam, masq, node};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
     let netns = open_netns(env)?;
-    let mut host = Netlink::open().map_err(bridge::kernel)?;
-    let mtu = node::mtu(conf, node::subnet_file(conf)?.as_ref(), &mut host);
     // IPAM waits on the disk and the veth on the kernel; neither needs the
     // other, so they run side by side.
-    let (lease, veth) = std::thread::scope(|s| {
+    let (lease, veth, host) = std::thread::scope(|s| {
         let ipam = s.spawn(|| ipam::allocate(conf, env, stdin));
-        let veth = bridge::create_veth(&mut host, conf, env, &netns, mtu);
+        let mut host = Netlink::open().map_err(bridge::kernel);
+        let veth = host.as_mut().map_err(|e| e.clone()).and_then(|host| {
+            let mtu = node::mtu(conf, node::subnet_file(conf)?.as_ref(), host);
+            bridge::create_veth(host, conf, env, &netns, mtu)
+        });
         let lease = ipam
             .join()
             .unwrap_or_else(|_| Err(CniError::new(Code::Io, "IPAM thread panicked")));
-        (lease, veth)
+        (lease, veth, host)
     });
-    let wired = match (&lease, veth) {
-        (Ok(lease), Ok(host_link)) => bridge::attach(&mut host, conf, env, &netns, lease, host_link)
-            .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result)),
+    let wired = match (&lease, veth, host) {
+        (Ok(lease), Ok(host_link), Ok(mut host)) => {
+            bridge::attach(&mut host, conf, env, &netns, lease, host_link)
+                .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result))
+        }
         // An IPAM error is the more telling one (an exhausted pool, say).
-        (Err(e), _) => Err(e.clone()),
-        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _, _) => Err(e.clone()),
+        (Ok(_), Err(e), _) | (Ok(_), Ok(_), Err(e)) => Err(e),
     };
     wired.inspect_err(|e| {
         tracing::warn!("ADD failed, rolling back: {}", e.msg);

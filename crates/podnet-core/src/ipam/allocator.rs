@@ -34,6 +34,9 @@ pub struct IpamState {
     /// after it and a just-freed address is not reused at once.
     #[serde(default)]
     pub last_reserved: BTreeMap<String, IpAddr>,
+    /// The kernel boot this state belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// One address handed to a pod, with its prefix and gateway.
@@ -68,6 +71,18 @@ impl From<IpamError> for CniError {
 pub const STATE_VERSION: u32 = 1;
 
 impl IpamState {
+    /// The state as seen in boot `boot_id`. A reboot ends every network
+    /// namespace, so addresses handed out in an earlier boot belong to pods
+    /// that no longer exist: they are freed rather than leaked. (This is also
+    /// why the state needs no durability across power loss.)
+    pub fn in_boot(mut self, boot_id: &str) -> IpamState {
+        if self.boot_id.as_deref().is_some_and(|b| b != boot_id) {
+            self.allocations.clear();
+        }
+        self.boot_id = Some(boot_id.to_owned());
+        self
+    }
+
     /// Addresses held by `who`, in address order.
     pub fn owned_by(&self, who: &Attachment) -> Vec<IpAddr> {
         self.allocations

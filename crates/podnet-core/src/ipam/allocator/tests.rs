@@ -124,6 +124,24 @@ fn failed_dual_stack_allocation_changes_nothing() {
 }
 
 #[test]
+fn allocations_of_an_earlier_boot_are_freed() {
+    let p = pool(&[("10.0.0.0/24", None, None)]);
+    let mut s = IpamState::default().in_boot("boot-1");
+    s.allocate(&p, &who(1), &[]).unwrap();
+    let cursor = s.last_reserved.clone();
+    let same = s.clone().in_boot("boot-1");
+    assert_eq!(same.allocations.len(), 1);
+    let next = s.in_boot("boot-2");
+    assert!(next.allocations.is_empty());
+    assert_eq!(next.last_reserved, cursor, "round-robin continues");
+    assert_eq!(next.boot_id.as_deref(), Some("boot-2"));
+    // A state written before boot ids were recorded is kept.
+    let mut legacy = IpamState::default();
+    legacy.allocate(&p, &who(1), &[]).unwrap();
+    assert_eq!(legacy.in_boot("boot-3").allocations.len(), 1);
+}
+
+#[test]
 fn state_round_trips_through_json() {
     let p = pool(&[("10.0.0.0/24", None, None), ("fd00::/64", None, None)]);
     let mut s = IpamState::default();
