@@ -10,7 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-APT_PACKAGES=(iproute2 iputils-ping nftables containernetworking-plugins ca-certificates)
+# iptables: the reference portmap and firewall plugins drive it.
+# podman, runc, busybox-static: the real-runtime test.
+APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
+  podman runc busybox-static ca-certificates)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
