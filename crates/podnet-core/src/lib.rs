@@ -5,6 +5,7 @@
 //! decisions, and the names the plugin derives. No file, socket or syscall
 //! is touched, so all of it is tested without root.
 
+pub mod cluster;
 pub mod cni;
 pub mod ipam;
 pub mod names;

@@ -1,0 +1,134 @@
+//! Carving node subnets out of a cluster CIDR.
+
+use ipnet::IpNet;
+
+use super::netconf::FamilyConf;
+use crate::ipam::addr::{from_u128, to_u128};
+
+fn bits(net: &IpNet) -> u8 {
+    if net.addr().is_ipv4() { 32 } else { 128 }
+}
+
+/// How many /`len` subnets `net` holds (saturating for huge IPv6 spaces).
+pub fn subnet_count(net: &IpNet, len: u8) -> u128 {
+    let shift = u32::from(len.saturating_sub(net.prefix_len()));
+    1u128.checked_shl(shift).unwrap_or(u128::MAX)
+}
+
+/// The `n`th /`len` subnet of `net`.
+pub fn nth_subnet(net: &IpNet, len: u8, n: u128) -> Option<IpNet> {
+    if n >= subnet_count(net, len) {
+        return None;
+    }
+    let step = 1u128.checked_shl(u32::from(bits(net) - len))?;
+    let base = to_u128(net.network());
+    let addr = from_u128(net.network(), base.checked_add(n.checked_mul(step)?)?);
+    IpNet::new(addr, len).ok()
+}
+
+/// The index of `sub` among `net`'s subnets of its length.
+pub fn index_of(net: &IpNet, sub: &IpNet) -> Option<u128> {
+    if !net.contains(sub) || sub.prefix_len() < net.prefix_len() {
+        return None;
+    }
+    let step = 1u128.checked_shl(u32::from(bits(net) - sub.prefix_len()))?;
+    Some((to_u128(sub.network()) - to_u128(net.network())) / step)
+}
+
+/// The first subnet between SubnetMin and SubnetMax that `taken` does not
+/// hold, in order, so a busy cluster fills from the bottom.
+pub fn first_free(fam: &FamilyConf, taken: &[IpNet]) -> Option<IpNet> {
+    let lo = index_of(&fam.network, &fam.subnet_min)?;
+    let hi = index_of(&fam.network, &fam.subnet_max)?;
+    (lo..=hi)
+        .filter_map(|i| nth_subnet(&fam.network, fam.subnet_len, i))
+        .find(|s| {
+            !taken
+                .iter()
+                .any(|t| t.contains(&s.network()) || s.contains(&t.network()))
+        })
+}
+
+/// Whether `sub` is a subnet this family could lease.
+pub fn is_leasable(fam: &FamilyConf, sub: &IpNet) -> bool {
+    sub.prefix_len() == fam.subnet_len
+        && *sub == sub.trunc()
+        && index_of(&fam.network, sub)
+            .zip(index_of(&fam.network, &fam.subnet_min))
+            .zip(index_of(&fam.network, &fam.subnet_max))
+            .is_some_and(|((i, lo), hi)| lo <= i && i <= hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::netconf::ClusterConf;
+    use proptest::prelude::*;
+
+    fn v4() -> FamilyConf {
+        ClusterConf::parse(r#"{"Network":"10.244.0.0/16"}"#)
+            .unwrap()
+            .ipv4
+            .unwrap()
+    }
+
+    #[test]
+    fn carving_arithmetic() {
+        let net: IpNet = "10.244.0.0/16".parse().unwrap();
+        assert_eq!(subnet_count(&net, 24), 256);
+        assert_eq!(
+            nth_subnet(&net, 24, 3).unwrap().to_string(),
+            "10.244.3.0/24"
+        );
+        assert_eq!(nth_subnet(&net, 24, 256), None);
+        let sub: IpNet = "10.244.7.0/24".parse().unwrap();
+        assert_eq!(index_of(&net, &sub), Some(7));
+        let v6: IpNet = "fd00::/48".parse().unwrap();
+        assert_eq!(
+            nth_subnet(&v6, 64, 2).unwrap().to_string(),
+            "fd00:0:0:2::/64"
+        );
+    }
+
+    #[test]
+    fn first_free_skips_taken_and_respects_bounds() {
+        let fam = v4();
+        assert_eq!(first_free(&fam, &[]).unwrap().to_string(), "10.244.1.0/24");
+        let taken: Vec<IpNet> = ["10.244.1.0/24", "10.244.2.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            first_free(&fam, &taken).unwrap().to_string(),
+            "10.244.3.0/24"
+        );
+        let all: Vec<IpNet> = (1..=255)
+            .map(|i| format!("10.244.{i}.0/24").parse().unwrap())
+            .collect();
+        assert_eq!(first_free(&fam, &all), None);
+        assert!(is_leasable(&fam, &"10.244.9.0/24".parse().unwrap()));
+        assert!(
+            !is_leasable(&fam, &"10.244.0.0/24".parse().unwrap()),
+            "below SubnetMin"
+        );
+        assert!(!is_leasable(&fam, &"10.244.9.0/25".parse().unwrap()));
+    }
+
+    proptest! {
+        /// Handing out subnets one by one never repeats or overlaps one.
+        #[test]
+        fn sequential_leases_never_overlap(n in 1usize..60, freed in proptest::collection::vec(0usize..60, 0..10)) {
+            let fam = ClusterConf::parse(r#"{"Network":"10.0.0.0/18","SubnetLen":24}"#).unwrap().ipv4.unwrap();
+            let mut taken: Vec<IpNet> = Vec::new();
+            for i in 0..n {
+                if freed.contains(&i) && !taken.is_empty() {
+                    taken.remove(i % taken.len());
+                }
+                let Some(s) = first_free(&fam, &taken) else { break };
+                prop_assert!(is_leasable(&fam, &s));
+                prop_assert!(taken.iter().all(|t| !t.contains(&s.network()) && !s.contains(&t.network())));
+                taken.push(s);
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! net-conf: the cluster configuration, in flannel's field names so that a
+//! migrating user keeps their `net-conf.json`.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::carve::subnet_count;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendType {
+    #[serde(rename = "host-gw")]
+    HostGw,
+    #[serde(rename = "vxlan")]
+    Vxlan,
+}
+
+impl BackendType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendType::HostGw => "host-gw",
+            BackendType::Vxlan => "vxlan",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Backend {
+    #[serde(rename = "Type")]
+    pub kind: BackendType,
+    #[serde(rename = "VNI")]
+    pub vni: u32,
+    pub port: u16,
+    #[serde(rename = "MTU", skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub direct_routing: bool,
+}
+
+/// One address family's cluster CIDR and how it is carved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyConf {
+    pub network: IpNet,
+    pub subnet_len: u8,
+    pub subnet_min: IpNet,
+    pub subnet_max: IpNet,
+}
+
+/// A validated cluster configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConf {
+    pub ipv4: Option<FamilyConf>,
+    pub ipv6: Option<FamilyConf>,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Raw {
+    network: Option<String>,
+    subnet_len: Option<u8>,
+    subnet_min: Option<String>,
+    subnet_max: Option<String>,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPv6Network")]
+    ipv6_network: Option<String>,
+    #[serde(rename = "IPv6SubnetLen")]
+    ipv6_subnet_len: Option<u8>,
+    #[serde(rename = "IPv6SubnetMin")]
+    ipv6_subnet_min: Option<String>,
+    #[serde(rename = "IPv6SubnetMax")]
+    ipv6_subnet_max: Option<String>,
+    backend: Option<RawBackend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RawBackend {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "VNI")]
+    vni: Option<u32>,
+    port: Option<u16>,
+    #[serde(rename = "MTU")]
+    mtu: Option<u32>,
+    direct_routing: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("net-conf: {0}")]
+pub struct NetConfError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, NetConfError> {
+    Err(NetConfError(msg.into()))
+}
+
+pub const DEFAULT_NETWORK: &str = "10.244.0.0/16";
+/// Fewer subnets than this is not a cluster worth carving.
+const MIN_SUBNETS: u128 = 4;
+
+impl ClusterConf {
+    pub fn parse(json: &str) -> Result<Self, NetConfError> {
+        let raw: Raw = serde_json::from_str(json).map_err(|e| NetConfError(e.to_string()))?;
+        let ipv4 = if raw.enable_ipv4.unwrap_or(true) {
+            Some(family(
+                "",
+                raw.network.as_deref().unwrap_or(DEFAULT_NETWORK),
+                raw.subnet_len.unwrap_or(24),
+                raw.subnet_min.as_deref(),
+                raw.subnet_max.as_deref(),
+                true,
+            )?)
+        } else {
+            None
+        };
+        let ipv6 = if raw.enable_ipv6.unwrap_or(false) {
+            let Some(net) = raw.ipv6_network.as_deref() else {
+                return err("EnableIPv6 is true but IPv6Network is not set");
+            };
+            Some(family(
+                "IPv6",
+                net,
+                raw.ipv6_subnet_len.unwrap_or(64),
+                raw.ipv6_subnet_min.as_deref(),
+                raw.ipv6_subnet_max.as_deref(),
+                false,
+            )?)
+        } else {
+            None
+        };
+        if ipv4.is_none() && ipv6.is_none() {
+            return err("both EnableIPv4 and EnableIPv6 are false: no network to carve");
+        }
+        let raw_backend = raw.backend.unwrap_or_default();
+        let kind = match raw_backend.kind.as_deref().unwrap_or("vxlan") {
+            "host-gw" => BackendType::HostGw,
+            "vxlan" => BackendType::Vxlan,
+            other => {
+                return err(format!(
+                    "Backend.Type \"{other}\" is not supported (use \"host-gw\" or \"vxlan\")"
+                ));
+            }
+        };
+        let vni = raw_backend.vni.unwrap_or(1);
+        if vni == 0 || vni >= 1 << 24 {
+            return err(format!("Backend.VNI {vni} is outside 1..16777215"));
+        }
+        if let Some(mtu) = raw_backend.mtu
+            && !(576..=65535).contains(&mtu)
+        {
+            return err(format!("Backend.MTU {mtu} is outside 576..65535"));
+        }
+        Ok(ClusterConf {
+            ipv4,
+            ipv6,
+            backend: Backend {
+                kind,
+                vni,
+                port: raw_backend.port.unwrap_or(8472),
+                mtu: raw_backend.mtu,
+                direct_routing: raw_backend.direct_routing.unwrap_or(false),
+            },
+        })
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = &FamilyConf> {
+        self.ipv4.iter().chain(self.ipv6.iter())
+    }
+
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        self.families().map(|f| f.network).collect()
+    }
+}
+
+/// Validates one family; `prefix` is "" or "IPv6" to name its fields.
+fn family(
+    prefix: &str,
+    network: &str,
+    subnet_len: u8,
+    min: Option<&str>,
+    max: Option<&str>,
+    v4: bool,
+) -> Result<FamilyConf, NetConfError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let net: IpNet = network
+        .parse()
+        .map_err(|_| NetConfError(format!("{} \"{network}\" is not a CIDR", field("Network"))))?;
+    if net.addr().is_ipv4() != v4 {
+        return err(format!(
+            "{} \"{network}\" is of the wrong address family",
+            field("Network")
+        ));
+    }
+    if net != net.trunc() {
+        return err(format!(
+            "{} \"{network}\" has host bits set",
+            field("Network")
+        ));
+    }
+    let max_len = if v4 { 30 } else { 126 };
+    if subnet_len <= net.prefix_len() || subnet_len > max_len {
+        return err(format!(
+            "{} {subnet_len} does not fit {}: it must be longer than /{} and at most /{max_len}",
+            field("SubnetLen"),
+            field("Network"),
+            net.prefix_len()
+        ));
+    }
+    let subnets: Vec<IpNet> = net
+        .subnets(subnet_len)
+        .map_err(|e| NetConfError(e.to_string()))?
+        .take(2)
+        .collect();
+    let count = subnet_count(&net, subnet_len);
+    let parse_bound =
+        |name: &str, raw: Option<&str>, default: IpNet| -> Result<IpNet, NetConfError> {
+            let Some(raw) = raw else { return Ok(default) };
+            let ip: std::net::IpAddr =
+                raw.split('/').next().unwrap_or(raw).parse().map_err(|_| {
+                    NetConfError(format!("{} \"{raw}\" is not an address", field(name)))
+                })?;
+            let sub = IpNet::new(ip, subnet_len).map_err(|e| NetConfError(e.to_string()))?;
+            if sub != sub.trunc() || !net.contains(&sub) {
+                return err(format!(
+                    "{} {raw} is not a /{subnet_len} subnet inside {net}",
+                    field(name)
+                ));
+            }
+            Ok(sub)
+        };
+    // flannel's defaults: skip the first subnet (often the network address
+    // itself is special), end at the last one.
+    let last = super::carve::nth_subnet(&net, subnet_len, count - 1)
+        .ok_or_else(|| NetConfError(format!("{} is empty", field("Network"))))?;
+    let min = parse_bound("SubnetMin", min, *subnets.get(1).unwrap_or(&subnets[0]))?;
+    let max = parse_bound("SubnetMax", max, last)?;
+    let usable = super::carve::index_of(&net, &max)
+        .zip(super::carve::index_of(&net, &min))
+        .map(|(hi, lo)| hi.saturating_sub(lo) + 1)
+        .unwrap_or(0);
+    if super::carve::index_of(&net, &min) > super::carve::index_of(&net, &max) {
+        return err(format!(
+            "{} {min} is after {} {max}",
+            field("SubnetMin"),
+            field("SubnetMax")
+        ));
+    }
+    if usable < MIN_SUBNETS {
+        return err(format!(
+            "{} {net} with {} {subnet_len} leaves {usable} subnets between {} and {}; at least {MIN_SUBNETS} are needed",
+            field("Network"),
+            field("SubnetLen"),
+            field("SubnetMin"),
+            field("SubnetMax")
+        ));
+    }
+    Ok(FamilyConf {
+        network: net,
+        subnet_len,
+        subnet_min: min,
+        subnet_max: max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flannel_defaults() {
+        let c = ClusterConf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+            .unwrap();
+        let v4 = c.ipv4.as_ref().unwrap();
+        assert_eq!(v4.subnet_len, 24);
+        assert_eq!(v4.subnet_min.to_string(), "10.244.1.0/24");
+        assert_eq!(v4.subnet_max.to_string(), "10.244.255.0/24");
+        assert_eq!(c.backend.kind, BackendType::HostGw);
+        assert_eq!((c.backend.vni, c.backend.port), (1, 8472));
+        assert!(c.ipv6.is_none());
+        let empty = ClusterConf::parse("{}").unwrap();
+        assert_eq!(empty.ipv4.unwrap().network.to_string(), DEFAULT_NETWORK);
+        assert_eq!(empty.backend.kind, BackendType::Vxlan);
+    }
+
+    #[test]
+    fn dual_stack_and_bounds() {
+        let c = ClusterConf::parse(
+            r#"{"Network":"10.10.0.0/16","SubnetLen":20,"SubnetMin":"10.10.16.0","SubnetMax":"10.10.240.0",
+                "EnableIPv6":true,"IPv6Network":"fd00:10::/48","IPv6SubnetLen":64,
+                "Backend":{"Type":"vxlan","VNI":42,"Port":4789,"MTU":1400,"DirectRouting":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.ipv4.as_ref().unwrap().subnet_min.to_string(),
+            "10.10.16.0/20"
+        );
+        assert_eq!(
+            c.ipv6.as_ref().unwrap().subnet_min.to_string(),
+            "fd00:10:0:1::/64"
+        );
+        assert!(c.backend.direct_routing);
+        assert_eq!(c.cluster_cidrs().len(), 2);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_field() {
+        let cases = [
+            (r#"{"Network":"10.244.0.0/16","SubnetLen":16}"#, "SubnetLen"),
+            (r#"{"Network":"10.244.0.0/16","SubnetLen":31}"#, "SubnetLen"),
+            (
+                r#"{"Network":"10.244.0.0/29","SubnetLen":30}"#,
+                "at least 4",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.9.0","SubnetMax":"10.244.10.0"}"#,
+                "at least 4",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetMin":"10.245.1.0"}"#,
+                "SubnetMin",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.9.0","SubnetMax":"10.244.2.0"}"#,
+                "SubnetMin",
+            ),
+            (r#"{"Network":"banana"}"#, "Network"),
+            (r#"{"Network":"fd00::/16"}"#, "Network"),
+            (r#"{"EnableIPv6":true}"#, "IPv6Network"),
+            (
+                r#"{"EnableIPv6":true,"IPv6Network":"fd00::/64","IPv6SubnetLen":64}"#,
+                "IPv6SubnetLen",
+            ),
+            (r#"{"Backend":{"Type":"geneve"}}"#, "Backend.Type"),
+            (r#"{"Backend":{"Type":"vxlan","VNI":0}}"#, "Backend.VNI"),
+            (r#"{"Netwrk":"10.0.0.0/8"}"#, "Netwrk"),
+            (r#"{"EnableIPv4":false}"#, "EnableIPv4"),
+        ];
+        for (json, needle) in cases {
+            let e = ClusterConf::parse(json).unwrap_err();
+            assert!(e.0.contains(needle), "{json}: {e} lacks {needle}");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The embedded store: a directory shared by the agents of one machine.
+//!
+//! ```text
+//! DIR/net-conf.json         the cluster config, written once
+//! DIR/leases/<node>.json    one lease per node
+//! DIR/subnets/<subnet>      a claim: the name of the node holding it
+//! DIR/lock                  serialises takeovers of stale claims
+//! ```
+//!
+//! A subnet is claimed by a transactional create: the claim is written to a
+//! temp file and hard-linked to its final name, which fails if another
+//! agent got there first; the loser retries with the next free subnet.
+//! Files are 0600 and directories 0700; every write is temp + rename.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs::{DirBuilder, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use podnet_core::cluster::carve::first_free;
+use podnet_core::cluster::lease::Lease;
+use podnet_core::cluster::netconf::ClusterConf;
+
+use crate::{NodeInfo, Result, Revision, Store, StoreError, now};
+
+/// A claim without a lease is an acquire in progress; after this long it
+/// is a crashed one and the subnet may be taken over.
+const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+const WATCH_POLL: Duration = Duration::from_millis(100);
+
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn io(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl FileStore {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        for sub in ["leases", "subnets"] {
+            let path = dir.join(sub);
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(io(&path))?;
+        }
+        Ok(FileStore { dir })
+    }
+
+    fn lease_path(&self, node: &str) -> PathBuf {
+        self.dir.join("leases").join(format!("{node}.json"))
+    }
+
+    fn claim_path(&self, subnet: &IpNet) -> PathBuf {
+        self.dir
+            .join("subnets")
+            .join(subnet.to_string().replace('/', "_"))
+    }
+
+    /// A fully written temp file next to `target`, for rename or link.
+    fn temp_with(&self, target: &Path, content: &[u8]) -> Result<PathBuf> {
+        let temp = target.with_extension(format!(
+            "tmp.{}.{}",
+            std::process::id(),
+            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp))?;
+        f.write_all(content).map_err(io(&temp))?;
+        Ok(temp)
+    }
+
+    fn write_atomic(&self, target: &Path, content: &[u8]) -> Result<()> {
+        let temp = self.temp_with(target, content)?;
+        std::fs::rename(&temp, target).map_err(io(target))
+    }
+
+    /// Creates `target` with `content` only if it does not exist yet.
+    fn create_exclusive(&self, target: &Path, content: &[u8]) -> Result<bool> {
+        let temp = self.temp_with(target, content)?;
+        let linked = std::fs::hard_link(&temp, target);
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io(target)(e)),
+        }
+    }
+
+    fn read_lease(&self, path: &Path) -> Result<Option<Lease>> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        path: path.display().to_string(),
+                        why: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    fn write_lease(&self, lease: &Lease) -> Result<()> {
+        let path = self.lease_path(&lease.node);
+        let bytes =
+            serde_json::to_vec_pretty(lease).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.write_atomic(&path, &bytes)
+    }
+
+    /// Every claimed subnet and the node that claimed it.
+    fn claims(&self) -> Result<Vec<(IpNet, String)>> {
+        let dir = self.dir.join("subnets");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().replace('_', "/");
+            let Ok(subnet) = name.parse::<IpNet>() else {
+                continue;
+            };
+            let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            out.push((subnet, owner.trim().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// A claim may be taken over if its node's lease expired, or if it has
+    /// no lease and is older than the grace period (a crashed acquire).
+    fn claim_is_stale(&self, subnet: &IpNet, owner: &str) -> Result<bool> {
+        match self.read_lease(&self.lease_path(owner))? {
+            Some(lease) => Ok(lease.expired(now()) || !lease.subnets.contains(subnet)),
+            None => {
+                let age = std::fs::metadata(self.claim_path(subnet))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                Ok(age.is_some_and(|a| a > ORPHAN_GRACE))
+            }
+        }
+    }
+
+    /// Claims a free subnet of `fam` for `node`, retrying on lost races.
+    fn claim_new(
+        &self,
+        node: &str,
+        fam: &podnet_core::cluster::netconf::FamilyConf,
+    ) -> Result<IpNet> {
+        loop {
+            let claims = self.claims()?;
+            let taken: Vec<IpNet> = claims.iter().map(|(s, _)| *s).collect();
+            if let Some(subnet) = first_free(fam, &taken) {
+                if self.create_exclusive(&self.claim_path(&subnet), node.as_bytes())? {
+                    return Ok(subnet);
+                }
+                continue; // lost the race for this one: look again
+            }
+            // Full: take over a stale claim, under the lock so that two
+            // agents cannot both take the same one.
+            let _lock = self.lock()?;
+            for (subnet, owner) in self.claims()? {
+                let in_family = subnet.addr().is_ipv4() == fam.network.addr().is_ipv4()
+                    && podnet_core::cluster::carve::is_leasable(fam, &subnet);
+                if in_family && self.claim_is_stale(&subnet, &owner)? {
+                    if owner != node {
+                        let _ = std::fs::remove_file(self.lease_path(&owner));
+                    }
+                    self.write_atomic(&self.claim_path(&subnet), node.as_bytes())?;
+                    return Ok(subnet);
+                }
+            }
+            return Err(StoreError::Exhausted(fam.network.to_string()));
+        }
+    }
+
+    fn lock(&self) -> Result<std::fs::File> {
+        let path = self.dir.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.lock().map_err(io(&path))?;
+        Ok(f)
+    }
+
+    fn revision(&self) -> Result<Revision> {
+        let dir = self.dir.join("leases");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name();
+            if !name.to_string_lossy().ends_with(".json") {
+                continue;
+            }
+            let modified = entry.metadata().and_then(|m| m.modified()).ok();
+            names.push((name, modified));
+        }
+        names.sort();
+        let mut h = DefaultHasher::new();
+        names.hash(&mut h);
+        Ok(h.finish())
+    }
+}
+
+impl Store for FileStore {
+    fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
+        let path = self.dir.join("net-conf.json");
+        if let Some(p) = proposed {
+            self.create_exclusive(&path, p.as_bytes())?;
+        }
+        std::fs::read_to_string(&path).map_err(io(&path))
+    }
+
+    fn acquire(&self, node: &NodeInfo, conf: &ClusterConf, ttl: Duration) -> Result<Lease> {
+        let previous = self.read_lease(&self.lease_path(&node.name))?;
+        let mine: Vec<IpNet> = self
+            .claims()?
+            .into_iter()
+            .filter(|(_, owner)| *owner == node.name)
+            .map(|(s, _)| s)
+            .collect();
+        let mut subnets = Vec::new();
+        for fam in conf.families() {
+            let same_family = |s: &&IpNet| {
+                s.addr().is_ipv4() == fam.network.addr().is_ipv4()
+                    && podnet_core::cluster::carve::is_leasable(fam, s)
+            };
+            // Reclaim what this node held before a restart, if still ours.
+            let kept = previous.as_ref().and_then(|l| {
+                l.subnets
+                    .iter()
+                    .find(|s| same_family(s) && mine.contains(s))
+                    .copied()
+            });
+            subnets.push(match kept {
+                Some(s) => s,
+                None => match mine.iter().find(same_family) {
+                    Some(s) => *s,
+                    None => self.claim_new(&node.name, fam)?,
+                },
+            });
+        }
+        let lease = Lease {
+            node: node.name.clone(),
+            public_ip: node.public_ip,
+            subnets,
+            vtep_mac: node.vtep_mac.clone(),
+            expires: now() + ttl.as_secs(),
+        };
+        self.write_lease(&lease)?;
+        Ok(lease)
+    }
+
+    fn renew(&self, node: &NodeInfo, ttl: Duration) -> Result<Lease> {
+        let path = self.lease_path(&node.name);
+        let mut lease = self
+            .read_lease(&path)?
+            .ok_or_else(|| StoreError::Invalid(format!("node {} holds no lease", node.name)))?;
+        lease.public_ip = node.public_ip;
+        lease.vtep_mac = node.vtep_mac.clone();
+        lease.expires = now() + ttl.as_secs();
+        self.write_lease(&lease)?;
+        Ok(lease)
+    }
+
+    fn release(&self, node: &str) -> Result<()> {
+        for (subnet, owner) in self.claims()? {
+            if owner == node {
+                let _ = std::fs::remove_file(self.claim_path(&subnet));
+            }
+        }
+        match std::fs::remove_file(self.lease_path(node)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io(&self.lease_path(node))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<Lease>> {
+        let dir = self.dir.join("leases");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(lease) = self.read_lease(&path)?
+            {
+                out.push(lease);
+            }
+        }
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(out)
+    }
+
+    fn watch(&self, since: Revision, timeout: Duration) -> Result<(Revision, Vec<Lease>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let rev = self.revision()?;
+            if rev != since || Instant::now() >= deadline {
+                return Ok((rev, self.list()?));
+            }
+            std::thread::sleep(WATCH_POLL.min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
