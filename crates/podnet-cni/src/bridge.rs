@@ -9,7 +9,7 @@ use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::ipam::Allocation;
 use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name};
-use podnet_linux::netlink::{Link, Netlink, NetlinkError, VethSpec};
+use podnet_linux::netlink::{Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
 
@@ -272,7 +272,13 @@ fn configure_pod(
     }
     pod.set_up(link.index).map_err(kernel)?;
     for r in routes {
-        pod.replace_route(r.dst, r.gw, link.index).map_err(kernel)?;
+        pod.replace_route(&RouteSpec {
+            dst: r.dst,
+            gw: r.gw,
+            oif: Some(link.index),
+            protocol: PROTO_BOOT,
+        })
+        .map_err(kernel)?;
     }
     Ok(link)
 }

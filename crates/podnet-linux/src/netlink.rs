@@ -69,7 +69,21 @@ pub struct Route {
     pub gw: Option<IpAddr>,
     pub oif: Option<u32>,
     pub table: u32,
+    /// The route protocol: who installed it (podnetd tags its own).
+    pub protocol: u8,
 }
+
+/// A route to install in the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub protocol: u8,
+}
+
+/// The protocol the plugin's pod routes carry ("boot", as `ip route` uses).
+pub const PROTO_BOOT: u8 = 3;
 
 /// The request to create a veth pair with its peer in another namespace.
 pub struct VethSpec<'a> {
@@ -350,6 +364,16 @@ impl Netlink {
 
     /// The addresses on a link, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> Result<Vec<IpNet>> {
+        Ok(self
+            .all_addresses()?
+            .into_iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, a)| a)
+            .collect())
+    }
+
+    /// Every address in this namespace, with its link's index.
+    pub fn all_addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
         let msgs = self.request(
             || "dump addresses".into(),
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
@@ -358,10 +382,12 @@ impl Netlink {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    let prefix = a.header.prefix_len;
+                RouteNetlinkMessage::NewAddress(a) => {
+                    let (index, prefix) = (a.header.index, a.header.prefix_len);
                     a.attributes.into_iter().find_map(|attr| match attr {
-                        AddressAttribute::Address(ip) => IpNet::new(ip, prefix).ok(),
+                        AddressAttribute::Address(ip) => {
+                            IpNet::new(ip, prefix).ok().map(|n| (index, n))
+                        }
                         _ => None,
                     })
                 }
@@ -370,30 +396,22 @@ impl Netlink {
             .collect())
     }
 
-    // ---- routes ----
-
     /// Installs (or replaces) a route in the main table.
-    pub fn replace_route(&mut self, dst: IpNet, gw: Option<IpAddr>, oif: u32) -> Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family(dst.addr());
-        msg.header.destination_prefix_length = dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.kind = RouteType::Unicast;
-        msg.header.scope = if gw.is_some() {
+    pub fn replace_route(&mut self, spec: &RouteSpec) -> Result<()> {
+        let mut msg = route_message(spec.dst, spec.protocol);
+        msg.header.scope = if spec.gw.is_some() {
             RouteScope::Universe
         } else {
             RouteScope::Link
         };
-        if dst.prefix_len() > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(dst.addr())));
-        }
-        if let Some(gw) = gw {
+        if let Some(gw) = spec.gw {
             msg.attributes
                 .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
         }
-        msg.attributes.push(RouteAttribute::Oif(oif));
+        if let Some(oif) = spec.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        let (dst, gw) = (spec.dst, spec.gw);
         self.request(
             || format!("add route {dst} via {gw:?}"),
             RouteNetlinkMessage::NewRoute(msg),
@@ -402,11 +420,39 @@ impl Netlink {
         .map(drop)
     }
 
+    /// Deletes the main-table route to `dst` carrying `protocol`; a route
+    /// that is already gone is not an error.
+    pub fn delete_route(&mut self, dst: IpNet, protocol: u8) -> Result<()> {
+        let msg = route_message(dst, protocol);
+        match self.request(
+            || format!("delete route {dst}"),
+            RouteNetlinkMessage::DelRoute(msg),
+            NLM_F_ACK,
+        ) {
+            Err(e) if e.errno() == Some(Errno::ESRCH) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     /// All routes of both families in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>> {
         let mut out = self.routes_of(AddressFamily::Inet)?;
         out.extend(self.routes_of(AddressFamily::Inet6)?);
         Ok(out)
+    }
+
+    /// The link carrying this namespace's IPv4 default route.
+    pub fn default_route_link(&mut self) -> Result<Option<Link>> {
+        let routes = self.routes_of(AddressFamily::Inet)?;
+        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+        match routes
+            .iter()
+            .filter(|r| r.dst.prefix_len() == 0 && r.table == main)
+            .find_map(|r| r.oif)
+        {
+            Some(oif) => self.link_by_index(oif),
+            None => Ok(None),
+        }
     }
 
     fn routes_of(&mut self, family: AddressFamily) -> Result<Vec<Route>> {
@@ -428,15 +474,7 @@ impl Netlink {
 
     /// The MTU of the link that carries this namespace's IPv4 default route.
     pub fn default_route_mtu(&mut self) -> Result<Option<u32>> {
-        let routes = self.routes_of(AddressFamily::Inet)?;
-        let Some(oif) = routes
-            .iter()
-            .filter(|r| r.dst.prefix_len() == 0 && r.table == u32::from(RouteHeader::RT_TABLE_MAIN))
-            .find_map(|r| r.oif)
-        else {
-            return Ok(None);
-        };
-        Ok(self.link_by_index(oif)?.map(|l| l.mtu))
+        Ok(self.default_route_link()?.map(|l| l.mtu))
     }
 }
 
@@ -444,6 +482,20 @@ impl Netlink {
 /// fit, so truncation is detected instead of silently misparsed.
 fn libc_msg_trunc() -> i32 {
     nix::sys::socket::MsgFlags::MSG_TRUNC.bits()
+}
+
+fn route_message(dst: IpNet, protocol: u8) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(dst.addr());
+    msg.header.destination_prefix_length = dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::from(protocol);
+    msg.header.kind = RouteType::Unicast;
+    if dst.prefix_len() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst.addr())));
+    }
+    msg
 }
 
 fn family(ip: IpAddr) -> AddressFamily {
@@ -490,6 +542,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
     let mut gw = None;
     let mut oif = None;
     let mut table = u32::from(r.header.table);
+    let protocol = u8::from(r.header.protocol);
     for attr in r.attributes {
         match attr {
             RouteAttribute::Destination(a) => dst = ip_of(a),
@@ -508,6 +561,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
         gw,
         oif,
         table,
+        protocol,
     })
 }
 

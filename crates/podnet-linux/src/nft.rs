@@ -11,11 +11,13 @@ use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, NamedExpression, Payload, PayloadField, Prefix};
 use nftables::helper::{self, NftablesError};
-use nftables::schema::{Chain, NfListObject, NfObject, Rule, Table};
+use nftables::schema::{Chain, NfListObject, NfObject, Rule, Set, SetType, SetTypeValue, Table};
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 pub const CNI_TABLE: &str = "podnet-cni";
+/// The node agent's table: egress masquerade for the whole cluster.
+pub const AGENT_TABLE: &str = "podnet";
 const CHAIN: &str = "postrouting";
 /// nftables' limit on a rule comment.
 const MAX_COMMENT: usize = 128;
@@ -39,6 +41,107 @@ pub struct MasqRule {
     pub source: IpAddr,
     pub exclude: IpNet,
     pub tag: String,
+}
+
+/// Replaces the agent's table in one transaction: pod traffic from a
+/// cluster CIDR is masqueraded unless it goes to a cluster CIDR or to a
+/// node (the `nodes4`/`nodes6` sets). An empty `cluster` removes the table.
+pub fn replace_egress_table(cluster: &[IpNet], nodes: &[IpAddr]) -> Result<(), NftError> {
+    let mut batch = Batch::new();
+    let table = || Table {
+        family: NfFamily::INet,
+        name: AGENT_TABLE.into(),
+        ..Table::default()
+    };
+    // add-then-delete makes the delete safe when the table does not exist.
+    batch.add(NfListObject::Table(table()));
+    batch.delete(NfListObject::Table(table()));
+    if !cluster.is_empty() {
+        batch.add(NfListObject::Table(table()));
+        batch.add(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: AGENT_TABLE.into(),
+            name: CHAIN.into(),
+            _type: Some(NfChainType::NAT),
+            hook: Some(NfHook::Postrouting),
+            prio: Some(SRCNAT),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
+        for (v4, set, kind) in [
+            (true, "nodes4", SetType::Ipv4Addr),
+            (false, "nodes6", SetType::Ipv6Addr),
+        ] {
+            let elems: Vec<Expression> = nodes
+                .iter()
+                .filter(|ip| ip.is_ipv4() == v4)
+                .map(|ip| Expression::String(ip.to_string().into()))
+                .collect();
+            batch.add(NfListObject::Set(Box::new(Set {
+                family: NfFamily::INet,
+                table: AGENT_TABLE.into(),
+                name: set.into(),
+                set_type: SetTypeValue::Single(kind),
+                elem: (!elems.is_empty()).then(|| elems.into()),
+                ..Set::default()
+            })));
+        }
+        for net in cluster {
+            batch.add(NfListObject::Rule(egress_rule(net)));
+        }
+    }
+    helper::apply_ruleset(&batch.to_nftables())?;
+    Ok(())
+}
+
+fn payload(proto: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed(proto),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn prefix(net: &IpNet) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(Expression::String(net.network().to_string().into())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
+fn egress_rule(net: &IpNet) -> Rule<'static> {
+    let (proto, set) = if net.addr().is_ipv4() {
+        ("ip", "@nodes4")
+    } else {
+        ("ip6", "@nodes6")
+    };
+    let statements = vec![
+        Statement::Match(Match {
+            left: payload(proto, "saddr"),
+            right: prefix(net),
+            op: Operator::EQ,
+        }),
+        Statement::Match(Match {
+            left: payload(proto, "daddr"),
+            right: prefix(net),
+            op: Operator::NEQ,
+        }),
+        Statement::Match(Match {
+            left: payload(proto, "daddr"),
+            right: Expression::String(set.into()),
+            op: Operator::NEQ,
+        }),
+        Statement::Masquerade(None),
+    ];
+    Rule {
+        family: NfFamily::INet,
+        table: AGENT_TABLE.into(),
+        chain: CHAIN.into(),
+        expr: statements.into(),
+        comment: Some("podnet egress".into()),
+        ..Rule::default()
+    }
 }
 
 /// A rule tag that fits nftables' comment limit.
@@ -127,28 +230,15 @@ fn tagged_rules(wanted: impl Fn(&str) -> bool) -> Result<Vec<Rule<'static>>, Nft
 
 fn masquerade_rule(rule: &MasqRule) -> Rule<'static> {
     let proto = if rule.source.is_ipv4() { "ip" } else { "ip6" };
-    let field = |name: &'static str| {
-        Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-            PayloadField {
-                protocol: Cow::Borrowed(proto),
-                field: Cow::Borrowed(name),
-            },
-        )))
-    };
     let statements = vec![
         Statement::Match(Match {
-            left: field("saddr"),
+            left: payload(proto, "saddr"),
             right: Expression::String(rule.source.to_string().into()),
             op: Operator::EQ,
         }),
         Statement::Match(Match {
-            left: field("daddr"),
-            right: Expression::Named(NamedExpression::Prefix(Prefix {
-                addr: Box::new(Expression::String(
-                    rule.exclude.network().to_string().into(),
-                )),
-                len: u32::from(rule.exclude.prefix_len()),
-            })),
+            left: payload(proto, "daddr"),
+            right: prefix(&rule.exclude),
             op: Operator::NEQ,
         }),
         Statement::Masquerade(None),

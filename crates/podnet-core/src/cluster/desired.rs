@@ -11,6 +11,10 @@ use super::netconf::ClusterConf;
 use crate::ipam::RangeConf;
 use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 
+/// The route protocol number podnetd tags its routes with, so that it can
+/// tell its own routes from everyone else's and never touch the others.
+pub const ROUTE_PROTOCOL: u8 = 112;
+
 /// A route the agent owns: a peer's pod subnet via the peer's node address.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerRoute {
