@@ -1,47 +1,28 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: build podnet, attach two pods to a
-# throwaway node namespace with the real plugin, and show they reach each
-# other. Everything it makes is removed on exit, even on failure.
+# The main job on an embedded default: build podnet, bring up a lab of two
+# nodes (192.168.1.2 and .3) with one pod each on the file store, print the
+# connectivity matrix and the lab's state, then take it all down again.
+# KEEP=1 leaves the lab up (remove it with `podnetctl lab down`);
+# NODES=3 PODS=2 ./run.sh builds a bigger one.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/install-deps.sh
 
-echo "==> building podnet (release, static)"
-PLUGIN="$(scripts/build-release.sh)/podnet"
+echo "==> building podnet, podnetd, podnetctl (release, static)"
+bin="$(scripts/build-release.sh)"
+lab_dir="${LAB_DIR:-/run/podnet-lab}"
+ctl() { "$bin/podnetctl" lab --dir "$lab_dir" "$@"; }
 
-tag="podnet-demo-$$"
-node="$tag-node"
-work="$(mktemp -d)"
-cleanup() {
-  for ns in "$node" "$tag-pod-a" "$tag-pod-b"; do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-for ns in "$node" "$tag-pod-a" "$tag-pod-b"; do ip netns add "$ns"; done
-ip -n "$node" link set lo up
-
-conf=$(cat <<JSON
-{"cniVersion":"1.1.0","name":"podnet-demo","type":"podnet","bridge":"podnet0",
- "ipam":{"subnet":"10.244.1.0/24","dataDir":"$work/ipam"},"subnetFile":"$work/subnet.json"}
-JSON
-)
-cni() { # cni COMMAND POD
-  echo "$conf" | ip netns exec "$node" env CNI_COMMAND="$1" CNI_CONTAINERID="demo-$2" \
-    CNI_NETNS="/var/run/netns/$tag-$2" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
-    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$2" "$PLUGIN"
-}
-ip_of() { grep -o '"address":"[^"/]*' | head -n 1 | cut -d'"' -f4; }
-
-echo "==> node namespace $node, bridge podnet0, subnet 10.244.1.0/24"
-a=$(cni ADD pod-a | ip_of)
-b=$(cni ADD pod-b | ip_of)
-echo "    pod-a eth0 = $a"
-echo "    pod-b eth0 = $b"
-echo "==> pod-a -> pod-b"
-ip netns exec "$tag-pod-a" ping -c 3 -i 0.2 -W 2 "$b"
-echo "==> pod-b -> pod-a"
-ip netns exec "$tag-pod-b" ping -c 3 -i 0.2 -W 2 "$a"
-cni DEL pod-a
-cni DEL pod-b
-echo "==> OK: two pods on one node reached each other; DEL removed both attachments."
+if [ "${KEEP:-0}" != 1 ]; then
+  trap 'ctl down >/dev/null 2>&1 || true' EXIT
+fi
+ctl up --nodes "${NODES:-2}" --pods-per-node "${PODS:-1}" --backend host-gw
+echo
+echo "==> connectivity matrix (OK = connected, and the receiver saw the sender's own address)"
+ctl check
+echo
+echo "==> lab status"
+ctl status
+if [ "${KEEP:-0}" = 1 ]; then
+  echo "==> the lab stays up: $bin/podnetctl lab --dir $lab_dir down"
+fi

@@ -143,6 +143,19 @@ impl NamedNetns {
     pub fn open(&self) -> Result<Netns, NetnsError> {
         Netns::open(self.path())
     }
+
+    /// Keeps the namespace after this handle is gone (a lab outlives the
+    /// command that built it); returns its name.
+    pub fn keep(self) -> String {
+        let name = self.name.clone();
+        std::mem::forget(self);
+        name
+    }
+
+    /// Deletes a named namespace that some earlier process kept.
+    pub fn delete(name: &str) -> io::Result<()> {
+        ip_netns("del", name)
+    }
 }
 
 impl Drop for NamedNetns {

@@ -1,6 +1,7 @@
 //! `podnetctl`: the operator's CLI.
 
 mod bench;
+mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,11 +17,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
+    /// A multi-node cluster of network namespaces on this machine.
+    Lab {
+        /// Where the lab keeps its state (store, run dirs, names, PIDs).
+        #[arg(long, global = true, default_value = lab::DEFAULT_DIR)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        what: Lab,
+    },
     /// Benchmarks. They print medians and ratios; they never fail on numbers.
     Bench {
         #[command(subcommand)]
         what: Bench,
     },
+}
+
+#[derive(Subcommand)]
+enum Lab {
+    /// Build the lab: underlay, nodes with podnetd, pods attached by podnet.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        pods_per_node: usize,
+        #[arg(long, default_value = "host-gw")]
+        backend: String,
+    },
+    /// Probe every pod/node/external pair; nonzero exit on any failure.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Nodes, leases, backend, MTU and routes.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one node (with the lab's pods per node) to a running lab.
+    AddNode,
+    /// Remove a node: stop its agent, release its lease, delete it.
+    RemoveNode { name: String },
+    /// Remove everything the lab made.
+    Down,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +91,23 @@ enum Bench {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Top::Lab { dir, what } => match what {
+            Lab::Up {
+                nodes,
+                pods_per_node,
+                backend,
+            } => lab::up::up(lab::up::UpOptions {
+                dir,
+                nodes,
+                pods_per_node,
+                backend,
+            }),
+            Lab::Check { json } => lab::check::run(&dir, json),
+            Lab::Status { json } => lab::status(&dir, json),
+            Lab::AddNode => lab::up::add_node(&dir),
+            Lab::RemoveNode { name } => lab::up::remove_node(&dir, &name),
+            Lab::Down => lab::down(&dir),
+        },
         Top::Bench {
             what:
                 Bench::Cni {

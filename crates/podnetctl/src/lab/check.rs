@@ -1,0 +1,254 @@
+//! `lab check`: the connectivity matrix. A cell is OK only when a TCP
+//! connection succeeded and the receiver saw one of the sender's own
+//! addresses (no NAT); pod -> external must instead arrive as the pod's
+//! node (masqueraded).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use podnet_core::cluster::lease::Lease;
+use podnet_core::ipam::addr::first_host;
+use serde::Serialize;
+
+use super::probe;
+use super::state::Lab;
+use super::topology::EXTERNAL_IP;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    PodToPod,
+    NodeToPod,
+    PodToNode,
+    PodToExternal,
+}
+
+/// One probe to run: who sends, to which address, and what the receiver
+/// must see as the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub kind: Kind,
+    pub from: String,
+    pub from_ns: String,
+    pub to: String,
+    pub to_ip: IpAddr,
+    pub expect: BTreeSet<IpAddr>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cell {
+    pub kind: Kind,
+    pub from: String,
+    pub to: String,
+    pub to_ip: IpAddr,
+    pub seen: Option<IpAddr>,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// Every pair the matrix covers, decided from the lab and its leases.
+pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
+    // A node answers from its underlay address or, towards its own pods,
+    // from its bridge (the gateway: the first host of each subnet).
+    let node_addrs = |name: &str, ip: IpAddr| -> BTreeSet<IpAddr> {
+        let mut own: BTreeSet<IpAddr> = leases
+            .iter()
+            .filter(|l| l.node == name)
+            .flat_map(|l| l.subnets.iter().map(first_host))
+            .collect();
+        own.insert(ip);
+        own
+    };
+    let node_ip = |name: &str| lab.nodes.iter().find(|n| n.name == name).map(|n| n.ip);
+    let mut out = Vec::new();
+    for from in &lab.pods {
+        for to in lab.pods.iter().filter(|p| p.name != from.name) {
+            out.push(Probe {
+                kind: Kind::PodToPod,
+                from: from.name.clone(),
+                from_ns: from.ns.clone(),
+                to: to.name.clone(),
+                to_ip: to.ip,
+                expect: [from.ip].into(),
+            });
+        }
+        for node in &lab.nodes {
+            out.push(Probe {
+                kind: Kind::PodToNode,
+                from: from.name.clone(),
+                from_ns: from.ns.clone(),
+                to: node.name.clone(),
+                to_ip: node.ip,
+                expect: [from.ip].into(),
+            });
+        }
+        if let Some(ip) = node_ip(&from.node) {
+            out.push(Probe {
+                kind: Kind::PodToExternal,
+                from: from.name.clone(),
+                from_ns: from.ns.clone(),
+                to: "external".into(),
+                to_ip: IpAddr::V4(EXTERNAL_IP),
+                expect: [ip].into(),
+            });
+        }
+    }
+    for node in &lab.nodes {
+        for to in &lab.pods {
+            out.push(Probe {
+                kind: Kind::NodeToPod,
+                from: node.name.clone(),
+                from_ns: node.ns.clone(),
+                to: to.name.clone(),
+                to_ip: to.ip,
+                expect: node_addrs(&node.name, node.ip),
+            });
+        }
+    }
+    out
+}
+
+pub fn run(dir: &Path, json: bool) -> Result<()> {
+    let Some(lab) = Lab::load(dir)? else {
+        bail!("no lab in {}", dir.display());
+    };
+    let store = podnet_store::file::FileStore::open(lab.store_dir())?;
+    let leases = podnet_store::Store::list(&store)?;
+    let cells = matrix(&lab, &leases)?;
+    let failed = cells.iter().filter(|c| !c.ok).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": failed == 0, "cells": cells })
+            )?
+        );
+    } else {
+        print!("{}", render(&cells));
+    }
+    if failed > 0 {
+        bail!("{failed} of {} probes failed", cells.len());
+    }
+    Ok(())
+}
+
+/// Starts a receiver in every namespace and runs every probe.
+pub fn matrix(lab: &Lab, leases: &[Lease]) -> Result<Vec<Cell>> {
+    for ns in lab
+        .pods
+        .iter()
+        .map(|p| &p.ns)
+        .chain(lab.nodes.iter().map(|n| &n.ns))
+        .chain([&lab.external_ns])
+    {
+        probe::serve(ns)?;
+    }
+    Ok(plan(lab, leases)
+        .into_iter()
+        .map(|p| {
+            let seen = probe::seen_by(&p.from_ns, p.to_ip);
+            let ok = seen.as_ref().is_ok_and(|s| p.expect.contains(s));
+            Cell {
+                kind: p.kind,
+                from: p.from,
+                to: p.to,
+                to_ip: p.to_ip,
+                seen: seen.as_ref().ok().copied(),
+                ok,
+                error: seen.err().map(|e| format!("{e:#}")),
+            }
+        })
+        .collect())
+}
+
+fn render(cells: &[Cell]) -> String {
+    let mut out = String::new();
+    for kind in [
+        Kind::PodToPod,
+        Kind::NodeToPod,
+        Kind::PodToNode,
+        Kind::PodToExternal,
+    ] {
+        let these: Vec<&Cell> = cells.iter().filter(|c| c.kind == kind).collect();
+        let ok = these.iter().filter(|c| c.ok).count();
+        out += &format!("{kind:?}: {ok}/{} ok\n", these.len());
+        for c in &these {
+            let verdict = match (&c.seen, c.ok) {
+                (Some(seen), true) => format!("ok (seen as {seen})"),
+                (None, true) => "ok".to_owned(),
+                (Some(seen), false) => format!("FAIL (seen as {seen})"),
+                (None, false) => format!("FAIL ({})", c.error.as_deref().unwrap_or("?")),
+            };
+            out += &format!(
+                "  {:14} -> {:14} {:15} {verdict}\n",
+                c.from,
+                c.to,
+                c.to_ip.to_string()
+            );
+        }
+    }
+    let ok = cells.iter().filter(|c| c.ok).count();
+    out += &format!("{ok}/{} probes ok\n", cells.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::state::{Node, Pod};
+
+    fn lab() -> Lab {
+        let node = |i: usize| Node {
+            index: i,
+            name: format!("node{i}"),
+            ns: format!("x-n{i}"),
+            ip: format!("192.168.1.{}", i + 1).parse().unwrap(),
+            pid: 0,
+        };
+        let pod = |n: usize, ip: &str| Pod {
+            name: format!("node{n}-pod1"),
+            ns: format!("x-n{n}p1"),
+            node: format!("node{n}"),
+            ip: ip.parse().unwrap(),
+        };
+        Lab {
+            id: "x".into(),
+            dir: "/tmp/x".into(),
+            backend: "host-gw".into(),
+            pods_per_node: 1,
+            fabric_ns: "x-fab".into(),
+            external_ns: "x-ext".into(),
+            nodes: vec![node(1), node(2)],
+            pods: vec![pod(1, "10.244.1.2"), pod(2, "10.244.2.2")],
+        }
+    }
+
+    #[test]
+    fn plan_covers_every_pair_with_the_right_expectation() {
+        let leases = vec![Lease {
+            node: "node1".into(),
+            public_ip: "192.168.1.2".parse().unwrap(),
+            subnets: vec!["10.244.1.0/24".parse().unwrap()],
+            vtep_mac: None,
+            expires: u64::MAX,
+        }];
+        let p = plan(&lab(), &leases);
+        let count = |k: Kind| p.iter().filter(|x| x.kind == k).count();
+        assert_eq!(count(Kind::PodToPod), 2);
+        assert_eq!(count(Kind::NodeToPod), 4);
+        assert_eq!(count(Kind::PodToNode), 4);
+        assert_eq!(count(Kind::PodToExternal), 2);
+        let ext = p
+            .iter()
+            .find(|x| x.kind == Kind::PodToExternal && x.from == "node2-pod1")
+            .unwrap();
+        assert_eq!(ext.expect, ["192.168.1.3".parse().unwrap()].into());
+        let local = p
+            .iter()
+            .find(|x| x.kind == Kind::NodeToPod && x.from == "node1")
+            .unwrap();
+        assert!(local.expect.contains(&"10.244.1.1".parse().unwrap()));
+    }
+}

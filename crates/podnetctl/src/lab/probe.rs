@@ -1,0 +1,59 @@
+//! TCP probes between namespaces. A receiver answers each connection with
+//! the source address it saw, so the sender can tell whether the packet
+//! arrived untouched or was NATed on the way.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use podnet_linux::netns::Netns;
+
+pub const PORT: u16 = 7777;
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `f` on a short-lived thread inside the namespace at `path`, so the
+/// caller's thread never switches namespace.
+fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let ns = Netns::open(path)?;
+    std::thread::scope(|s| {
+        s.spawn(|| ns.run(f))
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe thread panicked"))?
+            .map_err(Into::into)
+    })
+}
+
+/// Starts a peer-address server in `ns`; it serves until the process exits.
+pub fn serve(ns: &str) -> Result<()> {
+    let listener = in_ns(&format!("/var/run/netns/{ns}"), || {
+        TcpListener::bind(("0.0.0.0", PORT))
+    })?
+    .with_context(|| format!("listen in {ns}"))?;
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let peer = conn
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = conn.write_all(peer.as_bytes());
+        }
+    });
+    Ok(())
+}
+
+/// Connects from `ns` to `to`; returns the source address the receiver saw.
+pub fn seen_by(ns: &str, to: IpAddr) -> Result<IpAddr> {
+    let target = SocketAddr::new(to, PORT);
+    let seen = in_ns(
+        &format!("/var/run/netns/{ns}"),
+        || -> std::io::Result<String> {
+            let mut conn = TcpStream::connect_timeout(&target, TIMEOUT)?;
+            conn.set_read_timeout(Some(TIMEOUT))?;
+            let mut seen = String::new();
+            conn.read_to_string(&mut seen)?;
+            Ok(seen)
+        },
+    )??;
+    seen.parse().with_context(|| format!("bad answer {seen:?}"))
+}

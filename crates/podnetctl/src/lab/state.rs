@@ -1,0 +1,171 @@
+//! `lab.json`: everything a lab made, so that any command can find it.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ipnet::IpNet;
+use podnet_core::cluster::desired::ROUTE_PROTOCOL;
+use podnet_core::cluster::lease::Lease;
+use podnet_linux::netlink::Netlink;
+use podnet_linux::netns::Netns;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub index: usize,
+    pub name: String,
+    pub ns: String,
+    pub ip: IpAddr,
+    pub pid: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pod {
+    pub name: String,
+    pub ns: String,
+    pub node: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lab {
+    pub id: String,
+    pub dir: PathBuf,
+    pub backend: String,
+    pub pods_per_node: usize,
+    pub fabric_ns: String,
+    pub external_ns: String,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+}
+
+impl Lab {
+    pub fn load(dir: &Path) -> Result<Option<Lab>> {
+        let path = dir.join("lab.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+        }
+    }
+
+    /// Atomic, so a lab is never half-recorded.
+    pub fn save(&self) -> Result<()> {
+        let target = self.dir.join("lab.json");
+        let temp = self.dir.join("lab.json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&temp, &target)?;
+        Ok(())
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(node)
+    }
+
+    /// Every namespace of the lab, pods first so nothing is left dangling.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.pods.iter().map(|p| p.ns.clone()).collect();
+        out.extend(self.nodes.iter().map(|n| n.ns.clone()));
+        out.push(self.external_ns.clone());
+        out.push(self.fabric_ns.clone());
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub ip: IpAddr,
+    pub agent_running: bool,
+    pub subnets: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    /// podnetd's routes in this node: destination and next hop.
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
+    pub pods: Vec<(String, IpAddr)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub dir: PathBuf,
+    pub backend: String,
+    pub nodes: Vec<NodeStatus>,
+}
+
+pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
+    let mut nodes = Vec::new();
+    for n in &lab.nodes {
+        let ns = Netns::open(format!("/var/run/netns/{}", n.ns))?;
+        let routes = Netlink::open_in(&ns)?
+            .routes()?
+            .into_iter()
+            .filter(|r| r.protocol == ROUTE_PROTOCOL)
+            .map(|r| (r.dst, r.gw))
+            .collect();
+        let subnet_file = std::fs::read_to_string(lab.node_dir(&n.name).join("run/subnet.json"))
+            .ok()
+            .and_then(|raw| podnet_core::subnet_file::SubnetFile::parse(&raw).ok());
+        nodes.push(NodeStatus {
+            name: n.name.clone(),
+            ip: n.ip,
+            agent_running: std::path::Path::new(&format!("/proc/{}", n.pid)).exists(),
+            subnets: leases
+                .iter()
+                .find(|l| l.node == n.name)
+                .map(|l| l.subnets.clone())
+                .unwrap_or_default(),
+            mtu: subnet_file.and_then(|f| f.mtu),
+            routes,
+            pods: lab
+                .pods
+                .iter()
+                .filter(|p| p.node == n.name)
+                .map(|p| (p.name.clone(), p.ip))
+                .collect(),
+        });
+    }
+    Ok(StatusReport {
+        dir: lab.dir.clone(),
+        backend: lab.backend.clone(),
+        nodes,
+    })
+}
+
+pub fn render_status(r: &StatusReport) -> String {
+    let mut out = format!("lab {}  backend {}\n", r.dir.display(), r.backend);
+    for n in &r.nodes {
+        let subnets: Vec<String> = n.subnets.iter().map(ToString::to_string).collect();
+        out += &format!(
+            "{:8} {:15} lease {:18} mtu {:5} agent {}\n",
+            n.name,
+            n.ip.to_string(),
+            subnets.join(","),
+            n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            if n.agent_running { "running" } else { "DOWN" }
+        );
+        for (dst, via) in &n.routes {
+            out += &format!(
+                "           route {dst} via {}\n",
+                via.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+            );
+        }
+        for (pod, ip) in &n.pods {
+            out += &format!("           pod {pod} {ip}\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,347 @@
+//! Building the lab: `up`, `add-node` and `remove-node`.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use podnet_linux::netns::NamedNetns;
+use podnet_store::Store;
+use serde_json::json;
+
+use super::state::{Lab, Node, Pod};
+use super::topology::{self as topo, EXTERNAL_IP, UNDERLAY_PREFIX};
+
+const READY_CAP: Duration = Duration::from_secs(20);
+
+pub struct UpOptions {
+    pub dir: PathBuf,
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    pub backend: String,
+}
+
+/// The binaries the lab runs, found next to podnetctl.
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .ok_or_else(|| anyhow!("podnetctl has no directory"))?
+        .join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found next to podnetctl (build the workspace)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs `ip` (inside `ns` if given); fails with its stderr.
+fn ip(ns: Option<&str>, args: &[&str]) -> Result<()> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.args(args).output().context("run ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}{}: {}",
+            ns.map(|n| format!("-n {n} ")).unwrap_or_default(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn step(msg: &str) {
+    print!("  {msg} ... ");
+    let _ = std::io::stdout().flush();
+}
+
+pub fn up(opts: UpOptions) -> Result<()> {
+    if Lab::load(&opts.dir)?.is_some() {
+        bail!(
+            "a lab already exists in {}; run `podnetctl lab down` first",
+            opts.dir.display()
+        );
+    }
+    if !(1..=topo::MAX_NODES).contains(&opts.nodes) {
+        bail!("--nodes must be 1..={}", topo::MAX_NODES);
+    }
+    if !["host-gw"].contains(&opts.backend.as_str()) {
+        bail!(
+            "--backend {} is not supported by the lab yet (use host-gw)",
+            opts.backend
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&opts.dir)?;
+    let dir = opts.dir.canonicalize()?;
+    let id = format!("pl{}", std::process::id());
+    let mut lab = Lab {
+        fabric_ns: topo::fabric_ns(&id),
+        external_ns: topo::external_ns(&id),
+        id,
+        dir,
+        backend: opts.backend.clone(),
+        pods_per_node: opts.pods_per_node,
+        nodes: Vec::new(),
+        pods: Vec::new(),
+    };
+    std::fs::write(
+        lab.dir.join("net-conf.json"),
+        json!({ "Network": "10.244.0.0/16", "Backend": { "Type": opts.backend } }).to_string(),
+    )?;
+    lab.save()?;
+    println!(
+        "lab up: {} nodes x {} pods, backend {}, in {}",
+        opts.nodes,
+        opts.pods_per_node,
+        opts.backend,
+        lab.dir.display()
+    );
+    let built = build(&mut lab, opts.nodes);
+    if let Err(e) = built {
+        eprintln!("lab up failed: {e:#}; removing what was made");
+        lab.save()?;
+        super::down(&lab.dir)?;
+        return Err(e);
+    }
+    println!("lab is up: `podnetctl lab check` to probe it, `podnetctl lab down` to remove it");
+    Ok(())
+}
+
+fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
+    step("underlay (fabric bridge, external host)");
+    let fabric = NamedNetns::create(&lab.fabric_ns)?.keep();
+    ip(Some(&fabric), &["link", "add", "fab0", "type", "bridge"])?;
+    ip(Some(&fabric), &["link", "set", "fab0", "up"])?;
+    let ext = NamedNetns::create(&lab.external_ns)?.keep();
+    plug_into_fabric(lab, &ext, "ext", IpAddr::V4(EXTERNAL_IP))?;
+    println!("ok");
+    for i in 1..=nodes {
+        add_node_at(lab, i)?;
+    }
+    Ok(())
+}
+
+/// Connects `ns` to the fabric bridge as `eth0` with `addr`.
+fn plug_into_fabric(lab: &Lab, ns: &str, port: &str, addr: IpAddr) -> Result<()> {
+    let fab = lab.fabric_ns.as_str();
+    ip(
+        Some(fab),
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    )?;
+    ip(Some(fab), &["link", "set", port, "master", "fab0", "up"])?;
+    ip(
+        Some(ns),
+        &[
+            "addr",
+            "add",
+            &format!("{addr}/{UNDERLAY_PREFIX}"),
+            "dev",
+            "eth0",
+        ],
+    )?;
+    ip(Some(ns), &["link", "set", "eth0", "up"])
+}
+
+pub fn add_node(dir: &Path) -> Result<()> {
+    let mut lab = Lab::load(dir)?.ok_or_else(|| anyhow!("no lab in {}", dir.display()))?;
+    let next = lab.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
+    if next > topo::MAX_NODES {
+        bail!("the lab is full ({} nodes)", topo::MAX_NODES);
+    }
+    add_node_at(&mut lab, next)
+}
+
+fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
+    let name = topo::node_name(i);
+    let node_ip = topo::node_ip(i);
+    step(&format!("{name} {node_ip}: namespace and underlay"));
+    let ns = NamedNetns::create(&topo::node_ns(&lab.id, i))?.keep();
+    lab.nodes.push(Node {
+        index: i,
+        name: name.clone(),
+        ns: ns.clone(),
+        ip: node_ip,
+        pid: 0,
+    });
+    lab.save()?;
+    plug_into_fabric(lab, &ns, &topo::fabric_port(i), node_ip)?;
+    ip(
+        Some(&ns),
+        &["route", "add", "default", "via", &EXTERNAL_IP.to_string()],
+    )?;
+    println!("ok");
+
+    step(&format!("{name}: podnetd"));
+    let started = Instant::now();
+    let pid = start_agent(lab, &name, &ns, node_ip)?;
+    if let Some(n) = lab.nodes.iter_mut().find(|n| n.name == name) {
+        n.pid = pid;
+    }
+    lab.save()?;
+    wait_for_file(&lab.node_dir(&name).join("run/subnet.json"), pid)?;
+    println!("ok (pid {pid}, ready in {:?})", started.elapsed());
+
+    for p in 1..=lab.pods_per_node {
+        let pod = topo::pod_name(i, p);
+        step(&format!("{pod}: attach with podnet"));
+        let pod_ns = NamedNetns::create(&topo::pod_ns(&lab.id, i, p))?.keep();
+        let addr = attach(lab, &name, &ns, &pod, &pod_ns);
+        lab.pods.push(Pod {
+            name: pod,
+            ns: pod_ns,
+            node: name.clone(),
+            ip: addr.as_ref().map_or(IpAddr::from([0, 0, 0, 0]), |a| *a),
+        });
+        lab.save()?;
+        println!("{}", addr?);
+    }
+    Ok(())
+}
+
+fn start_agent(lab: &Lab, name: &str, ns: &str, node_ip: IpAddr) -> Result<i32> {
+    let dir = lab.node_dir(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let log = std::fs::File::create(dir.join("podnetd.log"))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(sibling("podnetd")?)
+        .args(["--node-name", name])
+        .args(["--public-ip", &node_ip.to_string()])
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--store")
+        .arg(format!("file:{}", lab.store_dir().display()))
+        .arg("--net-conf")
+        .arg(lab.dir.join("net-conf.json"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: ^C on `lab up` must not stop the agents.
+        .process_group(0)
+        .spawn()
+        .context("start podnetd")?;
+    // `ip netns exec` execs podnetd in place, so this is podnetd's PID.
+    Ok(child.id() as i32)
+}
+
+fn wait_for_file(path: &Path, pid: i32) -> Result<()> {
+    let started = Instant::now();
+    while !path.exists() {
+        if !alive(pid) {
+            bail!("podnetd (pid {pid}) exited; see its podnetd.log");
+        }
+        if started.elapsed() > READY_CAP {
+            bail!("{} did not appear within {READY_CAP:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<IpAddr> {
+    let dir = lab.node_dir(node);
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "podnet",
+        "type": "podnet",
+        "subnetFile": dir.join("run/subnet.json"),
+        "logFile": dir.join("podnet.log"),
+        "ipam": { "dataDir": dir.join("ipam") },
+    });
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", node_ns])
+        .arg(sibling("podnet")?)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", pod)
+        .env("CNI_NETNS", format!("/var/run/netns/{pod_ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env(
+            "CNI_ARGS",
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME={pod}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(conf.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    if !out.status.success() {
+        bail!("podnet ADD {pod}: {}", result["msg"]);
+    }
+    let addr = result["ips"][0]["address"].as_str().unwrap_or_default();
+    addr.split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("podnet ADD {pod} returned no address"))
+}
+
+pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
+    let mut lab = Lab::load(dir)?.ok_or_else(|| anyhow!("no lab in {}", dir.display()))?;
+    let Some(pos) = lab.nodes.iter().position(|n| n.name == name) else {
+        bail!("no node {name} in the lab");
+    };
+    let node = lab.nodes.remove(pos);
+    step(&format!(
+        "{name}: stop podnetd, release its lease, remove it"
+    ));
+    stop_agent(node.pid);
+    podnet_store::file::FileStore::open(lab.store_dir())?.release(name)?;
+    let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
+    lab.pods = kept;
+    for ns in gone.iter().map(|p| p.ns.as_str()).chain([node.ns.as_str()]) {
+        NamedNetns::delete(ns)?;
+    }
+    let _ = std::fs::remove_dir_all(lab.node_dir(name));
+    lab.save()?;
+    println!("ok");
+    Ok(())
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has exited; only its parent has not reaped it yet.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// SIGTERM, then SIGKILL if it has not exited after a while.
+pub fn stop_agent(pid: i32) {
+    if pid <= 0 || !alive(pid) {
+        return;
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let started = Instant::now();
+    while alive(pid) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
