@@ -3,6 +3,8 @@
 
 use std::io;
 
+use ipnet::IpNet;
+
 use podnet_core::cni::{CniError, Code, NetConf};
 use podnet_core::ipam::Pool;
 use podnet_core::subnet_file::SubnetFile;
@@ -29,6 +31,9 @@ pub fn subnet_file(conf: &NetConf) -> Result<Option<SubnetFile>, CniError> {
 /// With neither, the node is not ready yet: code 11, try again later.
 pub fn pool(conf: &NetConf, file: Option<&SubnetFile>) -> Result<Pool, CniError> {
     if let Some(pool) = &conf.ipam.pool {
+        if let Some(f) = file {
+            check_inside_lease(pool, f, conf)?;
+        }
         return Ok(pool.clone());
     }
     match file {
@@ -44,6 +49,35 @@ pub fn pool(conf: &NetConf, file: Option<&SubnetFile>) -> Result<Pool, CniError>
             ),
         )),
     }
+}
+
+/// Configured ranges must lie inside the subnets this node leased: an
+/// address outside them would collide with another node's pods.
+fn check_inside_lease(pool: &Pool, file: &SubnetFile, conf: &NetConf) -> Result<(), CniError> {
+    let leased: Vec<IpNet> = file
+        .node_subnets
+        .iter()
+        .filter_map(|r| r.subnet.parse().ok())
+        .collect();
+    if leased.is_empty() {
+        return Ok(());
+    }
+    for range in pool.sets.iter().flat_map(|s| s.ranges.iter()) {
+        let same_family: Vec<&IpNet> = leased
+            .iter()
+            .filter(|l| l.addr().is_ipv4() == range.subnet.addr().is_ipv4())
+            .collect();
+        if !same_family.is_empty() && !same_family.iter().any(|l| l.contains(&range.subnet)) {
+            let names: Vec<String> = same_family.iter().map(ToString::to_string).collect();
+            return Err(CniError::config(format!(
+                "ipam range {} is outside this node's leased subnet {} (from subnetFile {})",
+                range.subnet,
+                names.join(", "),
+                conf.subnet_file.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `mtu` from the config, else the subnet file's, else the MTU of the

@@ -330,4 +330,24 @@ fn privileged_subnet_file_supplies_pool_and_mtu_else_try_again_later() {
     assert_eq!(first_ip(&r), "10.244.50.2");
     assert_eq!(r["ips"][0]["gateway"], "10.244.50.1");
     assert_eq!(pod.ip_json(&["link", "show", "eth0"])[0]["mtu"], 1300);
+
+    // Ranges in the config win over the file, but must lie in the lease.
+    let other = TestNetns::new("pntest-pod");
+    let mut inside = conf.clone();
+    inside["ipam"]["subnet"] = json!("10.244.50.0/24");
+    inside["ipam"]["rangeStart"] = json!("10.244.50.100");
+    let r = node.add("c2", &other, &inside).expect_ok().json();
+    assert_eq!(first_ip(&r), "10.244.50.100");
+    let mut outside = conf.clone();
+    outside["ipam"]["subnet"] = json!("10.244.51.0/24");
+    let out = node.add("c3", &TestNetns::new("pntest-pod"), &outside);
+    assert_eq!(out.code(), 7);
+    assert!(
+        out.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("10.244.51.0/24"),
+        "{}",
+        out.stdout
+    );
 }
