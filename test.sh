@@ -6,5 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/install-deps.sh
 
+# The lab tests run podnetd and podnet next to podnetctl: build every
+# binary, not only the test harnesses.
+echo "==> cargo build --workspace --bins"
+cargo build --workspace --bins --quiet
+
 echo "==> cargo nextest run --workspace --profile ci"
 cargo nextest run --workspace --profile ci "$@"

@@ -277,6 +277,7 @@ fn configure_pod(
             gw: r.gw,
             oif: Some(link.index),
             protocol: PROTO_BOOT,
+            onlink: false,
         })
         .map_err(kernel)?;
     }

@@ -32,6 +32,23 @@ pub fn bridge_mac(bridge: &str, gateway: &str) -> [u8; 6] {
     mac
 }
 
+/// The vxlan device names, one per underlay family.
+pub const VXLAN4: &str = "podnet.vxlan";
+pub const VXLAN6: &str = "podnet.vxlan6";
+
+/// A VTEP MAC derived from the node's underlay address: stable across
+/// restarts and reboots, so peers' FDB entries stay valid.
+pub fn vtep_mac(node_ip: &std::net::IpAddr) -> [u8; 6] {
+    let digest = Sha256::new()
+        .chain_update(b"podnet-vtep\0")
+        .chain_update(node_ip.to_string().as_bytes())
+        .finalize();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
 pub fn format_mac(mac: &[u8]) -> String {
     let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
     parts.join(":")
@@ -70,6 +87,16 @@ mod tests {
         assert_eq!(m[0] & 0x03, 0x02);
         assert_eq!(m, bridge_mac("podnet0", "10.244.1.1"));
         assert_ne!(m, bridge_mac("podnet0", "10.244.2.1"));
+    }
+
+    #[test]
+    fn vtep_mac_is_stable_and_per_node() {
+        let a: std::net::IpAddr = "192.168.1.2".parse().unwrap();
+        let b: std::net::IpAddr = "192.168.1.3".parse().unwrap();
+        assert_eq!(vtep_mac(&a), vtep_mac(&a));
+        assert_ne!(vtep_mac(&a), vtep_mac(&b));
+        assert_eq!(vtep_mac(&a)[0] & 0x03, 0x02);
+        assert!(VXLAN6.len() <= 15);
     }
 
     #[test]

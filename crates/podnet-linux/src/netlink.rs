@@ -19,13 +19,17 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
 
 use crate::netns::{Netns, NetnsError};
+
+mod vxlan;
+pub use vxlan::{Entry, VxlanSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -80,6 +84,8 @@ pub struct RouteSpec {
     pub gw: Option<IpAddr>,
     pub oif: Option<u32>,
     pub protocol: u8,
+    /// The gateway is on the link even if no address says so (vxlan).
+    pub onlink: bool,
 }
 
 /// The protocol the plugin's pod routes carry ("boot", as `ip route` uses).
@@ -410,6 +416,9 @@ impl Netlink {
         }
         if let Some(oif) = spec.oif {
             msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        if spec.onlink {
+            msg.header.flags = RouteFlags::Onlink;
         }
         let (dst, gw) = (spec.dst, spec.gw);
         self.request(

@@ -263,8 +263,10 @@ impl Store for FileStore {
         let lease = Lease {
             node: node.name.clone(),
             public_ip: node.public_ip,
+            public_ipv6: node.public_ipv6,
             subnets,
             vtep_mac: node.vtep_mac.clone(),
+            vtep_mac6: node.vtep_mac6.clone(),
             expires: now() + ttl.as_secs(),
         };
         self.write_lease(&lease)?;
@@ -277,7 +279,9 @@ impl Store for FileStore {
             .read_lease(&path)?
             .ok_or_else(|| StoreError::Invalid(format!("node {} holds no lease", node.name)))?;
         lease.public_ip = node.public_ip;
+        lease.public_ipv6 = node.public_ipv6;
         lease.vtep_mac = node.vtep_mac.clone();
+        lease.vtep_mac6 = node.vtep_mac6.clone();
         lease.expires = now() + ttl.as_secs();
         self.write_lease(&lease)?;
         Ok(lease)

@@ -35,7 +35,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct NodeInfo {
     pub name: String,
     pub public_ip: IpAddr,
+    pub public_ipv6: Option<IpAddr>,
     pub vtep_mac: Option<String>,
+    pub vtep_mac6: Option<String>,
 }
 
 /// A fingerprint of the leases, to tell whether they changed.

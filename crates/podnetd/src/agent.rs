@@ -5,10 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use podnet_core::cluster::desired::{MasqPlan, host_gw_routes, masq_plan, subnet_file};
+use ipnet::IpNet;
+use podnet_core::cluster::desired::{
+    MasqPlan, Me, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6, desired, family_index, masq_plan, pod_mtu,
+    subnet_file,
+};
 use podnet_core::cluster::lease::Lease;
-use podnet_core::cluster::netconf::ClusterConf;
-use podnet_linux::netlink::Netlink;
+use podnet_core::cluster::netconf::{BackendType, ClusterConf};
+use podnet_core::names::vtep_mac;
+use podnet_linux::netlink::{Link, Netlink, VxlanSpec};
 use podnet_store::{NodeInfo, Store, now};
 
 use crate::{Args, datapath, node};
@@ -21,6 +26,9 @@ pub struct Agent {
     lease: Lease,
     ttl: Duration,
     nl: Netlink,
+    /// The underlay segments this node sits on (for DirectRouting).
+    segments: Vec<IpNet>,
+    devices: datapath::Devices,
     /// What the egress table was last set to, so it is rewritten only on
     /// change (and always once at start).
     applied_masq: Option<Option<MasqPlan>>,
@@ -50,14 +58,34 @@ impl Agent {
         let mut nl = Netlink::open()?;
         let (public_ip, uplink) = node::public_ip(&args, &mut nl)?;
         node::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
+        if let Some(v6) = args.public_ipv6 {
+            node::check_no_overlap(&conf.cluster_cidrs(), v6)?;
+        }
+        let vxlan = conf.backend.kind == BackendType::Vxlan;
         let me = NodeInfo {
             name: node::name(&args)?,
             public_ip,
-            vtep_mac: None,
+            public_ipv6: args.public_ipv6,
+            vtep_mac: (vxlan && conf.ipv4.is_some())
+                .then(|| datapath::mac_string(&vtep_mac(&public_ip))),
+            vtep_mac6: args
+                .public_ipv6
+                .filter(|_| vxlan && conf.ipv6.is_some())
+                .map(|ip| datapath::mac_string(&vtep_mac(&ip))),
         };
         let ttl = Duration::from_secs(args.lease_ttl);
         let lease = store.acquire(&me, &conf, ttl)?;
-        let mtu = conf.backend.mtu.unwrap_or(uplink.mtu);
+        let devices = if vxlan {
+            vxlan_devices(&mut nl, &conf, &me, &lease, &uplink)?
+        } else {
+            Default::default()
+        };
+        let segments: Vec<IpNet> = nl
+            .addresses(uplink.index)?
+            .into_iter()
+            .map(|a| a.trunc())
+            .collect();
+        let mtu = pod_mtu(&conf, uplink.mtu);
         node::write_subnet_file(&args.run_dir, &subnet_file(&conf, &lease, mtu))?;
         node::enable_forwarding(conf.ipv6.is_some())?;
         tracing::info!(
@@ -76,6 +104,8 @@ impl Agent {
             lease,
             ttl,
             nl,
+            segments,
+            devices,
             applied_masq: None,
             renewed: Instant::now(),
         })
@@ -120,13 +150,25 @@ impl Agent {
     }
 
     fn reconcile(&mut self, leases: &[Lease]) -> Result<()> {
-        let desired = host_gw_routes(&self.me.name, leases, now());
-        let diff = datapath::reconcile_routes(&mut self.nl, &desired)?;
-        for r in &diff.replace {
-            tracing::info!(dst = %r.dst, via = %r.via, "route installed");
+        let me = Me {
+            name: &self.me.name,
+            segments: &self.segments,
+        };
+        let want = desired(&me, &self.conf, leases, now());
+        let changes = datapath::reconcile(&mut self.nl, &self.devices, &want)?;
+        if let Some(d) = &changes.routes {
+            for r in &d.replace {
+                tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, "route installed");
+            }
+            for r in &d.delete {
+                tracing::info!(dst = %r.dst, "route removed");
+            }
         }
-        for dst in &diff.delete {
-            tracing::info!(%dst, "route removed");
+        if changes.entries > 0 {
+            tracing::info!(
+                changed = changes.entries,
+                "vxlan neighbour/fdb entries updated"
+            );
         }
         let plan = self.args.masquerade.then(|| masq_plan(&self.conf, leases));
         if self.applied_masq.as_ref() != Some(&plan) {
@@ -136,4 +178,42 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// One vxlan device per family with a pod subnet, over that family's
+/// underlay address, sized for its encapsulation overhead.
+fn vxlan_devices(
+    nl: &mut Netlink,
+    conf: &ClusterConf,
+    me: &NodeInfo,
+    lease: &Lease,
+    uplink: &Link,
+) -> Result<datapath::Devices> {
+    let mut devices: datapath::Devices = Default::default();
+    for subnet in &lease.subnets {
+        let v4 = subnet.addr().is_ipv4();
+        let (local, mac, overhead) = match (v4, me.public_ipv6) {
+            (true, _) => (me.public_ip, &me.vtep_mac, VXLAN_OVERHEAD_V4),
+            (false, Some(v6)) => (v6, &me.vtep_mac6, VXLAN_OVERHEAD_V6),
+            (false, None) => {
+                tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
+                continue;
+            }
+        };
+        let mac = mac
+            .as_deref()
+            .and_then(podnet_core::names::parse_mac)
+            .unwrap_or_else(|| vtep_mac(&local));
+        let spec = VxlanSpec {
+            name: datapath::device_name(v4),
+            vni: conf.backend.vni,
+            port: conf.backend.port,
+            local,
+            underlay: uplink.index,
+            mac,
+            mtu: uplink.mtu.saturating_sub(overhead),
+        };
+        devices[family_index(v4)] = Some(datapath::ensure_vxlan(nl, &spec, *subnet)?);
+    }
+    Ok(devices)
 }

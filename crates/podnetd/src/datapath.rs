@@ -1,50 +1,170 @@
 //! Applying the desired state: podnetd's routes (tagged with its own route
-//! protocol) and its nftables table. It never touches anything else, and
-//! never flushes: it replaces what differs and deletes only its own.
+//! protocol), its vxlan devices with their neighbour and FDB entries, and
+//! its nftables table. It never touches anything else, and never flushes:
+//! it replaces what differs and deletes only its own.
 
-use anyhow::Result;
-use podnet_core::cluster::desired::{MasqPlan, PeerRoute, ROUTE_PROTOCOL, RouteDiff, diff_routes};
-use podnet_linux::netlink::{Netlink, RouteSpec};
-use podnet_linux::nft;
 use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use anyhow::{Result, anyhow};
+use ipnet::IpNet;
+use nix::errno::Errno;
+use podnet_core::cluster::desired::{
+    Datapath, Diff, Fdb, MasqPlan, Neighbour, PeerRoute, ROUTE_PROTOCOL, diff, diff_routes,
+    family_index,
+};
+use podnet_core::names::{VXLAN4, VXLAN6, format_mac, parse_mac};
+use podnet_linux::netlink::{Entry, Link, Netlink, RouteSpec, VxlanSpec};
+use podnet_linux::nft;
+
+const MAIN_TABLE: u32 = 254;
+
+/// This node's vxlan devices, by family index (IPv4, IPv6).
+pub type Devices = [Option<Link>; 2];
+
+pub fn device_name(v4: bool) -> &'static str {
+    if v4 { VXLAN4 } else { VXLAN6 }
+}
+
+/// Ensures one vxlan device: created if missing, recreated if it is not a
+/// vxlan or has the wrong MAC, and given the node subnet's network address.
+pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec<'_>, subnet: IpNet) -> Result<Link> {
+    if let Some(link) = nl.link(spec.name)?
+        && (link.kind.as_deref() != Some("vxlan") || link.mac != spec.mac)
+    {
+        nl.delete_link(link.index)?;
+    }
+    match nl.create_vxlan(spec) {
+        Err(e) if e.errno() == Some(Errno::EEXIST) => {}
+        other => other?,
+    }
+    let link = nl
+        .link(spec.name)?
+        .ok_or_else(|| anyhow!("{} vanished after creation", spec.name))?;
+    let host = if subnet.addr().is_ipv4() { 32 } else { 128 };
+    let addr = IpNet::new(subnet.network(), host)?;
+    if !nl.addresses(link.index)?.contains(&addr) {
+        nl.add_address(link.index, addr)?;
+    }
+    if !link.up {
+        nl.set_up(link.index)?;
+    }
+    Ok(link)
+}
 
 /// The routes in the main table that carry our tag.
-pub fn our_routes(nl: &mut Netlink) -> Result<Vec<PeerRoute>> {
+fn our_routes(nl: &mut Netlink, devices: &Devices) -> Result<Vec<PeerRoute>> {
+    let vxlan_index: Vec<u32> = devices.iter().flatten().map(|l| l.index).collect();
     Ok(nl
         .routes()?
         .into_iter()
-        .filter(|r| r.protocol == ROUTE_PROTOCOL && r.table == 254)
+        .filter(|r| r.protocol == ROUTE_PROTOCOL && r.table == MAIN_TABLE)
         .filter_map(|r| {
             Some(PeerRoute {
                 dst: r.dst,
                 via: r.gw?,
+                vxlan: r.oif.is_some_and(|o| vxlan_index.contains(&o)),
             })
         })
         .collect())
 }
 
-/// Makes our routes equal `desired`; returns what it changed.
-pub fn reconcile_routes(nl: &mut Netlink, desired: &BTreeSet<PeerRoute>) -> Result<RouteDiff> {
-    let diff = diff_routes(desired, &our_routes(nl)?);
-    for r in &diff.replace {
+/// What a reconcile changed, for the log.
+#[derive(Default)]
+pub struct Changes {
+    pub routes: Option<Diff<PeerRoute>>,
+    pub entries: usize,
+}
+
+/// Makes the kernel match `want`.
+pub fn reconcile(nl: &mut Netlink, devices: &Devices, want: &Datapath) -> Result<Changes> {
+    let mut changes = Changes::default();
+    // Neighbours and FDB entries first: a vxlan route is only useful once
+    // its next hop resolves.
+    for v4 in [true, false] {
+        let Some(dev) = &devices[family_index(v4)] else {
+            continue;
+        };
+        let neigh_want: BTreeSet<Entry> = want.neighbours[family_index(v4)]
+            .iter()
+            .map(neigh_entry)
+            .collect::<Result<_>>()?;
+        let fdb_want: BTreeSet<Entry> = want.fdb[family_index(v4)]
+            .iter()
+            .map(fdb_entry)
+            .collect::<Result<_>>()?;
+        for (fdb, wanted) in [(false, neigh_want), (true, fdb_want)] {
+            let have = nl.entries(dev.index, fdb)?;
+            // FDB entries are keyed by MAC, neighbours by address.
+            let d = diff(&wanted, &have, |e: &Entry| {
+                if fdb {
+                    (None, Some(e.mac.clone()))
+                } else {
+                    (Some(e.ip), None)
+                }
+            });
+            for e in &d.replace {
+                nl.replace_entry(dev.index, e, fdb)?;
+            }
+            for e in &d.delete {
+                nl.delete_entry(dev.index, e, fdb)?;
+            }
+            changes.entries += d.replace.len() + d.delete.len();
+        }
+    }
+    let d = diff_routes(&want.routes, &our_routes(nl, devices)?);
+    for r in &d.replace {
+        let dev = r
+            .vxlan
+            .then(|| devices[family_index(r.dst.addr().is_ipv4())].as_ref())
+            .flatten();
+        if r.vxlan && dev.is_none() {
+            continue; // the device for this family is not up yet
+        }
         nl.replace_route(&RouteSpec {
             dst: r.dst,
             gw: Some(r.via),
-            oif: None,
+            oif: dev.map(|l| l.index),
             protocol: ROUTE_PROTOCOL,
+            onlink: r.vxlan,
         })?;
     }
-    for dst in &diff.delete {
-        nl.delete_route(*dst, ROUTE_PROTOCOL)?;
+    for r in &d.delete {
+        nl.delete_route(r.dst, ROUTE_PROTOCOL)?;
     }
-    Ok(diff)
+    changes.routes = Some(d);
+    Ok(changes)
+}
+
+fn mac_bytes(mac: &str) -> Result<Vec<u8>> {
+    parse_mac(mac)
+        .map(|m| m.to_vec())
+        .ok_or_else(|| anyhow!("bad VTEP MAC {mac} in a lease"))
+}
+
+fn neigh_entry(n: &Neighbour) -> Result<Entry> {
+    Ok(Entry {
+        ip: n.ip,
+        mac: mac_bytes(&n.mac)?,
+    })
+}
+
+fn fdb_entry(f: &Fdb) -> Result<Entry> {
+    Ok(Entry {
+        ip: f.dst,
+        mac: mac_bytes(&f.mac)?,
+    })
+}
+
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    format_mac(mac)
 }
 
 /// Rewrites the egress table (or removes it when masquerade is off).
 pub fn apply_masquerade(plan: Option<&MasqPlan>) -> Result<()> {
     match plan {
         Some(p) => {
-            let nodes: Vec<_> = p.node_ips.iter().copied().collect();
+            let nodes: Vec<IpAddr> = p.node_ips.iter().copied().collect();
             nft::replace_egress_table(&p.cluster_cidrs, &nodes)?;
         }
         None => nft::replace_egress_table(&[], &[])?,

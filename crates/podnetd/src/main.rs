@@ -25,6 +25,10 @@ pub struct Args {
     /// This node's address on the underlay: the next hop for its pods.
     #[arg(long)]
     pub public_ip: Option<IpAddr>,
+    /// This node's IPv6 underlay address (dual-stack): the next hop, or
+    /// the vxlan6 endpoint, for its IPv6 pods.
+    #[arg(long)]
+    pub public_ipv6: Option<IpAddr>,
     /// Take the public IP from this interface (default: the interface of
     /// the default route).
     #[arg(long)]

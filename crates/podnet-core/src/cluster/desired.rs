@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::lease::Lease;
-use super::netconf::ClusterConf;
+use super::netconf::{BackendType, ClusterConf};
 use crate::ipam::RangeConf;
 use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 
@@ -15,59 +15,159 @@ use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 /// tell its own routes from everyone else's and never touch the others.
 pub const ROUTE_PROTOCOL: u8 = 112;
 
-/// A route the agent owns: a peer's pod subnet via the peer's node address.
+/// VXLAN's encapsulation overhead per underlay family (outer IP + UDP +
+/// VXLAN + inner Ethernet).
+pub const VXLAN_OVERHEAD_V4: u32 = 50;
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
+
+/// A route the agent owns: a peer's pod subnet, either via the peer's
+/// underlay address (host-gw) or via the peer's subnet address on this
+/// family's vxlan device, onlink.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerRoute {
     pub dst: IpNet,
     pub via: IpAddr,
+    pub vxlan: bool,
 }
 
-/// host-gw: one route per peer subnet of our families, via the peer. Only
-/// live leases of other nodes count; our own subnet is on the bridge.
-pub fn host_gw_routes(me: &str, leases: &[Lease], now: u64) -> BTreeSet<PeerRoute> {
-    leases
-        .iter()
-        .filter(|l| l.node != me && !l.expired(now))
-        .flat_map(|l| {
-            l.subnets
-                .iter()
-                .filter(move |s| s.addr().is_ipv4() == l.public_ip.is_ipv4())
-                .map(move |s| PeerRoute {
-                    dst: *s,
-                    via: l.public_ip,
-                })
-        })
-        .collect()
+/// A permanent neighbour entry on a vxlan device: the peer subnet's
+/// address resolves to the peer's VTEP MAC.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Neighbour {
+    pub ip: IpAddr,
+    pub mac: String,
 }
 
-/// What to change so that `actual` (the routes carrying our protocol tag)
-/// becomes `desired`: replace what is missing or different, delete the rest.
+/// A permanent FDB entry on a vxlan device: the VTEP MAC lives at the
+/// peer's underlay address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fdb {
+    pub mac: String,
+    pub dst: IpAddr,
+}
+
+/// Everything the agent owns in its node's datapath.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteDiff {
-    pub replace: Vec<PeerRoute>,
-    pub delete: Vec<IpNet>,
+pub struct Datapath {
+    pub routes: BTreeSet<PeerRoute>,
+    /// Per vxlan device: IPv4 (`podnet.vxlan`) and IPv6 (`podnet.vxlan6`).
+    pub neighbours: [BTreeSet<Neighbour>; 2],
+    pub fdb: [BTreeSet<Fdb>; 2],
 }
 
-impl RouteDiff {
+/// Index of a family in [`Datapath`]'s per-device arrays.
+pub fn family_index(v4: bool) -> usize {
+    usize::from(!v4)
+}
+
+/// This node's view: who it is and which underlay segments it sits on
+/// (DirectRouting sends to peers on them without encapsulation).
+pub struct Me<'a> {
+    pub name: &'a str,
+    pub segments: &'a [IpNet],
+}
+
+pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> Datapath {
+    let mut out = Datapath::default();
+    for peer in leases
+        .iter()
+        .filter(|l| l.node != me.name && !l.expired(now))
+    {
+        for subnet in &peer.subnets {
+            let v4 = subnet.addr().is_ipv4();
+            let Some(underlay) = peer.underlay(v4) else {
+                continue;
+            };
+            let direct = conf.backend.kind == BackendType::HostGw
+                || (conf.backend.direct_routing
+                    && me.segments.iter().any(|s| s.contains(&underlay)));
+            if direct {
+                out.routes.insert(PeerRoute {
+                    dst: *subnet,
+                    via: underlay,
+                    vxlan: false,
+                });
+                continue;
+            }
+            let Some(mac) = peer.vtep(v4) else { continue };
+            let gateway = subnet.network();
+            out.routes.insert(PeerRoute {
+                dst: *subnet,
+                via: gateway,
+                vxlan: true,
+            });
+            out.neighbours[family_index(v4)].insert(Neighbour {
+                ip: gateway,
+                mac: mac.to_owned(),
+            });
+            out.fdb[family_index(v4)].insert(Fdb {
+                mac: mac.to_owned(),
+                dst: underlay,
+            });
+        }
+    }
+    out
+}
+
+/// What to change so that `actual` becomes `desired`: add or replace what
+/// is missing or different, delete what is ours but no longer wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff<T> {
+    pub replace: Vec<T>,
+    pub delete: Vec<T>,
+}
+
+impl<T> Diff<T> {
     pub fn is_empty(&self) -> bool {
         self.replace.is_empty() && self.delete.is_empty()
     }
 }
 
-pub fn diff_routes(desired: &BTreeSet<PeerRoute>, actual: &[PeerRoute]) -> RouteDiff {
-    let have: BTreeSet<&PeerRoute> = actual.iter().collect();
-    RouteDiff {
+/// A set diff keyed by `key`: entries whose key is still wanted are
+/// replaced in place (never deleted first), so traffic is not interrupted.
+pub fn diff<T: Ord + Clone, K: PartialEq>(
+    desired: &BTreeSet<T>,
+    actual: &[T],
+    key: impl Fn(&T) -> K,
+) -> Diff<T> {
+    let have: BTreeSet<&T> = actual.iter().collect();
+    Diff {
         replace: desired
             .iter()
-            .filter(|r| !have.contains(r))
+            .filter(|d| !have.contains(d))
             .cloned()
             .collect(),
         delete: actual
             .iter()
-            .filter(|a| !desired.iter().any(|d| d.dst == a.dst))
-            .map(|a| a.dst)
+            .filter(|a| !desired.iter().any(|d| key(d) == key(a)))
+            .cloned()
             .collect(),
     }
+}
+
+pub fn diff_routes(desired: &BTreeSet<PeerRoute>, actual: &[PeerRoute]) -> Diff<PeerRoute> {
+    diff(desired, actual, |r| r.dst)
+}
+
+/// The pod MTU: `Backend.MTU` if set, else the uplink's minus the largest
+/// encapsulation overhead among the enabled families (none for host-gw).
+pub fn pod_mtu(conf: &ClusterConf, uplink_mtu: u32) -> u32 {
+    if let Some(mtu) = conf.backend.mtu {
+        return mtu;
+    }
+    let overhead = match conf.backend.kind {
+        BackendType::HostGw => 0,
+        BackendType::Vxlan => [
+            (conf.ipv4.is_some(), VXLAN_OVERHEAD_V4),
+            (conf.ipv6.is_some(), VXLAN_OVERHEAD_V6),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, o)| *o)
+        .max()
+        .unwrap_or(0),
+    };
+    uplink_mtu.saturating_sub(overhead)
 }
 
 /// Egress masquerade: pod traffic leaving for anything that is neither a
@@ -81,7 +181,11 @@ pub struct MasqPlan {
 pub fn masq_plan(conf: &ClusterConf, leases: &[Lease]) -> MasqPlan {
     MasqPlan {
         cluster_cidrs: conf.cluster_cidrs(),
-        node_ips: leases.iter().map(|l| l.public_ip).collect(),
+        node_ips: leases
+            .iter()
+            .flat_map(|l| [Some(l.public_ip), l.public_ipv6])
+            .flatten()
+            .collect(),
     }
 }
 
@@ -107,64 +211,4 @@ pub fn subnet_file(conf: &ClusterConf, lease: &Lease, mtu: u32) -> SubnetFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lease(node: &str, ip: &str, subnet: &str, expires: u64) -> Lease {
-        Lease {
-            node: node.into(),
-            public_ip: ip.parse().unwrap(),
-            subnets: vec![subnet.parse().unwrap()],
-            vtep_mac: None,
-            expires,
-        }
-    }
-
-    fn route(dst: &str, via: &str) -> PeerRoute {
-        PeerRoute {
-            dst: dst.parse().unwrap(),
-            via: via.parse().unwrap(),
-        }
-    }
-
-    #[test]
-    fn routes_to_live_peers_only() {
-        let leases = [
-            lease("a", "192.168.1.2", "10.244.1.0/24", 100),
-            lease("b", "192.168.1.3", "10.244.2.0/24", 100),
-            lease("c", "192.168.1.4", "10.244.3.0/24", 5),
-        ];
-        let want = host_gw_routes("a", &leases, 10);
-        assert_eq!(
-            want.into_iter().collect::<Vec<_>>(),
-            vec![route("10.244.2.0/24", "192.168.1.3")]
-        );
-    }
-
-    #[test]
-    fn diff_replaces_changed_and_deletes_departed() {
-        let desired: BTreeSet<PeerRoute> = [
-            route("10.244.2.0/24", "192.168.1.3"),
-            route("10.244.3.0/24", "192.168.1.9"),
-        ]
-        .into();
-        let actual = vec![
-            route("10.244.2.0/24", "192.168.1.3"),
-            route("10.244.3.0/24", "192.168.1.4"),
-            route("10.244.4.0/24", "192.168.1.5"),
-        ];
-        let d = diff_routes(&desired, &actual);
-        assert_eq!(d.replace, vec![route("10.244.3.0/24", "192.168.1.9")]);
-        assert_eq!(d.delete, vec!["10.244.4.0/24".parse::<IpNet>().unwrap()]);
-        assert!(diff_routes(&desired, &desired.iter().cloned().collect::<Vec<_>>()).is_empty());
-    }
-
-    #[test]
-    fn subnet_file_carries_gateway_ready_ranges() {
-        let conf = ClusterConf::parse(r#"{"Backend":{"Type":"host-gw"}}"#).unwrap();
-        let f = subnet_file(&conf, &lease("a", "192.168.1.2", "10.244.1.0/24", 1), 1500);
-        assert_eq!(f.node_subnets[0].subnet, "10.244.1.0/24");
-        assert_eq!(f.cluster_cidrs, vec!["10.244.0.0/16"]);
-        assert_eq!(f.mtu, Some(1500));
-    }
-}
+mod tests;

@@ -10,7 +10,9 @@ fn node(i: usize) -> NodeInfo {
     NodeInfo {
         name: format!("node{i}"),
         public_ip: format!("192.168.1.{}", i + 2).parse().unwrap(),
+        public_ipv6: None,
         vtep_mac: None,
+        vtep_mac6: None,
     }
 }
 

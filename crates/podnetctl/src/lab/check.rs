@@ -50,13 +50,14 @@ pub struct Cell {
 
 /// Every pair the matrix covers, decided from the lab and its leases.
 pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
-    // A node answers from its underlay address or, towards its own pods,
-    // from its bridge (the gateway: the first host of each subnet).
+    // A node answers from its underlay address, towards its own pods from
+    // its bridge (the gateway: the first host of each subnet), and over
+    // vxlan from its device (the subnet's network address).
     let node_addrs = |name: &str, ip: IpAddr| -> BTreeSet<IpAddr> {
         let mut own: BTreeSet<IpAddr> = leases
             .iter()
             .filter(|l| l.node == name)
-            .flat_map(|l| l.subnets.iter().map(first_host))
+            .flat_map(|l| l.subnets.iter().flat_map(|s| [first_host(s), s.network()]))
             .collect();
         own.insert(ip);
         own
@@ -230,8 +231,10 @@ mod tests {
         let leases = vec![Lease {
             node: "node1".into(),
             public_ip: "192.168.1.2".parse().unwrap(),
+            public_ipv6: None,
             subnets: vec!["10.244.1.0/24".parse().unwrap()],
             vtep_mac: None,
+            vtep_mac6: None,
             expires: u64::MAX,
         }];
         let p = plan(&lab(), &leases);

@@ -76,7 +76,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if !(1..=topo::MAX_NODES).contains(&opts.nodes) {
         bail!("--nodes must be 1..={}", topo::MAX_NODES);
     }
-    if !["host-gw"].contains(&opts.backend.as_str()) {
+    if !["host-gw", "vxlan"].contains(&opts.backend.as_str()) {
         bail!(
             "--backend {} is not supported by the lab yet (use host-gw)",
             opts.backend

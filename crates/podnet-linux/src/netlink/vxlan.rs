@@ -1,0 +1,176 @@
+//! VXLAN devices, and the neighbour and FDB entries that point a vxlan
+//! device at its peers.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::RouteType;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use nix::errno::Errno;
+
+use super::{Netlink, Result, family};
+
+pub struct VxlanSpec<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    pub port: u16,
+    /// The local underlay address, and the link that carries it.
+    pub local: IpAddr,
+    pub underlay: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// A permanent entry on a vxlan device: a neighbour (`ip` -> `mac`) or an
+/// FDB entry (`mac` -> remote `ip`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub ip: IpAddr,
+    pub mac: Vec<u8>,
+}
+
+impl Netlink {
+    /// Creates the device, learning off, up; `EEXIST` if it exists.
+    pub fn create_vxlan(&mut self, spec: &VxlanSpec<'_>) -> Result<()> {
+        let local = match spec.local {
+            IpAddr::V4(v4) => InfoVxlan::Local(v4),
+            IpAddr::V6(v6) => InfoVxlan::Local6(v6),
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.to_owned()));
+        msg.attributes
+            .push(LinkAttribute::Address(spec.mac.to_vec()));
+        msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::Id(spec.vni),
+                local,
+                InfoVxlan::Link(spec.underlay),
+                InfoVxlan::Port(spec.port),
+                InfoVxlan::Learning(false),
+            ])),
+        ]));
+        let name = spec.name.to_owned();
+        self.create(|| format!("create vxlan {name}"), msg)
+    }
+
+    fn neighbour_message(&self, ifindex: u32, fam: AddressFamily) -> NeighbourMessage {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = fam;
+        msg.header.ifindex = ifindex;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.kind = RouteType::Unicast;
+        msg
+    }
+
+    /// The permanent neighbour entries (`fdb == false`) or FDB entries with
+    /// a remote address (`fdb == true`) of a device.
+    pub fn entries(&mut self, ifindex: u32, fdb: bool) -> Result<Vec<Entry>> {
+        let fam = if fdb {
+            AddressFamily::Bridge
+        } else {
+            AddressFamily::Unspec
+        };
+        // Dump everything and filter here: the kernel reads an FDB dump's
+        // header in more than one way depending on its length.
+        let msg = self.neighbour_message(0, fam);
+        let msgs = self.request(
+            || "dump neighbours".into(),
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex == ifindex
+                        && n.header.state == NeighbourState::Permanent
+                        && (n.header.family == AddressFamily::Bridge) == fdb =>
+                {
+                    let mut ip = None;
+                    let mut mac = None;
+                    for attr in n.attributes {
+                        match attr {
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                                ip = Some(IpAddr::V4(v4))
+                            }
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                                ip = Some(IpAddr::V6(v6))
+                            }
+                            // In an AF_BRIDGE message the parser cannot
+                            // tell the address family: go by length.
+                            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                                ip = match b.len() {
+                                    4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                                    16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                                    _ => None,
+                                }
+                            }
+                            NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l),
+                            _ => {}
+                        }
+                    }
+                    Some(Entry { ip: ip?, mac: mac? })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Installs a permanent neighbour (`fdb == false`: IP -> MAC) or FDB
+    /// entry (`fdb == true`: MAC -> remote IP) on a vxlan device.
+    pub fn replace_entry(&mut self, ifindex: u32, entry: &Entry, fdb: bool) -> Result<()> {
+        let msg = self.entry_message(ifindex, entry, fdb);
+        let ip = entry.ip;
+        self.request(
+            || format!("add {} entry {ip}", if fdb { "fdb" } else { "neighbour" }),
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Deletes an entry; one that is already gone is not an error.
+    pub fn delete_entry(&mut self, ifindex: u32, entry: &Entry, fdb: bool) -> Result<()> {
+        let msg = self.entry_message(ifindex, entry, fdb);
+        let ip = entry.ip;
+        match self.request(
+            || format!("delete entry {ip}"),
+            RouteNetlinkMessage::DelNeighbour(msg),
+            NLM_F_ACK,
+        ) {
+            Err(e) if matches!(e.errno(), Some(Errno::ENOENT) | Some(Errno::ESRCH)) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    fn entry_message(&self, ifindex: u32, entry: &Entry, fdb: bool) -> NeighbourMessage {
+        let fam = if fdb {
+            AddressFamily::Bridge
+        } else {
+            family(entry.ip)
+        };
+        let mut msg = self.neighbour_message(ifindex, fam);
+        if fdb {
+            // NTF_SELF: the entry belongs to the vxlan device itself.
+            msg.header.flags = NeighbourFlags::Own;
+        }
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(
+                entry.ip,
+            )));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(entry.mac.clone()));
+        msg
+    }
+}
