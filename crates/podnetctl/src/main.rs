@@ -42,6 +42,15 @@ enum Lab {
         pods_per_node: usize,
         #[arg(long, default_value = "host-gw")]
         backend: String,
+        /// vxlan: peers on the same L2 segment get direct routes.
+        #[arg(long)]
+        direct_routing: bool,
+        /// Put every node in its own L3 segment behind a router.
+        #[arg(long)]
+        routed: bool,
+        /// Give nodes and pods IPv6 addresses too.
+        #[arg(long)]
+        dual_stack: bool,
     },
     /// Probe every pod/node/external pair; nonzero exit on any failure.
     Check {
@@ -96,11 +105,16 @@ fn main() -> ExitCode {
                 nodes,
                 pods_per_node,
                 backend,
+                direct_routing,
+                routed,
+                dual_stack,
             } => lab::up::up(lab::up::UpOptions {
                 dir,
                 nodes,
                 pods_per_node,
                 backend,
+                direct_routing,
+                shape: lab::topology::Shape { routed, dual_stack },
             }),
             Lab::Check { json } => lab::check::run(&dir, json),
             Lab::Status { json } => lab::status(&dir, json),

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use super::probe;
 use super::state::Lab;
-use super::topology::EXTERNAL_IP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,6 +39,7 @@ pub struct Probe {
 #[derive(Debug, Serialize)]
 pub struct Cell {
     pub kind: Kind,
+    pub family: u8,
     pub from: String,
     pub to: String,
     pub to_ip: IpAddr,
@@ -48,64 +48,97 @@ pub struct Cell {
     pub error: Option<String>,
 }
 
-/// Every pair the matrix covers, decided from the lab and its leases.
+fn of_family(addrs: &[IpAddr], v4: bool) -> Option<IpAddr> {
+    addrs.iter().copied().find(|a| a.is_ipv4() == v4)
+}
+
+/// Every pair the matrix covers, in every family the lab has, decided
+/// from the lab and its leases.
 pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
     // A node answers from its underlay address, towards its own pods from
     // its bridge (the gateway: the first host of each subnet), and over
     // vxlan from its device (the subnet's network address).
-    let node_addrs = |name: &str, ip: IpAddr| -> BTreeSet<IpAddr> {
+    let node_addrs = |name: &str, addrs: &[IpAddr]| -> BTreeSet<IpAddr> {
         let mut own: BTreeSet<IpAddr> = leases
             .iter()
             .filter(|l| l.node == name)
             .flat_map(|l| l.subnets.iter().flat_map(|s| [first_host(s), s.network()]))
             .collect();
-        own.insert(ip);
+        own.extend(addrs.iter().copied());
         own
     };
-    let node_ip = |name: &str| lab.nodes.iter().find(|n| n.name == name).map(|n| n.ip);
+    let external: Vec<IpAddr> = lab.shape.external().iter().map(|a| a.addr).collect();
+    let families: &[bool] = if lab.shape.dual_stack {
+        &[true, false]
+    } else {
+        &[true]
+    };
     let mut out = Vec::new();
-    for from in &lab.pods {
-        for to in lab.pods.iter().filter(|p| p.name != from.name) {
-            out.push(Probe {
-                kind: Kind::PodToPod,
-                from: from.name.clone(),
-                from_ns: from.ns.clone(),
-                to: to.name.clone(),
-                to_ip: to.ip,
-                expect: [from.ip].into(),
-            });
+    for &v4 in families {
+        let probe = |kind,
+                     from: &str,
+                     from_ns: &str,
+                     to: &str,
+                     to_ip: Option<IpAddr>,
+                     expect: BTreeSet<IpAddr>| {
+            to_ip.map(|to_ip| Probe {
+                kind,
+                from: from.to_owned(),
+                from_ns: from_ns.to_owned(),
+                to: to.to_owned(),
+                to_ip,
+                expect,
+            })
+        };
+        for from in &lab.pods {
+            let own: BTreeSet<IpAddr> = of_family(&from.ips, v4).into_iter().collect();
+            for to in lab.pods.iter().filter(|p| p.name != from.name) {
+                out.extend(probe(
+                    Kind::PodToPod,
+                    &from.name,
+                    &from.ns,
+                    &to.name,
+                    of_family(&to.ips, v4),
+                    own.clone(),
+                ));
+            }
+            for node in &lab.nodes {
+                out.extend(probe(
+                    Kind::PodToNode,
+                    &from.name,
+                    &from.ns,
+                    &node.name,
+                    of_family(&node.addrs, v4),
+                    own.clone(),
+                ));
+            }
+            // Leaving the cluster, a pod is masqueraded as its node.
+            let node_ip = lab
+                .nodes
+                .iter()
+                .find(|n| n.name == from.node)
+                .and_then(|n| of_family(&n.addrs, v4));
+            out.extend(probe(
+                Kind::PodToExternal,
+                &from.name,
+                &from.ns,
+                "external",
+                of_family(&external, v4),
+                node_ip.into_iter().collect(),
+            ));
         }
         for node in &lab.nodes {
-            out.push(Probe {
-                kind: Kind::PodToNode,
-                from: from.name.clone(),
-                from_ns: from.ns.clone(),
-                to: node.name.clone(),
-                to_ip: node.ip,
-                expect: [from.ip].into(),
-            });
-        }
-        if let Some(ip) = node_ip(&from.node) {
-            out.push(Probe {
-                kind: Kind::PodToExternal,
-                from: from.name.clone(),
-                from_ns: from.ns.clone(),
-                to: "external".into(),
-                to_ip: IpAddr::V4(EXTERNAL_IP),
-                expect: [ip].into(),
-            });
-        }
-    }
-    for node in &lab.nodes {
-        for to in &lab.pods {
-            out.push(Probe {
-                kind: Kind::NodeToPod,
-                from: node.name.clone(),
-                from_ns: node.ns.clone(),
-                to: to.name.clone(),
-                to_ip: to.ip,
-                expect: node_addrs(&node.name, node.ip),
-            });
+            let own = node_addrs(&node.name, &node.addrs);
+            for to in &lab.pods {
+                out.extend(probe(
+                    Kind::NodeToPod,
+                    &node.name,
+                    &node.ns,
+                    &to.name,
+                    of_family(&to.ips, v4),
+                    own.clone(),
+                ));
+            }
         }
     }
     out
@@ -153,6 +186,7 @@ pub fn matrix(lab: &Lab, leases: &[Lease]) -> Result<Vec<Cell>> {
             let ok = seen.as_ref().is_ok_and(|s| p.expect.contains(s));
             Cell {
                 kind: p.kind,
+                family: if p.to_ip.is_ipv4() { 4 } else { 6 },
                 from: p.from,
                 to: p.to,
                 to_ip: p.to_ip,
@@ -205,21 +239,23 @@ mod tests {
             index: i,
             name: format!("node{i}"),
             ns: format!("x-n{i}"),
-            ip: format!("192.168.1.{}", i + 1).parse().unwrap(),
+            addrs: vec![format!("192.168.1.{}", i + 1).parse().unwrap()],
             pid: 0,
         };
         let pod = |n: usize, ip: &str| Pod {
             name: format!("node{n}-pod1"),
             ns: format!("x-n{n}p1"),
             node: format!("node{n}"),
-            ip: ip.parse().unwrap(),
+            ips: vec![ip.parse().unwrap()],
         };
         Lab {
             id: "x".into(),
             dir: "/tmp/x".into(),
             backend: "host-gw".into(),
+            shape: Default::default(),
+            direct_routing: false,
             pods_per_node: 1,
-            fabric_ns: "x-fab".into(),
+            underlay_ns: "x-fab".into(),
             external_ns: "x-ext".into(),
             nodes: vec![node(1), node(2)],
             pods: vec![pod(1, "10.244.1.2"), pod(2, "10.244.2.2")],

@@ -26,15 +26,17 @@ fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
 
 /// Starts a peer-address server in `ns`; it serves until the process exits.
 pub fn serve(ns: &str) -> Result<()> {
+    // One dual-stack socket: IPv4 peers appear as ::ffff:a.b.c.d and are
+    // reported in their canonical form.
     let listener = in_ns(&format!("/var/run/netns/{ns}"), || {
-        TcpListener::bind(("0.0.0.0", PORT))
+        TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, PORT))
     })?
     .with_context(|| format!("listen in {ns}"))?;
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             let peer = conn
                 .peer_addr()
-                .map(|p| p.ip().to_string())
+                .map(|p| p.ip().to_canonical().to_string())
                 .unwrap_or_default();
             let _ = conn.write_all(peer.as_bytes());
         }

@@ -13,12 +13,15 @@ use podnet_linux::netlink::Netlink;
 use podnet_linux::netns::Netns;
 use serde::{Deserialize, Serialize};
 
+use super::topology::Shape;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     pub index: usize,
     pub name: String,
     pub ns: String,
-    pub ip: IpAddr,
+    /// Underlay addresses, IPv4 first.
+    pub addrs: Vec<IpAddr>,
     pub pid: i32,
 }
 
@@ -27,7 +30,8 @@ pub struct Pod {
     pub name: String,
     pub ns: String,
     pub node: String,
-    pub ip: IpAddr,
+    /// One address per family, IPv4 first.
+    pub ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +39,11 @@ pub struct Lab {
     pub id: String,
     pub dir: PathBuf,
     pub backend: String,
+    pub shape: Shape,
+    pub direct_routing: bool,
     pub pods_per_node: usize,
-    pub fabric_ns: String,
+    /// A bridge (flat underlay) or a router (routed underlay).
+    pub underlay_ns: String,
     pub external_ns: String,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
@@ -82,7 +89,7 @@ impl Lab {
         let mut out: Vec<String> = self.pods.iter().map(|p| p.ns.clone()).collect();
         out.extend(self.nodes.iter().map(|n| n.ns.clone()));
         out.push(self.external_ns.clone());
-        out.push(self.fabric_ns.clone());
+        out.push(self.underlay_ns.clone());
         out
     }
 }
@@ -90,19 +97,21 @@ impl Lab {
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
     pub name: String,
-    pub ip: IpAddr,
+    pub addrs: Vec<IpAddr>,
     pub agent_running: bool,
     pub subnets: Vec<IpNet>,
     pub mtu: Option<u32>,
     /// podnetd's routes in this node: destination and next hop.
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
-    pub pods: Vec<(String, IpAddr)>,
+    pub pods: Vec<(String, Vec<IpAddr>)>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub dir: PathBuf,
     pub backend: String,
+    pub shape: Shape,
+    pub direct_routing: bool,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -121,7 +130,7 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
             .and_then(|raw| podnet_core::subnet_file::SubnetFile::parse(&raw).ok());
         nodes.push(NodeStatus {
             name: n.name.clone(),
-            ip: n.ip,
+            addrs: n.addrs.clone(),
             agent_running: std::path::Path::new(&format!("/proc/{}", n.pid)).exists(),
             subnets: leases
                 .iter()
@@ -134,25 +143,42 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
                 .pods
                 .iter()
                 .filter(|p| p.node == n.name)
-                .map(|p| (p.name.clone(), p.ip))
+                .map(|p| (p.name.clone(), p.ips.clone()))
                 .collect(),
         });
     }
     Ok(StatusReport {
         dir: lab.dir.clone(),
         backend: lab.backend.clone(),
+        shape: lab.shape,
+        direct_routing: lab.direct_routing,
         nodes,
     })
 }
 
 pub fn render_status(r: &StatusReport) -> String {
-    let mut out = format!("lab {}  backend {}\n", r.dir.display(), r.backend);
+    let mut out = format!(
+        "lab {}  backend {}{}  underlay {}{}\n",
+        r.dir.display(),
+        r.backend,
+        if r.direct_routing {
+            " (DirectRouting)"
+        } else {
+            ""
+        },
+        if r.shape.routed { "routed" } else { "flat" },
+        if r.shape.dual_stack {
+            ", dual-stack"
+        } else {
+            ""
+        },
+    );
     for n in &r.nodes {
         let subnets: Vec<String> = n.subnets.iter().map(ToString::to_string).collect();
         out += &format!(
             "{:8} {:15} lease {:18} mtu {:5} agent {}\n",
             n.name,
-            n.ip.to_string(),
+            n.addrs[0].to_string(),
             subnets.join(","),
             n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             if n.agent_running { "running" } else { "DOWN" }
@@ -163,8 +189,9 @@ pub fn render_status(r: &StatusReport) -> String {
                 via.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
             );
         }
-        for (pod, ip) in &n.pods {
-            out += &format!("           pod {pod} {ip}\n");
+        for (pod, ips) in &n.pods {
+            let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            out += &format!("           pod {pod} {}\n", ips.join(" "));
         }
     }
     out

@@ -15,8 +15,11 @@ use podnet_linux::netns::NamedNetns;
 use podnet_store::Store;
 use serde_json::json;
 
+use podnet_linux::netns::Netns;
+use podnet_linux::sysctl;
+
 use super::state::{Lab, Node, Pod};
-use super::topology::{self as topo, EXTERNAL_IP, UNDERLAY_PREFIX};
+use super::topology::{self as topo, Attachment, Shape};
 
 const READY_CAP: Duration = Duration::from_secs(20);
 
@@ -25,6 +28,8 @@ pub struct UpOptions {
     pub nodes: usize,
     pub pods_per_node: usize,
     pub backend: String,
+    pub direct_routing: bool,
+    pub shape: Shape,
 }
 
 /// The binaries the lab runs, found next to podnetctl.
@@ -66,6 +71,20 @@ fn step(msg: &str) {
     let _ = std::io::stdout().flush();
 }
 
+/// The cluster config the lab's agents share.
+fn net_conf(opts: &UpOptions) -> serde_json::Value {
+    let mut conf = json!({
+        "Network": "10.244.0.0/16",
+        "Backend": { "Type": opts.backend, "DirectRouting": opts.direct_routing },
+    });
+    if opts.shape.dual_stack {
+        conf["EnableIPv6"] = json!(true);
+        conf["IPv6Network"] = json!("fd00:244::/56");
+        conf["IPv6SubnetLen"] = json!(64);
+    }
+    conf
+}
+
 pub fn up(opts: UpOptions) -> Result<()> {
     if Lab::load(&opts.dir)?.is_some() {
         bail!(
@@ -76,11 +95,13 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if !(1..=topo::MAX_NODES).contains(&opts.nodes) {
         bail!("--nodes must be 1..={}", topo::MAX_NODES);
     }
-    if !["host-gw", "vxlan"].contains(&opts.backend.as_str()) {
-        bail!(
-            "--backend {} is not supported by the lab yet (use host-gw)",
-            opts.backend
-        );
+    match (opts.backend.as_str(), opts.shape.routed) {
+        ("host-gw", true) => bail!(
+            "host-gw needs every node on one L2 segment, and --routed puts each node \
+             behind a router: use --backend vxlan with --routed"
+        ),
+        ("host-gw" | "vxlan", _) => {}
+        (other, _) => bail!("--backend {other} is not supported (use host-gw or vxlan)"),
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -89,25 +110,35 @@ pub fn up(opts: UpOptions) -> Result<()> {
     let dir = opts.dir.canonicalize()?;
     let id = format!("pl{}", std::process::id());
     let mut lab = Lab {
-        fabric_ns: topo::fabric_ns(&id),
+        underlay_ns: topo::underlay_ns(&id, opts.shape),
         external_ns: topo::external_ns(&id),
         id,
         dir,
         backend: opts.backend.clone(),
+        shape: opts.shape,
+        direct_routing: opts.direct_routing,
         pods_per_node: opts.pods_per_node,
         nodes: Vec::new(),
         pods: Vec::new(),
     };
-    std::fs::write(
-        lab.dir.join("net-conf.json"),
-        json!({ "Network": "10.244.0.0/16", "Backend": { "Type": opts.backend } }).to_string(),
-    )?;
+    std::fs::write(lab.dir.join("net-conf.json"), net_conf(&opts).to_string())?;
     lab.save()?;
     println!(
-        "lab up: {} nodes x {} pods, backend {}, in {}",
+        "lab up: {} nodes x {} pods, backend {}{}, {} underlay{}, in {}",
         opts.nodes,
         opts.pods_per_node,
         opts.backend,
+        if opts.direct_routing {
+            " + DirectRouting"
+        } else {
+            ""
+        },
+        if opts.shape.routed { "routed" } else { "flat" },
+        if opts.shape.dual_stack {
+            ", dual-stack"
+        } else {
+            ""
+        },
         lab.dir.display()
     );
     let built = build(&mut lab, opts.nodes);
@@ -122,12 +153,26 @@ pub fn up(opts: UpOptions) -> Result<()> {
 }
 
 fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
-    step("underlay (fabric bridge, external host)");
-    let fabric = NamedNetns::create(&lab.fabric_ns)?.keep();
-    ip(Some(&fabric), &["link", "add", "fab0", "type", "bridge"])?;
-    ip(Some(&fabric), &["link", "set", "fab0", "up"])?;
+    step(if lab.shape.routed {
+        "underlay (router, external host)"
+    } else {
+        "underlay (fabric bridge, external host)"
+    });
+    let underlay = NamedNetns::create(&lab.underlay_ns)?.keep();
+    if lab.shape.routed {
+        // A router forwards between the node segments, in both families.
+        let ns = Netns::open(format!("/var/run/netns/{underlay}"))?;
+        ns.run(|| -> Result<()> {
+            sysctl::write("net/ipv4/ip_forward", "1")?;
+            sysctl::write("net/ipv6/conf/all/forwarding", "1")?;
+            Ok(())
+        })??;
+    } else {
+        ip(Some(&underlay), &["link", "add", "fab0", "type", "bridge"])?;
+        ip(Some(&underlay), &["link", "set", "fab0", "up"])?;
+    }
     let ext = NamedNetns::create(&lab.external_ns)?.keep();
-    plug_into_fabric(lab, &ext, "ext", IpAddr::V4(EXTERNAL_IP))?;
+    plug(lab, &ext, "ext", &lab.shape.external())?;
     println!("ok");
     for i in 1..=nodes {
         add_node_at(lab, i)?;
@@ -135,27 +180,52 @@ fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Connects `ns` to the fabric bridge as `eth0` with `addr`.
-fn plug_into_fabric(lab: &Lab, ns: &str, port: &str, addr: IpAddr) -> Result<()> {
-    let fab = lab.fabric_ns.as_str();
+/// Connects `ns` to the underlay as `eth0`: to the fabric bridge (flat),
+/// or to its own router port (routed); addresses and default routes per
+/// `attachments`.
+fn plug(lab: &Lab, ns: &str, port: &str, attachments: &[Attachment]) -> Result<()> {
+    let under = lab.underlay_ns.as_str();
     ip(
-        Some(fab),
+        Some(under),
         &[
             "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
         ],
     )?;
-    ip(Some(fab), &["link", "set", port, "master", "fab0", "up"])?;
-    ip(
-        Some(ns),
-        &[
-            "addr",
-            "add",
-            &format!("{addr}/{UNDERLAY_PREFIX}"),
-            "dev",
-            "eth0",
-        ],
-    )?;
-    ip(Some(ns), &["link", "set", "eth0", "up"])
+    if lab.shape.routed {
+        ip(Some(under), &["link", "set", port, "up"])?;
+    } else {
+        ip(Some(under), &["link", "set", port, "master", "fab0", "up"])?;
+    }
+    for a in attachments {
+        let v6 = a.addr.is_ipv6();
+        let with_prefix = |addr: IpAddr| format!("{addr}/{}", a.prefix);
+        let mut add = vec!["addr", "add"];
+        let addr = with_prefix(a.addr);
+        add.extend([addr.as_str(), "dev", "eth0"]);
+        if v6 {
+            add.push("nodad");
+        }
+        ip(Some(ns), &add)?;
+        if let Some(router) = a.router {
+            let r = with_prefix(router);
+            let mut add = vec!["addr", "add", r.as_str(), "dev", port];
+            if v6 {
+                add.push("nodad");
+            }
+            ip(Some(under), &add)?;
+        }
+    }
+    ip(Some(ns), &["link", "set", "eth0", "up"])?;
+    for a in attachments {
+        if let Some(gw) = a.gateway {
+            let family = if a.addr.is_ipv6() { "-6" } else { "-4" };
+            ip(
+                Some(ns),
+                &[family, "route", "add", "default", "via", &gw.to_string()],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 pub fn add_node(dir: &Path) -> Result<()> {
@@ -169,27 +239,24 @@ pub fn add_node(dir: &Path) -> Result<()> {
 
 fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     let name = topo::node_name(i);
-    let node_ip = topo::node_ip(i);
-    step(&format!("{name} {node_ip}: namespace and underlay"));
+    let attachments = lab.shape.node(i);
+    let addrs: Vec<IpAddr> = attachments.iter().map(|a| a.addr).collect();
+    step(&format!("{name} {}: namespace and underlay", addrs[0]));
     let ns = NamedNetns::create(&topo::node_ns(&lab.id, i))?.keep();
     lab.nodes.push(Node {
         index: i,
         name: name.clone(),
         ns: ns.clone(),
-        ip: node_ip,
+        addrs: addrs.clone(),
         pid: 0,
     });
     lab.save()?;
-    plug_into_fabric(lab, &ns, &topo::fabric_port(i), node_ip)?;
-    ip(
-        Some(&ns),
-        &["route", "add", "default", "via", &EXTERNAL_IP.to_string()],
-    )?;
+    plug(lab, &ns, &topo::port(i), &attachments)?;
     println!("ok");
 
     step(&format!("{name}: podnetd"));
     let started = Instant::now();
-    let pid = start_agent(lab, &name, &ns, node_ip)?;
+    let pid = start_agent(lab, &name, &ns, &addrs)?;
     if let Some(n) = lab.nodes.iter_mut().find(|n| n.name == name) {
         n.pid = pid;
     }
@@ -201,31 +268,36 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
         let pod = topo::pod_name(i, p);
         step(&format!("{pod}: attach with podnet"));
         let pod_ns = NamedNetns::create(&topo::pod_ns(&lab.id, i, p))?.keep();
-        let addr = attach(lab, &name, &ns, &pod, &pod_ns);
+        let ips = attach(lab, &name, &ns, &pod, &pod_ns);
         lab.pods.push(Pod {
             name: pod,
             ns: pod_ns,
             node: name.clone(),
-            ip: addr.as_ref().map_or(IpAddr::from([0, 0, 0, 0]), |a| *a),
+            ips: ips.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
         });
         lab.save()?;
-        println!("{}", addr?);
+        let shown: Vec<String> = ips?.iter().map(ToString::to_string).collect();
+        println!("{}", shown.join(" "));
     }
     Ok(())
 }
 
-fn start_agent(lab: &Lab, name: &str, ns: &str, node_ip: IpAddr) -> Result<i32> {
+fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32> {
     let dir = lab.node_dir(name);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
     let log = std::fs::File::create(dir.join("podnetd.log"))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
         .arg(sibling("podnetd")?)
         .args(["--node-name", name])
-        .args(["--public-ip", &node_ip.to_string()])
+        .args(["--public-ip", &addrs[0].to_string()]);
+    if let Some(v6) = addrs.get(1) {
+        cmd.args(["--public-ipv6", &v6.to_string()]);
+    }
+    let child = cmd
         .arg("--run-dir")
         .arg(dir.join("run"))
         .arg("--store")
@@ -257,7 +329,7 @@ fn wait_for_file(path: &Path, pid: i32) -> Result<()> {
     Ok(())
 }
 
-fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<IpAddr> {
+fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<Vec<IpAddr>> {
     let dir = lab.node_dir(node);
     let conf = json!({
         "cniVersion": "1.0.0",
@@ -290,12 +362,16 @@ fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Resu
     if !out.status.success() {
         bail!("podnet ADD {pod}: {}", result["msg"]);
     }
-    let addr = result["ips"][0]["address"].as_str().unwrap_or_default();
-    addr.split('/')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("podnet ADD {pod} returned no address"))
+    let ips: Vec<IpAddr> = result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        bail!("podnet ADD {pod} returned no address");
+    }
+    Ok(ips)
 }
 
 pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
