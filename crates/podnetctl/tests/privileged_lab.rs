@@ -2,111 +2,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{TestLab, cells};
 use ipnet::IpNet;
 use serde_json::Value;
 
-const CTL: &str = env!("CARGO_BIN_EXE_podnetctl");
 const CAP: Duration = Duration::from_secs(30);
-
-/// A lab in a temp dir, brought down even when the test fails.
-struct TestLab {
-    dir: tempfile::TempDir,
-}
-
-impl TestLab {
-    fn up(nodes: usize, pods: usize) -> TestLab {
-        podnet_testkit::require_root();
-        let lab = TestLab {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = lab.ctl(&[
-            "up",
-            "--nodes",
-            &nodes.to_string(),
-            "--pods-per-node",
-            &pods.to_string(),
-        ]);
-        assert!(out.0, "lab up failed:\n{}", out.1);
-        lab
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("lab")
-    }
-
-    /// Runs `podnetctl lab <args> --dir <ours>`: (success, stdout+stderr).
-    fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(CTL)
-            .arg("lab")
-            .args(args)
-            .arg("--dir")
-            .arg(self.path())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    fn json(&self, args: &[&str]) -> (bool, Value) {
-        let mut with = args.to_vec();
-        with.push("--json");
-        let (ok, text) = self.ctl(&with);
-        let start = text
-            .find('{')
-            .unwrap_or_else(|| panic!("no JSON in {text}"));
-        let end = text.rfind('}').unwrap();
-        (ok, serde_json::from_str(&text[start..=end]).unwrap())
-    }
-
-    /// Polls `lab check` until it passes or the cap is hit.
-    fn check_until_ok(&self, what: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let (ok, report) = self.json(&["check"]);
-            if ok {
-                eprintln!("{what}: all probes ok after {:?}", started.elapsed());
-                return report;
-            }
-            assert!(
-                started.elapsed() < CAP,
-                "{what}: still failing after {CAP:?}: {report:#}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if Path::new(&self.path()).join("lab.json").exists() {
-            let _ = self.ctl(&["down"]);
-        }
-    }
-}
-
-fn cells<'a>(report: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    report["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(move |c| c["kind"] == kind)
-}
 
 #[test]
 fn privileged_seeds_scenario_two_nodes_one_pod_each() {
     let lab = TestLab::up(2, 1);
     let (_, status) = lab.json(&["status"]);
     let nodes = status["nodes"].as_array().unwrap();
-    let ips: Vec<&str> = nodes.iter().map(|n| n["ip"].as_str().unwrap()).collect();
+    let ips: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["addrs"][0].as_str().unwrap())
+        .collect();
     assert_eq!(ips, ["192.168.1.2", "192.168.1.3"]);
     // Each node leased its own subnet of 10.244.0.0/16; they do not overlap.
     let cluster: IpNet = "10.244.0.0/16".parse().unwrap();
@@ -120,7 +35,7 @@ fn privileged_seeds_scenario_two_nodes_one_pod_each() {
     );
     // The pods got addresses from their own node's subnet: no collision.
     for (node, subnet) in nodes.iter().zip(&subnets) {
-        let pod_ip: IpAddr = node["pods"][0][1].as_str().unwrap().parse().unwrap();
+        let pod_ip: IpAddr = node["pods"][0][1][0].as_str().unwrap().parse().unwrap();
         assert!(subnet.contains(&pod_ip), "{pod_ip} not in {subnet}");
     }
 

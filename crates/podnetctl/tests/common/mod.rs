@@ -1,0 +1,112 @@
+//! A lab in a temp dir for tests, brought down even when a test fails.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CTL: &str = env!("CARGO_BIN_EXE_podnetctl");
+const CAP: Duration = Duration::from_secs(30);
+
+pub struct TestLab {
+    dir: tempfile::TempDir,
+}
+
+impl TestLab {
+    pub fn up(nodes: usize, pods: usize) -> TestLab {
+        TestLab::up_with(nodes, pods, &[])
+    }
+
+    /// A lab directory with nothing in it yet.
+    pub fn empty() -> TestLab {
+        podnet_testkit::require_root();
+        TestLab {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `lab up` with extra flags (`--backend vxlan`, `--routed`, ...).
+    pub fn up_with(nodes: usize, pods: usize, extra: &[&str]) -> TestLab {
+        let lab = TestLab::empty();
+        let (n, p) = (nodes.to_string(), pods.to_string());
+        let mut args = vec!["up", "--nodes", &n, "--pods-per-node", &p];
+        args.extend_from_slice(extra);
+        let (ok, text) = lab.ctl(&args);
+        assert!(ok, "lab up failed:\n{text}");
+        lab
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("lab")
+    }
+
+    /// Runs `podnetctl lab <args> --dir <ours>`: (success, stdout+stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(CTL)
+            .arg("lab")
+            .args(args)
+            .arg("--dir")
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn json(&self, args: &[&str]) -> (bool, Value) {
+        let mut with = args.to_vec();
+        with.push("--json");
+        let (ok, text) = self.ctl(&with);
+        let start = text
+            .find('{')
+            .unwrap_or_else(|| panic!("no JSON in {text}"));
+        let end = text.rfind('}').unwrap();
+        (ok, serde_json::from_str(&text[start..=end]).unwrap())
+    }
+
+    /// The lab's own record (namespaces, addresses).
+    pub fn record(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path().join("lab.json")).unwrap())
+            .unwrap()
+    }
+
+    /// Polls `lab check` until it passes or the cap is hit.
+    pub fn check_until_ok(&self, what: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (ok, report) = self.json(&["check"]);
+            if ok {
+                eprintln!("{what}: all probes ok after {:?}", started.elapsed());
+                return report;
+            }
+            assert!(
+                started.elapsed() < CAP,
+                "{what}: still failing after {CAP:?}: {report:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if Path::new(&self.path()).join("lab.json").exists() {
+            let _ = self.ctl(&["down"]);
+        }
+    }
+}
+
+pub fn cells<'a>(report: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(move |c| c["kind"] == kind)
+}
