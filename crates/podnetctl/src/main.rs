@@ -2,6 +2,7 @@
 
 mod bench;
 mod lab;
+mod node;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
+    /// A cluster's nodes, through its store.
+    Node {
+        /// The cluster store, as podnetd's --store.
+        #[arg(long, global = true, default_value = "file:/var/lib/podnet/store")]
+        store: String,
+        #[command(subcommand)]
+        what: NodeCmd,
+    },
     /// A multi-node cluster of network namespaces on this machine.
     Lab {
         /// Where the lab keeps its state (store, run dirs, names, PIDs).
@@ -30,6 +39,13 @@ enum Top {
         #[command(subcommand)]
         what: Bench,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Remove a node from the cluster: release its lease, so every other
+    /// node drops its routes.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +67,17 @@ enum Lab {
         /// Give nodes and pods IPv6 addresses too.
         #[arg(long)]
         dual_stack: bool,
+        /// Lease TTL in seconds (net-conf `LeaseTTL`).
+        #[arg(long)]
+        lease_ttl: Option<u64>,
+    },
+    /// Stop, start or restart one node's podnetd.
+    Agent {
+        node: String,
+        action: lab::up::AgentAction,
+        /// Stop with SIGKILL instead of SIGTERM.
+        #[arg(long)]
+        kill: bool,
     },
     /// Probe every pod/node/external pair; nonzero exit on any failure.
     Check {
@@ -108,8 +135,10 @@ fn main() -> ExitCode {
                 direct_routing,
                 routed,
                 dual_stack,
+                lease_ttl,
             } => lab::up::up(lab::up::UpOptions {
                 dir,
+                lease_ttl,
                 nodes,
                 pods_per_node,
                 backend,
@@ -120,8 +149,13 @@ fn main() -> ExitCode {
             Lab::Status { json } => lab::status(&dir, json),
             Lab::AddNode => lab::up::add_node(&dir),
             Lab::RemoveNode { name } => lab::up::remove_node(&dir, &name),
+            Lab::Agent { node, action, kill } => lab::up::agent(&dir, &node, action, kill),
             Lab::Down => lab::down(&dir),
         },
+        Top::Node {
+            store,
+            what: NodeCmd::Remove { name },
+        } => node::remove(&store, &name),
         Top::Bench {
             what:
                 Bench::Cni {

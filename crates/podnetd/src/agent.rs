@@ -73,7 +73,7 @@ impl Agent {
                 .filter(|_| vxlan && conf.ipv6.is_some())
                 .map(|ip| datapath::mac_string(&vtep_mac(&ip))),
         };
-        let ttl = Duration::from_secs(args.lease_ttl);
+        let ttl = Duration::from_secs(conf.lease_ttl);
         let lease = store.acquire(&me, &conf, ttl)?;
         let devices = if vxlan {
             vxlan_devices(&mut nl, &conf, &me, &lease, &uplink)?
@@ -113,8 +113,10 @@ impl Agent {
 
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
         let mut revision = 0;
+        // Wake often enough both to resync (drift repair) and to renew.
+        let wait = resync.min(self.ttl / 4);
         while !stop.load(Ordering::SeqCst) {
-            match self.store.watch(revision, resync) {
+            match self.store.watch(revision, wait) {
                 Ok((rev, leases)) => {
                     revision = rev;
                     if let Err(e) = self.reconcile(&leases) {

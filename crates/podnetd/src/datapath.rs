@@ -171,3 +171,33 @@ pub fn apply_masquerade(plan: Option<&MasqPlan>) -> Result<()> {
     }
     Ok(())
 }
+
+/// `podnetd --cleanup`: removes every route carrying our protocol, the
+/// vxlan devices (with their entries), the egress table and the subnet
+/// file. Nothing else is touched.
+pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
+    let mut nl = Netlink::open()?;
+    let ours: Vec<_> = nl
+        .routes()?
+        .into_iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .collect();
+    for r in &ours {
+        nl.delete_route(r.dst, ROUTE_PROTOCOL)?;
+    }
+    for name in [VXLAN4, VXLAN6] {
+        if let Some(link) = nl.link(name)? {
+            nl.delete_link(link.index)?;
+        }
+    }
+    apply_masquerade(None)?;
+    match std::fs::remove_file(run_dir.join("subnet.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    tracing::info!(
+        routes = ours.len(),
+        "cleaned up everything podnetd owned on this node"
+    );
+    Ok(())
+}

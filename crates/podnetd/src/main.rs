@@ -46,9 +46,11 @@ pub struct Args {
     /// Masquerade pod traffic to destinations outside the cluster.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,
-    /// How long a lease lives without renewal, in seconds.
-    #[arg(long, default_value_t = 24 * 3600)]
-    pub lease_ttl: u64,
+    /// Remove everything this agent owns on this node (routes, vxlan
+    /// devices, the egress table, the subnet file) and exit. The lease
+    /// stays: `podnetctl node remove` gives it back.
+    #[arg(long)]
+    pub cleanup: bool,
     /// The longest the agent waits between reconciles, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub resync_ms: u64,
@@ -61,6 +63,9 @@ fn main() -> Result<()> {
         .with_target(false)
         .init();
     let args = Args::parse();
+    if args.cleanup {
+        return datapath::cleanup(&args.run_dir);
+    }
     let stop = stop_on_signals()?;
     let resync = Duration::from_millis(args.resync_ms);
     let mut agent = agent::Agent::start(args).context("podnetd could not start")?;

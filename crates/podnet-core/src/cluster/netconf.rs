@@ -51,6 +51,9 @@ pub struct ClusterConf {
     pub ipv4: Option<FamilyConf>,
     pub ipv6: Option<FamilyConf>,
     pub backend: Backend,
+    /// Seconds a lease lives without renewal: a node whose agent stops
+    /// renewing leaves the cluster after this long.
+    pub lease_ttl: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +76,9 @@ struct Raw {
     #[serde(rename = "IPv6SubnetMax")]
     ipv6_subnet_max: Option<String>,
     backend: Option<RawBackend>,
+    /// podnet's own field: flannel keeps leases for 24 h.
+    #[serde(rename = "LeaseTTL")]
+    lease_ttl: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +103,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, NetConfError> {
 }
 
 pub const DEFAULT_NETWORK: &str = "10.244.0.0/16";
+pub const DEFAULT_LEASE_TTL: u64 = 24 * 3600;
+/// Below this, renewal (every quarter TTL) would hammer the store.
+const MIN_LEASE_TTL: u64 = 2;
 /// Fewer subnets than this is not a cluster worth carving.
 const MIN_SUBNETS: u128 = 4;
 
@@ -152,9 +161,16 @@ impl ClusterConf {
         {
             return err(format!("Backend.MTU {mtu} is outside 576..65535"));
         }
+        let lease_ttl = raw.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
+        if lease_ttl < MIN_LEASE_TTL {
+            return err(format!(
+                "LeaseTTL {lease_ttl} is below {MIN_LEASE_TTL} seconds"
+            ));
+        }
         Ok(ClusterConf {
             ipv4,
             ipv6,
+            lease_ttl,
             backend: Backend {
                 kind,
                 vni,
@@ -282,6 +298,7 @@ mod tests {
         let empty = ClusterConf::parse("{}").unwrap();
         assert_eq!(empty.ipv4.unwrap().network.to_string(), DEFAULT_NETWORK);
         assert_eq!(empty.backend.kind, BackendType::Vxlan);
+        assert_eq!(empty.lease_ttl, DEFAULT_LEASE_TTL);
     }
 
     #[test]
@@ -336,6 +353,7 @@ mod tests {
             (r#"{"Backend":{"Type":"vxlan","VNI":0}}"#, "Backend.VNI"),
             (r#"{"Netwrk":"10.0.0.0/8"}"#, "Netwrk"),
             (r#"{"EnableIPv4":false}"#, "EnableIPv4"),
+            (r#"{"LeaseTTL":1}"#, "LeaseTTL"),
         ];
         for (json, needle) in cases {
             let e = ClusterConf::parse(json).unwrap_err();

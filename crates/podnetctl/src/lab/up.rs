@@ -12,7 +12,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use podnet_linux::netns::NamedNetns;
-use podnet_store::Store;
 use serde_json::json;
 
 use podnet_linux::netns::Netns;
@@ -25,6 +24,7 @@ const READY_CAP: Duration = Duration::from_secs(20);
 
 pub struct UpOptions {
     pub dir: PathBuf,
+    pub lease_ttl: Option<u64>,
     pub nodes: usize,
     pub pods_per_node: usize,
     pub backend: String,
@@ -77,6 +77,9 @@ fn net_conf(opts: &UpOptions) -> serde_json::Value {
         "Network": "10.244.0.0/16",
         "Backend": { "Type": opts.backend, "DirectRouting": opts.direct_routing },
     });
+    if let Some(ttl) = opts.lease_ttl {
+        conf["LeaseTTL"] = json!(ttl);
+    }
     if opts.shape.dual_stack {
         conf["EnableIPv6"] = json!(true);
         conf["IPv6Network"] = json!("fd00:244::/56");
@@ -384,7 +387,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
         "{name}: stop podnetd, release its lease, remove it"
     ));
     stop_agent(node.pid);
-    podnet_store::file::FileStore::open(lab.store_dir())?.release(name)?;
+    crate::node::remove(&format!("file:{}", lab.store_dir().display()), name)?;
     let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
     lab.pods = kept;
     for ns in gone.iter().map(|p| p.ns.as_str()).chain([node.ns.as_str()]) {
@@ -409,10 +412,15 @@ fn alive(pid: i32) -> bool {
 
 /// SIGTERM, then SIGKILL if it has not exited after a while.
 pub fn stop_agent(pid: i32) {
+    signal_agent(pid, Signal::SIGTERM);
+}
+
+/// Sends `signal` and waits for the agent to exit (SIGKILL after 5 s).
+fn signal_agent(pid: i32, signal: Signal) {
     if pid <= 0 || !alive(pid) {
         return;
     }
-    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let _ = kill(Pid::from_raw(pid), signal);
     let started = Instant::now();
     while alive(pid) && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
@@ -420,4 +428,54 @@ pub fn stop_agent(pid: i32) {
     if alive(pid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentAction {
+    Stop,
+    Start,
+    Restart,
+}
+
+/// Stops (SIGTERM, or SIGKILL with `kill`), starts or restarts one node's
+/// podnetd, leaving everything else as it is.
+pub fn agent(dir: &Path, name: &str, action: AgentAction, kill_it: bool) -> Result<()> {
+    let mut lab = Lab::load(dir)?.ok_or_else(|| anyhow!("no lab in {}", dir.display()))?;
+    let node = lab
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .cloned()
+        .ok_or_else(|| anyhow!("no node {name} in the lab"))?;
+    let mut pid = node.pid;
+    if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+        signal_agent(
+            pid,
+            if kill_it {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            },
+        );
+        pid = 0;
+    }
+    if matches!(action, AgentAction::Start | AgentAction::Restart) {
+        if alive(node.pid) {
+            bail!("{name}'s podnetd is already running (pid {})", node.pid);
+        }
+        pid = start_agent(&lab, &node.name, &node.ns, &node.addrs)?;
+    }
+    if let Some(n) = lab.nodes.iter_mut().find(|n| n.name == name) {
+        n.pid = pid;
+    }
+    lab.save()?;
+    println!(
+        "{name}: podnetd {}",
+        if pid > 0 {
+            format!("running (pid {pid})")
+        } else {
+            "stopped".into()
+        }
+    );
+    Ok(())
 }
