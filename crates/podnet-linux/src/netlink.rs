@@ -88,6 +88,52 @@ pub struct RouteSpec {
     pub onlink: bool,
 }
 
+/// One change for [`Netlink::apply`].
+#[derive(Debug, Clone)]
+pub struct Change {
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    /// Errors that mean "already as wanted".
+    tolerate: &'static [Errno],
+    what: String,
+}
+
+impl Change {
+    pub fn replace_route(spec: &RouteSpec) -> Change {
+        let mut msg = route_message(spec.dst, spec.protocol);
+        msg.header.scope = if spec.gw.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if let Some(gw) = spec.gw {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
+        if let Some(oif) = spec.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        if spec.onlink {
+            msg.header.flags = RouteFlags::Onlink;
+        }
+        Change {
+            msg: RouteNetlinkMessage::NewRoute(msg),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            tolerate: &[],
+            what: format!("add route {} via {:?}", spec.dst, spec.gw),
+        }
+    }
+
+    pub fn delete_route(dst: IpNet, protocol: u8) -> Change {
+        Change {
+            msg: RouteNetlinkMessage::DelRoute(route_message(dst, protocol)),
+            flags: 0,
+            tolerate: &[Errno::ESRCH],
+            what: format!("delete route {dst}"),
+        }
+    }
+}
+
 /// The protocol the plugin's pod routes carry ("boot", as `ip route` uses).
 pub const PROTO_BOOT: u8 = 3;
 
@@ -134,23 +180,24 @@ impl Netlink {
         Self::open()
     }
 
-    fn request(
-        &mut self,
-        op: impl FnOnce() -> String,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
+    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, buf: &mut Vec<u8>) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = NLM_F_REQUEST | flags;
         req.header.sequence_number = self.seq;
         req.finalize();
-        let mut buf = vec![0u8; req.buffer_len()];
-        req.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
+        let at = buf.len();
+        buf.resize(at + ((req.buffer_len() + 3) & !3), 0);
+        req.serialize(&mut buf[at..]);
+        self.seq
+    }
 
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut out = Vec::new();
+    /// Reads replies, handing each (sequence number, payload) to `handle`
+    /// until it returns false.
+    fn receive(
+        &mut self,
+        mut handle: impl FnMut(u32, NetlinkPayload<RouteNetlinkMessage>) -> bool,
+    ) -> Result<()> {
         loop {
             self.buf.clear();
             let len = self.socket.recv(&mut self.buf, libc_msg_trunc())?;
@@ -159,40 +206,93 @@ impl Netlink {
                     "a {len}-byte reply exceeds the {RECV_BUF}-byte buffer"
                 )));
             }
-            let data = &self.buf[..len];
             let mut offset = 0;
-            while offset < data.len() {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| NetlinkError::Decode(e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
+            while offset < len {
+                let msg =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..len])
+                        .map_err(|e| NetlinkError::Decode(e.to_string()))?;
+                let size = msg.header.length as usize;
+                if size == 0 {
                     break;
                 }
-                offset += (len + 3) & !3;
-                if msg.header.sequence_number != self.seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(out),
-                            Some(code) => Err(NetlinkError::Kernel {
-                                op: op(),
-                                errno: Errno::from_raw(-code.get()),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        if !dump && flags & NLM_F_ACK == 0 {
-                            return Ok(out);
-                        }
-                    }
-                    _ => {}
+                offset += (size + 3) & !3;
+                if !handle(msg.header.sequence_number, msg.payload) {
+                    return Ok(());
                 }
             }
         }
+    }
+
+    fn request(
+        &mut self,
+        op: impl FnOnce() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut buf = Vec::new();
+        let seq = self.encode(msg, flags, &mut buf);
+        self.socket.send(&buf, 0)?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.receive(|got, payload| {
+            if got != seq {
+                return true;
+            }
+            match payload {
+                NetlinkPayload::Done(_) => false,
+                NetlinkPayload::Error(e) => {
+                    failed = e.code.map(|c| Errno::from_raw(-c.get()));
+                    false
+                }
+                NetlinkPayload::InnerMessage(m) => {
+                    out.push(m);
+                    dump || flags & NLM_F_ACK != 0
+                }
+                _ => true,
+            }
+        })?;
+        match failed {
+            None => Ok(out),
+            Some(errno) => Err(NetlinkError::Kernel { op: op(), errno }),
+        }
+    }
+
+    /// Applies many changes at once: each chunk goes out in one send, and
+    /// then its acks are collected. Thousands of routes take one round
+    /// trip per chunk instead of one each. Errors a change tolerates (for
+    /// a delete: already gone) are ignored; the first other error is
+    /// returned after every change was tried.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<()> {
+        const CHUNK: usize = 128;
+        let mut first_error = None;
+        for chunk in changes.chunks(CHUNK) {
+            let mut buf = Vec::new();
+            let seqs: Vec<u32> = chunk
+                .iter()
+                .map(|c| self.encode(c.msg.clone(), c.flags | NLM_F_ACK, &mut buf))
+                .collect();
+            self.socket.send(&buf, 0)?;
+            let mut pending = chunk.len();
+            self.receive(|got, payload| {
+                if let (Some(i), NetlinkPayload::Error(e)) =
+                    (seqs.iter().position(|s| *s == got), payload)
+                {
+                    pending -= 1;
+                    if let Some(code) = e.code {
+                        let errno = Errno::from_raw(-code.get());
+                        if !chunk[i].tolerate.contains(&errno) && first_error.is_none() {
+                            first_error = Some(NetlinkError::Kernel {
+                                op: chunk[i].what.clone(),
+                                errno,
+                            });
+                        }
+                    }
+                }
+                pending > 0
+            })?;
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     // ---- links ----
@@ -404,43 +504,13 @@ impl Netlink {
 
     /// Installs (or replaces) a route in the main table.
     pub fn replace_route(&mut self, spec: &RouteSpec) -> Result<()> {
-        let mut msg = route_message(spec.dst, spec.protocol);
-        msg.header.scope = if spec.gw.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        };
-        if let Some(gw) = spec.gw {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
-        }
-        if let Some(oif) = spec.oif {
-            msg.attributes.push(RouteAttribute::Oif(oif));
-        }
-        if spec.onlink {
-            msg.header.flags = RouteFlags::Onlink;
-        }
-        let (dst, gw) = (spec.dst, spec.gw);
-        self.request(
-            || format!("add route {dst} via {gw:?}"),
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        )
-        .map(drop)
+        self.apply(&[Change::replace_route(spec)])
     }
 
     /// Deletes the main-table route to `dst` carrying `protocol`; a route
     /// that is already gone is not an error.
     pub fn delete_route(&mut self, dst: IpNet, protocol: u8) -> Result<()> {
-        let msg = route_message(dst, protocol);
-        match self.request(
-            || format!("delete route {dst}"),
-            RouteNetlinkMessage::DelRoute(msg),
-            NLM_F_ACK,
-        ) {
-            Err(e) if e.errno() == Some(Errno::ESRCH) => Ok(()),
-            other => other.map(drop),
-        }
+        self.apply(&[Change::delete_route(dst, protocol)])
     }
 
     /// All routes of both families in every table.

@@ -14,7 +14,7 @@ use podnet_core::cluster::desired::{
     family_index,
 };
 use podnet_core::names::{VXLAN4, VXLAN6, format_mac, parse_mac};
-use podnet_linux::netlink::{Entry, Link, Netlink, RouteSpec, VxlanSpec};
+use podnet_linux::netlink::{Change, Entry, Link, Netlink, RouteSpec, VxlanSpec};
 use podnet_linux::nft;
 
 const MAIN_TABLE: u32 = 254;
@@ -76,62 +76,72 @@ pub struct Changes {
     pub entries: usize,
 }
 
-/// Makes the kernel match `want`.
+/// Makes the kernel match `want`, each kind of change in one batch.
 pub fn reconcile(nl: &mut Netlink, devices: &Devices, want: &Datapath) -> Result<Changes> {
     let mut changes = Changes::default();
     // Neighbours and FDB entries first: a vxlan route is only useful once
     // its next hop resolves.
+    let mut batch = Vec::new();
     for v4 in [true, false] {
         let Some(dev) = &devices[family_index(v4)] else {
             continue;
         };
-        let neigh_want: BTreeSet<Entry> = want.neighbours[family_index(v4)]
+        let f = family_index(v4);
+        let neigh: BTreeSet<Entry> = want.neighbours[f]
             .iter()
             .map(neigh_entry)
             .collect::<Result<_>>()?;
-        let fdb_want: BTreeSet<Entry> = want.fdb[family_index(v4)]
-            .iter()
-            .map(fdb_entry)
-            .collect::<Result<_>>()?;
-        for (fdb, wanted) in [(false, neigh_want), (true, fdb_want)] {
-            let have = nl.entries(dev.index, fdb)?;
+        let fdb: BTreeSet<Entry> = want.fdb[f].iter().map(fdb_entry).collect::<Result<_>>()?;
+        for (is_fdb, wanted) in [(false, neigh), (true, fdb)] {
+            let have = nl.entries(dev.index, is_fdb)?;
             // FDB entries are keyed by MAC, neighbours by address.
             let d = diff(&wanted, &have, |e: &Entry| {
-                if fdb {
+                if is_fdb {
                     (None, Some(e.mac.clone()))
                 } else {
                     (Some(e.ip), None)
                 }
             });
-            for e in &d.replace {
-                nl.replace_entry(dev.index, e, fdb)?;
-            }
-            for e in &d.delete {
-                nl.delete_entry(dev.index, e, fdb)?;
-            }
-            changes.entries += d.replace.len() + d.delete.len();
+            batch.extend(
+                d.replace
+                    .iter()
+                    .map(|e| Change::replace_entry(dev.index, e, is_fdb)),
+            );
+            batch.extend(
+                d.delete
+                    .iter()
+                    .map(|e| Change::delete_entry(dev.index, e, is_fdb)),
+            );
         }
     }
+    changes.entries = batch.len();
+    nl.apply(&batch)?;
+
     let d = diff_routes(&want.routes, &our_routes(nl, devices)?);
+    let mut batch = Vec::new();
     for r in &d.replace {
-        let dev = r
-            .vxlan
-            .then(|| devices[family_index(r.dst.addr().is_ipv4())].as_ref())
-            .flatten();
-        if r.vxlan && dev.is_none() {
-            continue; // the device for this family is not up yet
-        }
-        nl.replace_route(&RouteSpec {
+        let dev = if r.vxlan {
+            match &devices[family_index(r.dst.addr().is_ipv4())] {
+                Some(dev) => Some(dev.index),
+                None => continue, // the device for this family is not up yet
+            }
+        } else {
+            None
+        };
+        batch.push(Change::replace_route(&RouteSpec {
             dst: r.dst,
             gw: Some(r.via),
-            oif: dev.map(|l| l.index),
+            oif: dev,
             protocol: ROUTE_PROTOCOL,
             onlink: r.vxlan,
-        })?;
+        }));
     }
-    for r in &d.delete {
-        nl.delete_route(r.dst, ROUTE_PROTOCOL)?;
-    }
+    batch.extend(
+        d.delete
+            .iter()
+            .map(|r| Change::delete_route(r.dst, ROUTE_PROTOCOL)),
+    );
+    nl.apply(&batch)?;
     changes.routes = Some(d);
     Ok(changes)
 }
@@ -182,9 +192,11 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
         .into_iter()
         .filter(|r| r.protocol == ROUTE_PROTOCOL)
         .collect();
-    for r in &ours {
-        nl.delete_route(r.dst, ROUTE_PROTOCOL)?;
-    }
+    let batch: Vec<Change> = ours
+        .iter()
+        .map(|r| Change::delete_route(r.dst, ROUTE_PROTOCOL))
+        .collect();
+    nl.apply(&batch)?;
     for name in [VXLAN4, VXLAN6] {
         if let Some(link) = nl.link(name)? {
             nl.delete_link(link.index)?;

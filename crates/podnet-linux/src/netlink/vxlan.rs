@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -14,7 +14,7 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use super::{Netlink, Result, family};
+use super::{Change, Netlink, Result, family};
 
 pub struct VxlanSpec<'a> {
     pub name: &'a str,
@@ -64,15 +64,6 @@ impl Netlink {
         self.create(|| format!("create vxlan {name}"), msg)
     }
 
-    fn neighbour_message(&self, ifindex: u32, fam: AddressFamily) -> NeighbourMessage {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = fam;
-        msg.header.ifindex = ifindex;
-        msg.header.state = NeighbourState::Permanent;
-        msg.header.kind = RouteType::Unicast;
-        msg
-    }
-
     /// The permanent neighbour entries (`fdb == false`) or FDB entries with
     /// a remote address (`fdb == true`) of a device.
     pub fn entries(&mut self, ifindex: u32, fdb: bool) -> Result<Vec<Entry>> {
@@ -83,7 +74,7 @@ impl Netlink {
         };
         // Dump everything and filter here: the kernel reads an FDB dump's
         // header in more than one way depending on its length.
-        let msg = self.neighbour_message(0, fam);
+        let msg = neighbour_message(0, fam);
         let msgs = self.request(
             || "dump neighbours".into(),
             RouteNetlinkMessage::GetNeighbour(msg),
@@ -97,30 +88,7 @@ impl Netlink {
                         && n.header.state == NeighbourState::Permanent
                         && (n.header.family == AddressFamily::Bridge) == fdb =>
                 {
-                    let mut ip = None;
-                    let mut mac = None;
-                    for attr in n.attributes {
-                        match attr {
-                            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                                ip = Some(IpAddr::V4(v4))
-                            }
-                            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                                ip = Some(IpAddr::V6(v6))
-                            }
-                            // In an AF_BRIDGE message the parser cannot
-                            // tell the address family: go by length.
-                            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                                ip = match b.len() {
-                                    4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
-                                    16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
-                                    _ => None,
-                                }
-                            }
-                            NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l),
-                            _ => {}
-                        }
-                    }
-                    Some(Entry { ip: ip?, mac: mac? })
+                    entry_from(n)
                 }
                 _ => None,
             })
@@ -130,47 +98,91 @@ impl Netlink {
     /// Installs a permanent neighbour (`fdb == false`: IP -> MAC) or FDB
     /// entry (`fdb == true`: MAC -> remote IP) on a vxlan device.
     pub fn replace_entry(&mut self, ifindex: u32, entry: &Entry, fdb: bool) -> Result<()> {
-        let msg = self.entry_message(ifindex, entry, fdb);
-        let ip = entry.ip;
-        self.request(
-            || format!("add {} entry {ip}", if fdb { "fdb" } else { "neighbour" }),
-            RouteNetlinkMessage::NewNeighbour(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        )
-        .map(drop)
+        self.apply(&[Change::replace_entry(ifindex, entry, fdb)])
     }
 
     /// Deletes an entry; one that is already gone is not an error.
     pub fn delete_entry(&mut self, ifindex: u32, entry: &Entry, fdb: bool) -> Result<()> {
-        let msg = self.entry_message(ifindex, entry, fdb);
-        let ip = entry.ip;
-        match self.request(
-            || format!("delete entry {ip}"),
-            RouteNetlinkMessage::DelNeighbour(msg),
-            NLM_F_ACK,
-        ) {
-            Err(e) if matches!(e.errno(), Some(Errno::ENOENT) | Some(Errno::ESRCH)) => Ok(()),
-            other => other.map(drop),
+        self.apply(&[Change::delete_entry(ifindex, entry, fdb)])
+    }
+}
+
+impl Change {
+    pub fn replace_entry(ifindex: u32, entry: &Entry, fdb: bool) -> Change {
+        Change {
+            msg: RouteNetlinkMessage::NewNeighbour(entry_message(ifindex, entry, fdb)),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            tolerate: &[],
+            what: format!(
+                "add {} entry {}",
+                if fdb { "fdb" } else { "neighbour" },
+                entry.ip
+            ),
         }
     }
 
-    fn entry_message(&self, ifindex: u32, entry: &Entry, fdb: bool) -> NeighbourMessage {
-        let fam = if fdb {
-            AddressFamily::Bridge
-        } else {
-            family(entry.ip)
-        };
-        let mut msg = self.neighbour_message(ifindex, fam);
-        if fdb {
-            // NTF_SELF: the entry belongs to the vxlan device itself.
-            msg.header.flags = NeighbourFlags::Own;
+    pub fn delete_entry(ifindex: u32, entry: &Entry, fdb: bool) -> Change {
+        Change {
+            msg: RouteNetlinkMessage::DelNeighbour(entry_message(ifindex, entry, fdb)),
+            flags: 0,
+            tolerate: &[Errno::ENOENT, Errno::ESRCH],
+            what: format!("delete entry {}", entry.ip),
         }
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::from(
-                entry.ip,
-            )));
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(entry.mac.clone()));
-        msg
     }
+}
+
+fn entry_from(n: NeighbourMessage) -> Option<Entry> {
+    let mut ip = None;
+    let mut mac = None;
+    for attr in n.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                ip = Some(IpAddr::V4(v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                ip = Some(IpAddr::V6(v6))
+            }
+            // In an AF_BRIDGE message the parser cannot tell the address
+            // family: go by length.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                ip = match b.len() {
+                    4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                    _ => None,
+                }
+            }
+            NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l),
+            _ => {}
+        }
+    }
+    Some(Entry { ip: ip?, mac: mac? })
+}
+
+fn neighbour_message(ifindex: u32, fam: AddressFamily) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = fam;
+    msg.header.ifindex = ifindex;
+    msg.header.state = NeighbourState::Permanent;
+    msg.header.kind = RouteType::Unicast;
+    msg
+}
+
+fn entry_message(ifindex: u32, entry: &Entry, fdb: bool) -> NeighbourMessage {
+    let fam = if fdb {
+        AddressFamily::Bridge
+    } else {
+        family(entry.ip)
+    };
+    let mut msg = neighbour_message(ifindex, fam);
+    if fdb {
+        // NTF_SELF: the entry belongs to the vxlan device itself.
+        msg.header.flags = NeighbourFlags::Own;
+    }
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::from(
+            entry.ip,
+        )));
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(entry.mac.clone()));
+    msg
 }
