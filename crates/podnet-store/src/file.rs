@@ -222,6 +222,17 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Writes a lease (and its claims) as given, without allocating: for
+    /// simulations and migrations, where the subnets are decided elsewhere.
+    pub fn import(&self, lease: &Lease) -> Result<()> {
+        for subnet in &lease.subnets {
+            self.write_atomic(&self.claim_path(subnet), lease.node.as_bytes())?;
+        }
+        self.write_lease(lease)
+    }
+}
+
 impl Store for FileStore {
     fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
         let path = self.dir.join("net-conf.json");

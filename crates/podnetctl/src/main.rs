@@ -99,6 +99,20 @@ enum Lab {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Join convergence on a lab, and one agent fed thousands of peers.
+    ControlPlane {
+        /// Lab size for the join convergence rounds.
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Simulated peer leases for the scale test.
+        #[arg(long, default_value_t = 5000)]
+        peers: usize,
+        /// A short run for CI: 3 nodes, 1 round, 500 peers.
+        #[arg(long)]
+        quick: bool,
+    },
     /// ADD/DEL latency and concurrent throughput of the podnet plugin
     /// against the reference bridge + host-local plugins, measured in one
     /// run in throwaway namespaces.
@@ -127,6 +141,27 @@ enum Bench {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Top::Bench {
+            what:
+                Bench::ControlPlane {
+                    nodes,
+                    rounds,
+                    peers,
+                    quick,
+                },
+        } => bench::control_plane::run(if quick {
+            bench::control_plane::Options {
+                nodes: 3,
+                rounds: 1,
+                peers: 500,
+            }
+        } else {
+            bench::control_plane::Options {
+                nodes,
+                rounds,
+                peers,
+            }
+        }),
         Top::Lab { dir, what } => match what {
             Lab::Up {
                 nodes,

@@ -156,15 +156,26 @@ impl Agent {
             name: &self.me.name,
             segments: &self.segments,
         };
+        let started = Instant::now();
         let want = desired(&me, &self.conf, leases, now());
         let changes = datapath::reconcile(&mut self.nl, &self.devices, &want)?;
-        if let Some(d) = &changes.routes {
-            for r in &d.replace {
-                tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, "route installed");
+        if let Some(d) = changes.routes.as_ref().filter(|d| !d.is_empty()) {
+            // One line per route reads well for a few peers, not thousands.
+            if d.replace.len() + d.delete.len() <= 16 {
+                for r in &d.replace {
+                    tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, "route installed");
+                }
+                for r in &d.delete {
+                    tracing::info!(dst = %r.dst, "route removed");
+                }
             }
-            for r in &d.delete {
-                tracing::info!(dst = %r.dst, "route removed");
-            }
+            tracing::info!(
+                installed = d.replace.len(),
+                removed = d.delete.len(),
+                peers = want.routes.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "routes reconciled"
+            );
         }
         if changes.entries > 0 {
             tracing::info!(

@@ -1,4 +1,5 @@
 //! Benchmarks: commands that measure and print, never timed tests.
 
 pub mod cni;
+pub mod control_plane;
 pub mod stats;

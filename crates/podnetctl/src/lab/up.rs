@@ -33,7 +33,7 @@ pub struct UpOptions {
 }
 
 /// The binaries the lab runs, found next to podnetctl.
-fn sibling(name: &str) -> Result<PathBuf> {
+pub fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe
         .parent()

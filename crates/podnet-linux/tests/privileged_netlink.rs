@@ -1,0 +1,64 @@
+//! The netlink client against a real kernel, in a throwaway namespace.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use podnet_linux::netlink::{Change, Netlink, RouteSpec};
+use podnet_linux::netns::Netns;
+use podnet_testkit::TestNetns;
+
+const PROTO: u8 = 112;
+
+fn routes_of(nl: &mut Netlink) -> usize {
+    nl.routes()
+        .unwrap()
+        .iter()
+        .filter(|r| r.protocol == PROTO)
+        .count()
+}
+
+#[test]
+fn privileged_batched_changes_all_apply() {
+    let ns = TestNetns::new("pntest-nl");
+    ns.exec_ok(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.exec_ok(&["ip", "addr", "add", "172.16.0.1/16", "dev", "eth0"]);
+    ns.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    ns.exec_ok(&["ip", "link", "set", "eth1", "up"]);
+    let mut nl = Netlink::open_in(&Netns::open(ns.path()).unwrap()).unwrap();
+    let dst = |i: u32| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
+    // More than one chunk's worth.
+    let adds: Vec<Change> = (0..300)
+        .map(|i| {
+            Change::replace_route(&RouteSpec {
+                dst: dst(i),
+                gw: Some(IpAddr::V4(Ipv4Addr::new(172, 16, 1, (i % 250 + 1) as u8))),
+                oif: None,
+                protocol: PROTO,
+                onlink: false,
+            })
+        })
+        .collect();
+    nl.apply(&adds).unwrap();
+    assert_eq!(routes_of(&mut nl), 300);
+    // Replacing is idempotent; deleting the gone is tolerated.
+    nl.apply(&adds).unwrap();
+    let dels: Vec<Change> = (0..300)
+        .map(|i| Change::delete_route(dst(i), PROTO))
+        .collect();
+    nl.apply(&dels).unwrap();
+    assert_eq!(routes_of(&mut nl), 0);
+    nl.apply(&dels).unwrap();
+    // A real failure is reported.
+    let bad = Change::replace_route(&RouteSpec {
+        dst: dst(1),
+        gw: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+        oif: None,
+        protocol: PROTO,
+        onlink: false,
+    });
+    assert!(nl.apply(&[bad]).is_err());
+}

@@ -1,0 +1,357 @@
+//! `podnetctl bench control-plane`: how fast podnetd converges when a node
+//! joins a lab, and how it copes with thousands of peers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ipnet::IpNet;
+use podnet_core::cluster::desired::ROUTE_PROTOCOL;
+use podnet_core::cluster::lease::Lease;
+use podnet_core::names::{format_mac, vtep_mac};
+use podnet_linux::netlink::{Change, Netlink, RouteSpec};
+use podnet_linux::netns::{NamedNetns, Netns};
+use podnet_store::Store;
+use podnet_store::file::FileStore;
+
+use super::stats::Summary;
+use crate::lab;
+
+pub struct Options {
+    pub nodes: usize,
+    pub rounds: usize,
+    pub peers: usize,
+}
+
+const CAP: Duration = Duration::from_secs(30);
+
+pub fn run(opts: Options) -> Result<()> {
+    println!(
+        "podnetctl bench control-plane: join convergence on a {}-node lab x {} rounds; \
+         one agent with {} simulated peers",
+        opts.nodes, opts.rounds, opts.peers
+    );
+    convergence(&opts)?;
+    for backend in ["host-gw", "vxlan"] {
+        scale(backend, opts.peers)?;
+    }
+    Ok(())
+}
+
+/// Routes of ours in a node, by destination.
+fn our_routes(ns: &str) -> Result<Vec<IpNet>> {
+    let netns = Netns::open(format!("/var/run/netns/{ns}"))?;
+    Ok(Netlink::open_in(&netns)?
+        .routes()?
+        .into_iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .map(|r| r.dst)
+        .collect())
+}
+
+fn convergence(opts: &Options) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("lab");
+    lab::up::up(lab::up::UpOptions {
+        dir: dir.clone(),
+        nodes: opts.nodes,
+        pods_per_node: 0,
+        backend: "host-gw".into(),
+        direct_routing: false,
+        shape: Default::default(),
+        lease_ttl: None,
+    })?;
+    let measured = join_rounds(&dir, opts.rounds);
+    lab::down(&dir)?;
+    let samples = measured?;
+    let s = Summary::of(&samples).ok_or_else(|| anyhow!("no rounds"))?;
+    println!();
+    println!(
+        "join convergence ({} nodes, lease -> routes on every other node): {s}   target < 1 s  {}",
+        opts.nodes,
+        if s.median < Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}
+
+fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
+    let store = FileStore::open(dir.join("store"))?;
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let record = lab::state::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+        let others: Vec<String> = record.nodes.iter().map(|n| n.ns.clone()).collect();
+        let name = format!(
+            "node{}",
+            record.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1
+        );
+        let adder = {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || lab::up::add_node(&dir))
+        };
+        // t0: the new node's lease is in the store.
+        let started = Instant::now();
+        let lease = loop {
+            if let Some(l) = store.list()?.into_iter().find(|l| l.node == name) {
+                break l;
+            }
+            if started.elapsed() > CAP {
+                bail!("{name} never got a lease");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let t0 = Instant::now();
+        // t1: every other node routes to its subnet.
+        let subnet = lease.subnets[0];
+        for ns in &others {
+            while !our_routes(ns)?.contains(&subnet) {
+                if t0.elapsed() > CAP {
+                    bail!("{ns} never learned {subnet}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let took = t0.elapsed();
+        adder.join().map_err(|_| anyhow!("add-node panicked"))??;
+        eprintln!("  round {round}: {name} converged in {took:?}");
+        samples.push(took);
+        lab::up::remove_node(dir, &name)?;
+    }
+    Ok(samples)
+}
+
+/// One agent, `peers` simulated peer leases in 10.0.0.0/8: time to program
+/// them all, its peak RSS, and the kernel's floor for the same changes.
+fn scale(backend: &str, peers: usize) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let tag = format!("pnbench{}", std::process::id());
+    let node = NamedNetns::create(&format!("{tag}-node"))?;
+    let hub = NamedNetns::create(&format!("{tag}-hub"))?;
+    let node_ip = IpAddr::V4(Ipv4Addr::new(172, 16, 255, 254));
+    // An underlay /16 holds every simulated peer address on-link.
+    let ip = |ns: &str, args: &[&str]| -> Result<()> {
+        let ok = Command::new("ip")
+            .arg("-n")
+            .arg(ns)
+            .args(args)
+            .status()?
+            .success();
+        if ok {
+            Ok(())
+        } else {
+            bail!("ip -n {ns} {}", args.join(" "))
+        }
+    };
+    ip(
+        hub.name(),
+        &[
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            node.name(),
+        ],
+    )?;
+    ip(hub.name(), &["link", "set", "up0", "up"])?;
+    ip(
+        node.name(),
+        &["addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
+    )?;
+    ip(node.name(), &["link", "set", "eth0", "up"])?;
+
+    let store_dir = work.path().join("store");
+    let store = FileStore::open(&store_dir)?;
+    for i in 0..peers {
+        // Subnets from 10.0.16.0/24 up: clear of the agent's own lease,
+        // which is the first free one (10.0.1.0/24).
+        let n = i + 16;
+        let public_ip = IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8));
+        store.import(&Lease {
+            node: format!("sim{i}"),
+            public_ip,
+            public_ipv6: None,
+            subnets: vec![sim_subnet(n)?],
+            vtep_mac: Some(format_mac(&vtep_mac(&public_ip))),
+            vtep_mac6: None,
+            expires: u64::MAX,
+        })?;
+    }
+    let conf = work.path().join("net-conf.json");
+    std::fs::write(
+        &conf,
+        format!(r#"{{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#),
+    )?;
+    let podnetd = lab::up::sibling("podnetd")?;
+    let log = work.path().join("podnetd.log");
+    let spawned = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", node.name()])
+        .arg(&podnetd)
+        .args(["--node-name", "bench", "--public-ip", &node_ip.to_string()])
+        .arg("--run-dir")
+        .arg(work.path().join("run"))
+        .arg("--store")
+        .arg(format!("file:{}", store_dir.display()))
+        .arg("--net-conf")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("start podnetd")?;
+    let pid = child.id();
+    let outcome = (|| -> Result<(Duration, u64)> {
+        while our_routes(node.name())?.len() < peers {
+            if spawned.elapsed() > CAP {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                bail!(
+                    "podnetd did not program {peers} routes within {CAP:?}; its log ends: {tail:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = spawned.elapsed();
+        Ok((took, peak_rss_kib(pid)?))
+    })();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let (took, rss) = outcome?;
+    let agent_ms = std::fs::read_to_string(&log)?
+        .lines()
+        .filter(|l| l.contains("routes reconciled"))
+        .find_map(|l| {
+            l.split("took_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+    let floor = kernel_floor(&format!("{tag}-floor"), backend, peers)?;
+    let target = if backend == "host-gw" { 0.2 } else { 1.0 };
+    println!();
+    println!("scale, {backend}, {peers} peers:");
+    println!(
+        "  agent start -> all routes present  {:8.1} ms   target < {:.0} ms  {}",
+        took.as_secs_f64() * 1e3,
+        target * 1e3,
+        if took.as_secs_f64() < target {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    if let Some(ms) = agent_ms {
+        println!("  agent's reconcile (compute + apply) {ms:8} ms");
+    }
+    println!(
+        "  kernel floor, same changes batched {:8.1} ms",
+        floor.as_secs_f64() * 1e3
+    );
+    println!(
+        "  peak RSS                          {:8.1} MiB   target < 64 MiB  {}",
+        rss as f64 / 1024.0,
+        if rss < 64 * 1024 { "met" } else { "MISSED" }
+    );
+    drop((node, hub));
+    Ok(())
+}
+
+/// The same number of route (and, for vxlan, neighbour and FDB) changes,
+/// sent straight to the kernel in batches from this process.
+fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
+    let ns = NamedNetns::create(name)?;
+    let netns = ns.open()?;
+    let mut nl = Netlink::open_in(&netns)?;
+    let ip = |args: &[&str]| Command::new("ip").arg("-n").arg(name).args(args).status();
+    ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ])?;
+    ip(&["addr", "add", "172.16.255.254/16", "dev", "eth0"])?;
+    ip(&["link", "set", "eth0", "up"])?;
+    ip(&["link", "set", "eth1", "up"])?;
+    let vx = if backend == "vxlan" {
+        ip(&[
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "1",
+            "dstport",
+            "8472",
+            "local",
+            "172.16.255.254",
+            "dev",
+            "eth0",
+            "nolearning",
+        ])?;
+        ip(&["link", "set", "vx0", "up"])?;
+        Some(nl.link("vx0")?.ok_or_else(|| anyhow!("vx0 missing"))?.index)
+    } else {
+        None
+    };
+    let mut changes = Vec::new();
+    for i in 0..peers {
+        let n = i + 16;
+        let dst = sim_subnet(n)?;
+        let peer = IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8));
+        match vx {
+            None => changes.push(Change::replace_route(&RouteSpec {
+                dst,
+                gw: Some(peer),
+                oif: None,
+                protocol: ROUTE_PROTOCOL,
+                onlink: false,
+            })),
+            Some(index) => {
+                let entry = |ip| podnet_linux::netlink::Entry {
+                    ip,
+                    mac: vtep_mac(&peer).to_vec(),
+                };
+                changes.push(Change::replace_entry(index, &entry(dst.network()), false));
+                changes.push(Change::replace_entry(index, &entry(peer), true));
+                changes.push(Change::replace_route(&RouteSpec {
+                    dst,
+                    gw: Some(dst.network()),
+                    oif: Some(index),
+                    protocol: ROUTE_PROTOCOL,
+                    onlink: true,
+                }));
+            }
+        }
+    }
+    let started = Instant::now();
+    nl.apply(&changes)?;
+    Ok(started.elapsed())
+}
+
+/// The `n`th /24 of 10.0.0.0/8.
+fn sim_subnet(n: usize) -> Result<IpNet> {
+    let addr = Ipv4Addr::new(10, (n >> 8) as u8, n as u8, 0);
+    Ok(IpNet::new(IpAddr::V4(addr), 24)?)
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM for pid {pid}"))
+}
