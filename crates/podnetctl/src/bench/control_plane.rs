@@ -100,7 +100,8 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
             if let Some(l) = store.list()?.into_iter().find(|l| l.node == name) {
                 break l;
             }
-            if started.elapsed() > CAP {
+            if adder.is_finished() || started.elapsed() > CAP {
+                adder.join().map_err(|_| anyhow!("add-node panicked"))??;
                 bail!("{name} never got a lease");
             }
             std::thread::sleep(Duration::from_millis(2));

@@ -390,6 +390,13 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     crate::node::remove(&format!("file:{}", lab.store_dir().display()), name)?;
     let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
     lab.pods = kept;
+    // Delete the underlay port first: that is synchronous, whereas a
+    // namespace's links go away in the background, and a node added next
+    // would reuse the port's name.
+    ip(
+        Some(&lab.underlay_ns),
+        &["link", "del", &topo::port(node.index)],
+    )?;
     for ns in gone.iter().map(|p| p.ns.as_str()).chain([node.ns.as_str()]) {
         NamedNetns::delete(ns)?;
     }
