@@ -99,6 +99,19 @@ enum Lab {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Pod-to-pod throughput and latency against hand-made paths of the
+    /// same shape, and a raw veth pair.
+    Datapath {
+        /// Alternating podnet/hand-made pairs per path.
+        #[arg(long, default_value_t = 5)]
+        pairs: usize,
+        /// Seconds per iperf3 and per sockperf run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// A short run for CI: 1 pair of 1 s runs.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Join convergence on a lab, and one agent fed thousands of peers.
     ControlPlane {
         /// Lab size for the join convergence rounds.
@@ -141,6 +154,21 @@ enum Bench {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Top::Bench {
+            what:
+                Bench::Datapath {
+                    pairs,
+                    seconds,
+                    quick,
+                },
+        } => bench::datapath::run(if quick {
+            bench::datapath::Options {
+                pairs: 1,
+                seconds: 1,
+            }
+        } else {
+            bench::datapath::Options { pairs, seconds }
+        }),
         Top::Bench {
             what:
                 Bench::ControlPlane {

@@ -2,4 +2,5 @@
 
 pub mod cni;
 pub mod control_plane;
+pub mod datapath;
 pub mod stats;

@@ -1,0 +1,433 @@
+//! `podnetctl bench datapath`: TCP throughput (iperf3, one stream) and
+//! request/response latency (sockperf ping-pong) through podnet's pod
+//! paths, each against a baseline of the same shape built by hand with
+//! plain `ip` commands, alternated in one run; plus a raw veth pair as the
+//! physical limit.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use podnet_linux::netns::NamedNetns;
+
+use super::stats::median_rate;
+use crate::lab;
+
+pub struct Options {
+    pub pairs: usize,
+    pub seconds: u64,
+}
+
+/// One direction to measure: from a namespace to an address in another.
+#[derive(Clone)]
+struct Path {
+    from: String,
+    to_ns: String,
+    to_ip: String,
+}
+
+#[derive(Default)]
+struct Samples {
+    gbps: Vec<f64>,
+    usec: Vec<f64>,
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    for tool in ["iperf3", "sockperf"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            bail!("{tool} is not installed (apt-get install iperf3 sockperf)");
+        }
+    }
+    println!(
+        "podnetctl bench datapath: iperf3 single stream {} s, sockperf ping-pong {} s, {} alternating pair(s) per path",
+        opts.seconds, opts.seconds, opts.pairs
+    );
+    let tag = format!("pb{}", std::process::id());
+    let raw = raw_veth(&tag)?;
+    let raw_path = Path {
+        from: format!("{tag}-ra"),
+        to_ns: format!("{tag}-rb"),
+        to_ip: "10.251.0.2".into(),
+    };
+    let mut raw_samples = Samples::default();
+    measure(&raw_path, &opts, &mut raw_samples)?;
+    drop(raw);
+    let mut rows = Vec::new();
+    for backend in ["host-gw", "vxlan"] {
+        let work = tempfile::tempdir()?;
+        let dir = work.path().join("lab");
+        lab::up::up(lab::up::UpOptions {
+            dir: dir.clone(),
+            nodes: 2,
+            pods_per_node: 2,
+            backend: backend.into(),
+            direct_routing: false,
+            shape: Default::default(),
+            lease_ttl: None,
+        })?;
+        let result = (|| -> Result<()> {
+            let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+            let pod = |name: &str| -> Result<(String, String)> {
+                let p = record
+                    .pods
+                    .iter()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| anyhow!("no {name}"))?;
+                Ok((p.ns.clone(), p.ips[0].to_string()))
+            };
+            let (p11, p12, p21) = (pod("node1-pod1")?, pod("node1-pod2")?, pod("node2-pod1")?);
+            let hand = handmade(&tag, backend)?;
+            let h = |n: &str| format!("{tag}-{n}");
+            let paths = [
+                (
+                    "same-node",
+                    Path {
+                        from: p11.0.clone(),
+                        to_ns: p12.0.clone(),
+                        to_ip: p12.1.clone(),
+                    },
+                    Path {
+                        from: h("h1p1"),
+                        to_ns: h("h1p2"),
+                        to_ip: "10.250.1.3".into(),
+                    },
+                ),
+                (
+                    "cross-node",
+                    Path {
+                        from: p11.0.clone(),
+                        to_ns: p21.0.clone(),
+                        to_ip: p21.1.clone(),
+                    },
+                    Path {
+                        from: h("h1p1"),
+                        to_ns: h("h2p1"),
+                        to_ip: "10.250.2.2".into(),
+                    },
+                ),
+            ];
+            for (shape, ours, theirs) in paths {
+                let (mut a, mut b) = (Samples::default(), Samples::default());
+                for i in 0..opts.pairs {
+                    // Alternate which goes first, so drift hits both alike.
+                    if i % 2 == 0 {
+                        measure(&ours, &opts, &mut a)?;
+                        measure(&theirs, &opts, &mut b)?;
+                    } else {
+                        measure(&theirs, &opts, &mut b)?;
+                        measure(&ours, &opts, &mut a)?;
+                    }
+                }
+                rows.push((format!("{backend} {shape}"), a, b));
+            }
+            drop(hand);
+            Ok(())
+        })();
+        lab::down(&dir)?;
+        result?;
+    }
+    report(&raw_samples, &rows);
+    Ok(())
+}
+
+fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.1}..{hi:.1}")
+}
+
+fn report(raw: &Samples, rows: &[(String, Samples, Samples)]) {
+    println!();
+    println!(
+        "raw veth pair (the physical limit): {:.1} Gbit/s ({}), {:.1} us",
+        median_rate(&raw.gbps),
+        range(&raw.gbps),
+        median_rate(&raw.usec)
+    );
+    println!();
+    println!(
+        "{:20} {:>24} {:>24} {:>7}   {:>16} {:>16} {:>7}",
+        "path", "podnet Gbit/s", "hand-made Gbit/s", "ratio", "podnet us", "hand-made us", "ratio"
+    );
+    for (name, ours, theirs) in rows {
+        let (g1, g2) = (median_rate(&ours.gbps), median_rate(&theirs.gbps));
+        let (l1, l2) = (median_rate(&ours.usec), median_rate(&theirs.usec));
+        let tput = g1 / g2.max(f64::MIN_POSITIVE);
+        // For latency, lower is better: report baseline / podnet so that
+        // both ratios read "1.0 = as fast as the hand-made path".
+        let lat = l2 / l1.max(f64::MIN_POSITIVE);
+        println!(
+            "{name:20} {:>24} {:>24} {tput:>7.3}   {:>16} {:>16} {lat:>7.3}   {}",
+            format!("{g1:.1} ({})", range(&ours.gbps)),
+            format!("{g2:.1} ({})", range(&theirs.gbps)),
+            format!("{l1:.1} ({})", range(&ours.usec)),
+            format!("{l2:.1} ({})", range(&theirs.usec)),
+            if tput >= 0.95 {
+                "target >= 0.95 met"
+            } else {
+                "target >= 0.95 MISSED"
+            }
+        );
+    }
+}
+
+/// Runs `program args` inside `ns` with `ip netns exec`.
+fn in_ns(ns: &str, program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, program]);
+    cmd
+}
+
+/// A server that is always stopped, even if the measurement fails.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(ns: &str, program: &str, args: &[&str]) -> Result<Server> {
+    let child = in_ns(ns, program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {program} in {ns}"))?;
+    // Give it a moment to listen.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Server(child))
+}
+
+fn measure(path: &Path, opts: &Options, into: &mut Samples) -> Result<()> {
+    let secs = opts.seconds.to_string();
+    {
+        let _server = serve(&path.to_ns, "iperf3", &["-s", "-1", "-p", "5201"])?;
+        let out = in_ns(&path.from, "iperf3")
+            .args(["-c", &path.to_ip, "-p", "5201", "-t", &secs, "-J"])
+            .output()?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("iperf3 output")?;
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or_else(|| anyhow!("iperf3 {} -> {}: {}", path.from, path.to_ip, json["error"]))?;
+        into.gbps.push(bps / 1e9);
+    }
+    let _server = serve(
+        &path.to_ns,
+        "sockperf",
+        &["sr", "-i", &path.to_ip, "-p", "11111"],
+    )?;
+    let out = in_ns(&path.from, "sockperf")
+        .args(["pp", "-i", &path.to_ip, "-p", "11111", "-t", &secs])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let median = text
+        .lines()
+        .find(|l| l.contains("percentile 50.000"))
+        .and_then(|l| l.split('=').nth(1)?.trim().parse::<f64>().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "sockperf {} -> {}: no median in its output",
+                path.from,
+                path.to_ip
+            )
+        })?;
+    into.usec.push(median);
+    Ok(())
+}
+
+/// Runs `ip -n ns args`, failing loudly.
+fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(["-n", ns]).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "ip -n {ns} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn sysctl(ns: &str, key: &str) -> Result<()> {
+    let status = in_ns(ns, "sh")
+        .args(["-c", &format!("echo 1 > /proc/sys/{key}")])
+        .status()?;
+    if !status.success() {
+        bail!("sysctl {key} in {ns}");
+    }
+    Ok(())
+}
+
+fn raw_veth(tag: &str) -> Result<Vec<NamedNetns>> {
+    let (a, b) = (format!("{tag}-ra"), format!("{tag}-rb"));
+    let out = vec![NamedNetns::create(&a)?, NamedNetns::create(&b)?];
+    ip(
+        &a,
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b,
+        ],
+    )?;
+    ip(&a, &["addr", "add", "10.251.0.1/24", "dev", "eth0"])?;
+    ip(&b, &["addr", "add", "10.251.0.2/24", "dev", "eth0"])?;
+    ip(&a, &["link", "set", "eth0", "up"])?;
+    ip(&b, &["link", "set", "eth0", "up"])?;
+    Ok(out)
+}
+
+/// The baseline: podnet's shape, by hand. Two nodes on an underlay bridge,
+/// a bridge per node with the gateway, pods on veths, and either a route
+/// per peer (host-gw) or a vxlan device with a permanent neighbour, FDB
+/// entry and onlink route per peer (flannel's recipe).
+fn handmade(tag: &str, backend: &str) -> Result<Vec<NamedNetns>> {
+    let mut made = Vec::new();
+    let ns = |n: &str| format!("{tag}-{n}");
+    let ul = ns("ul");
+    made.push(NamedNetns::create(&ul)?);
+    ip(&ul, &["link", "add", "ulbr", "type", "bridge"])?;
+    ip(&ul, &["link", "set", "ulbr", "up"])?;
+    let vxlan = backend == "vxlan";
+    let mtu = if vxlan { "1450" } else { "1500" };
+    for n in 1..=2u8 {
+        let node = ns(&format!("h{n}"));
+        made.push(NamedNetns::create(&node)?);
+        let port = format!("h{n}");
+        ip(
+            &ul,
+            &[
+                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &node,
+            ],
+        )?;
+        ip(&ul, &["link", "set", &port, "master", "ulbr", "up"])?;
+        ip(
+            &node,
+            &["addr", "add", &format!("192.168.50.{n}/24"), "dev", "eth0"],
+        )?;
+        ip(&node, &["link", "set", "eth0", "up"])?;
+        ip(&node, &["link", "add", "br0", "type", "bridge"])?;
+        ip(
+            &node,
+            &["addr", "add", &format!("10.250.{n}.1/24"), "dev", "br0"],
+        )?;
+        ip(&node, &["link", "set", "br0", "up"])?;
+        sysctl(&node, "net/ipv4/ip_forward")?;
+        let pods: &[u8] = if n == 1 { &[1, 2] } else { &[1] };
+        for &p in pods {
+            let pod = ns(&format!("h{n}p{p}"));
+            made.push(NamedNetns::create(&pod)?);
+            let veth = format!("v{p}");
+            ip(
+                &node,
+                &[
+                    "link", "add", &veth, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
+                    "mtu", mtu, "netns", &pod,
+                ],
+            )?;
+            ip(&node, &["link", "set", &veth, "master", "br0", "up"])?;
+            ip(
+                &pod,
+                &[
+                    "addr",
+                    "add",
+                    &format!("10.250.{n}.{}/24", p + 1),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            ip(&pod, &["link", "set", "eth0", "up"])?;
+            ip(
+                &pod,
+                &["route", "add", "default", "via", &format!("10.250.{n}.1")],
+            )?;
+        }
+        let o = 3 - n;
+        if vxlan {
+            ip(
+                &node,
+                &[
+                    "link",
+                    "add",
+                    "vx0",
+                    "address",
+                    &format!("02:00:00:00:00:0{n}"),
+                    "mtu",
+                    "1450",
+                    "type",
+                    "vxlan",
+                    "id",
+                    "1",
+                    "local",
+                    &format!("192.168.50.{n}"),
+                    "dev",
+                    "eth0",
+                    "dstport",
+                    "8472",
+                    "nolearning",
+                ],
+            )?;
+            ip(
+                &node,
+                &["addr", "add", &format!("10.250.{n}.0/32"), "dev", "vx0"],
+            )?;
+            ip(&node, &["link", "set", "vx0", "up"])?;
+            let mac = format!("02:00:00:00:00:0{o}");
+            ip(
+                &node,
+                &[
+                    "neigh",
+                    "add",
+                    &format!("10.250.{o}.0"),
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    "vx0",
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+            let fdb = Command::new("bridge")
+                .args([
+                    "-n",
+                    &node,
+                    "fdb",
+                    "append",
+                    &mac,
+                    "dev",
+                    "vx0",
+                    "dst",
+                    &format!("192.168.50.{o}"),
+                ])
+                .status()?;
+            if !fdb.success() {
+                bail!("bridge fdb append in {node}");
+            }
+            ip(
+                &node,
+                &[
+                    "route",
+                    "add",
+                    &format!("10.250.{o}.0/24"),
+                    "via",
+                    &format!("10.250.{o}.0"),
+                    "dev",
+                    "vx0",
+                    "onlink",
+                ],
+            )?;
+        } else {
+            ip(
+                &node,
+                &[
+                    "route",
+                    "add",
+                    &format!("10.250.{o}.0/24"),
+                    "via",
+                    &format!("192.168.50.{o}"),
+                ],
+            )?;
+        }
+    }
+    Ok(made)
+}
