@@ -45,8 +45,15 @@ pub struct MasqRule {
 
 /// Replaces the agent's table in one transaction: pod traffic from a
 /// cluster CIDR is masqueraded unless it goes to a cluster CIDR or to a
-/// node (the `nodes4`/`nodes6` sets). An empty `cluster` removes the table.
-pub fn replace_egress_table(cluster: &[IpNet], nodes: &[IpAddr]) -> Result<(), NftError> {
+/// node (the `nodes4`/`nodes6` sets). Pod-to-pod traffic, and the overlay's
+/// own UDP (`vxlan_port`), skip connection tracking altogether: they are
+/// never NATed, and tracking them would only cost every packet a lookup.
+/// An empty `cluster` removes the table.
+pub fn replace_egress_table(
+    cluster: &[IpNet],
+    nodes: &[IpAddr],
+    vxlan_port: Option<u16>,
+) -> Result<(), NftError> {
     let mut batch = Batch::new();
     let table = || Table {
         family: NfFamily::INet,
@@ -89,9 +96,91 @@ pub fn replace_egress_table(cluster: &[IpNet], nodes: &[IpAddr]) -> Result<(), N
         for net in cluster {
             batch.add(NfListObject::Rule(egress_rule(net)));
         }
+        for (chain, hook) in [
+            (RAW_PREROUTING, NfHook::Prerouting),
+            (RAW_OUTPUT, NfHook::Output),
+        ] {
+            batch.add(NfListObject::Chain(Chain {
+                family: NfFamily::INet,
+                table: AGENT_TABLE.into(),
+                name: chain.into(),
+                _type: Some(NfChainType::Filter),
+                hook: Some(hook),
+                prio: Some(RAW),
+                policy: Some(NfChainPolicy::Accept),
+                ..Chain::default()
+            }));
+            for net in cluster {
+                batch.add(NfListObject::Rule(notrack_rule(chain, net, None)));
+            }
+            if let Some(port) = vxlan_port {
+                batch.add(NfListObject::Rule(notrack_rule(
+                    chain,
+                    &cluster[0],
+                    Some(port),
+                )));
+            }
+        }
     }
-    helper::apply_ruleset(&batch.to_nftables())?;
+    // The crate writes the notrack statement as a bare string; nft wants
+    // an object. Patch it in the JSON before applying.
+    let mut json =
+        serde_json::to_value(batch.to_nftables()).map_err(|e| NftError(e.to_string()))?;
+    fix_notrack(&mut json);
+    helper::apply_ruleset_raw(&json.to_string(), None::<&str>, std::iter::empty::<&str>())?;
     Ok(())
+}
+
+fn fix_notrack(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s == "notrack" => {
+            *v = serde_json::json!({ "notrack": null });
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_notrack),
+        serde_json::Value::Object(map) => map.values_mut().for_each(fix_notrack),
+        _ => {}
+    }
+}
+
+const RAW_PREROUTING: &str = "raw-prerouting";
+const RAW_OUTPUT: &str = "raw-output";
+/// The raw priority: before conntrack looks at a packet.
+const RAW: i32 = -300;
+
+/// `notrack` for pod-to-pod traffic of `net`, or (with `port`) for the
+/// overlay's UDP packets.
+fn notrack_rule(chain: &'static str, net: &IpNet, port: Option<u16>) -> Rule<'static> {
+    let mut statements = match port {
+        Some(port) => vec![Statement::Match(Match {
+            left: payload("udp", "dport"),
+            right: Expression::Number(u32::from(port)),
+            op: Operator::EQ,
+        })],
+        None => {
+            let proto = if net.addr().is_ipv4() { "ip" } else { "ip6" };
+            vec![
+                Statement::Match(Match {
+                    left: payload(proto, "saddr"),
+                    right: prefix(net),
+                    op: Operator::EQ,
+                }),
+                Statement::Match(Match {
+                    left: payload(proto, "daddr"),
+                    right: prefix(net),
+                    op: Operator::EQ,
+                }),
+            ]
+        }
+    };
+    statements.push(Statement::Notrack);
+    Rule {
+        family: NfFamily::INet,
+        table: AGENT_TABLE.into(),
+        chain: chain.into(),
+        expr: statements.into(),
+        comment: Some("podnet: never NATed, not tracked".into()),
+        ..Rule::default()
+    }
 }
 
 fn payload(proto: &'static str, field: &'static str) -> Expression<'static> {

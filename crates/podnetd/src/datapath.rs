@@ -175,9 +175,9 @@ pub fn apply_masquerade(plan: Option<&MasqPlan>) -> Result<()> {
     match plan {
         Some(p) => {
             let nodes: Vec<IpAddr> = p.node_ips.iter().copied().collect();
-            nft::replace_egress_table(&p.cluster_cidrs, &nodes)?;
+            nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.vxlan_port)?;
         }
-        None => nft::replace_egress_table(&[], &[])?,
+        None => nft::replace_egress_table(&[], &[], None)?,
     }
     Ok(())
 }

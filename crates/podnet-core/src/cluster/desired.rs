@@ -176,10 +176,13 @@ pub fn pod_mtu(conf: &ClusterConf, uplink_mtu: u32) -> u32 {
 pub struct MasqPlan {
     pub cluster_cidrs: Vec<IpNet>,
     pub node_ips: BTreeSet<IpAddr>,
+    /// The overlay's UDP port, whose packets need no connection tracking.
+    pub vxlan_port: Option<u16>,
 }
 
 pub fn masq_plan(conf: &ClusterConf, leases: &[Lease]) -> MasqPlan {
     MasqPlan {
+        vxlan_port: (conf.backend.kind == BackendType::Vxlan).then_some(conf.backend.port),
         cluster_cidrs: conf.cluster_cidrs(),
         node_ips: leases
             .iter()
