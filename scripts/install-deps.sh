@@ -12,8 +12,9 @@ fi
 
 # iptables: the reference portmap and firewall plugins drive it.
 # podman, runc, busybox-static: the real-runtime test.
+# iperf3, sockperf: the datapath benchmark.
 APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
-  podman runc busybox-static ca-certificates)
+  podman runc busybox-static iperf3 sockperf ca-certificates)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
