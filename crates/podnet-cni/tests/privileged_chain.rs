@@ -5,32 +5,14 @@
 
 mod common;
 
-use common::{Node, TestNetns, first_ip, sh};
+use common::{Node, TestNetns, first_ip, outside, sh};
 use serde_json::json;
 
 #[test]
 fn privileged_chain_with_reference_plugins_and_host_port() {
     let node = Node::new();
     // An outside host that reaches the node at 192.0.2.1.
-    let ext = TestNetns::new("pntest-ext");
-    node.ns.exec_ok(&[
-        "ip",
-        "link",
-        "add",
-        "ext0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ext1",
-        "netns",
-        ext.name(),
-    ]);
-    node.ns
-        .exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "ext0"]);
-    node.ns.exec_ok(&["ip", "link", "set", "ext0", "up"]);
-    ext.exec_ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "ext1"]);
-    ext.exec_ok(&["ip", "link", "set", "ext1", "up"]);
+    let ext = outside(&node.ns);
 
     let mut podnet = node.conf("10.244.90.0/24");
     podnet.as_object_mut().unwrap().remove("cniVersion");

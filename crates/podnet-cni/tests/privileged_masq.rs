@@ -5,29 +5,13 @@
 
 mod common;
 
-use common::{Node, TestNetns, sh};
+use common::{Node, TestNetns, outside, sh};
 use serde_json::json;
-
-/// An "outside world" namespace wired to the node, with no route back to
-/// the pod subnet: replies can only arrive if the node masquerades.
-fn outside(node: &Node) -> TestNetns {
-    let ext = TestNetns::new("pntest-ext");
-    let peer_ns = ext.name().to_owned();
-    node.ns.exec_ok(&[
-        "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext1", "netns", &peer_ns,
-    ]);
-    node.ns
-        .exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "ext0"]);
-    node.ns.exec_ok(&["ip", "link", "set", "ext0", "up"]);
-    ext.exec_ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "ext1"]);
-    ext.exec_ok(&["ip", "link", "set", "ext1", "up"]);
-    ext
-}
 
 #[test]
 fn privileged_ip_masq_rewrites_egress_and_del_removes_the_rule() {
     let node = Node::new();
-    let ext = outside(&node);
+    let ext = outside(&node.ns);
     let mut conf = node.conf("10.244.30.0/24");
     conf["ipMasq"] = json!(true);
     let (a, b) = (TestNetns::new("pntest-pod"), TestNetns::new("pntest-pod"));
@@ -59,7 +43,7 @@ fn privileged_ip_masq_rewrites_egress_and_del_removes_the_rule() {
 #[test]
 fn privileged_without_ip_masq_egress_is_not_rewritten() {
     let node = Node::new();
-    let _ext = outside(&node);
+    let _ext = outside(&node.ns);
     let conf = node.conf("10.244.31.0/24");
     let pod = TestNetns::new("pntest-pod");
     node.add("c1", &pod, &conf).expect_ok();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{PLUGIN, TestNetns};
+use common::{PLUGIN, TestNetns, outside};
 use serde_json::json;
 
 /// podman confined to `dir`, run inside `host` with nsenter (not `ip netns
@@ -139,24 +139,7 @@ fn http_get(from: &TestNetns, addr: &str) -> std::io::Result<String> {
 #[test]
 fn privileged_podman_runs_containers_on_podnet_with_a_host_port() {
     let host = TestNetns::new("pntest-host");
-    let ext = TestNetns::new("pntest-ext");
-    host.exec_ok(&[
-        "ip",
-        "link",
-        "add",
-        "ext0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ext1",
-        "netns",
-        ext.name(),
-    ]);
-    host.exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "ext0"]);
-    host.exec_ok(&["ip", "link", "set", "ext0", "up"]);
-    ext.exec_ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "ext1"]);
-    ext.exec_ok(&["ip", "link", "set", "ext1", "up"]);
+    let ext = outside(&host);
 
     let tmp = tempfile::tempdir().unwrap();
     configure(tmp.path());

@@ -273,3 +273,28 @@ impl Node {
         Ok(if command == "ADD" { result } else { None })
     }
 }
+
+/// An "outside world" namespace wired to `host` by a veth: the host is
+/// 192.0.2.1 and the outside host 192.0.2.2, with no route back to any pod
+/// subnet, so replies reach a pod only through NAT or a DNAT'd hostPort.
+pub fn outside(host: &TestNetns) -> TestNetns {
+    let ext = TestNetns::new("pntest-ext");
+    host.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        "ext0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ext1",
+        "netns",
+        ext.name(),
+    ]);
+    host.exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "ext0"]);
+    host.exec_ok(&["ip", "link", "set", "ext0", "up"]);
+    ext.exec_ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "ext1"]);
+    ext.exec_ok(&["ip", "link", "set", "ext1", "up"]);
+    ext
+}
