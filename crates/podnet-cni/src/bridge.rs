@@ -8,8 +8,8 @@ use nix::errno::Errno;
 use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::ipam::Allocation;
-use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name};
-use podnet_linux::netlink::{Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
+use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, pod_mac};
+use podnet_linux::netlink::{Change, Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
 
@@ -63,20 +63,21 @@ pub fn pod_routes(default_gateway: bool, lease: &Lease) -> Result<Vec<Route>, Cn
     Ok(routes)
 }
 
-/// Creates (or adopts) the bridge and gives it the gateway addresses.
+/// Creates (or adopts) the bridge; `known` is what an earlier lookup found.
 fn ensure_bridge(
     host: &mut Netlink,
     conf: &NetConf,
     allocs: &[Allocation],
+    known: Option<Link>,
 ) -> Result<Link, CniError> {
     let name = &conf.bridge;
-    let first_gw = allocs
-        .first()
-        .map(|a| a.gateway.to_string())
-        .unwrap_or_default();
-    let bridge = match host.link(name).map_err(kernel)? {
+    let bridge = match known.map_or_else(|| host.link(name).map_err(kernel), |l| Ok(Some(l)))? {
         Some(link) => link,
         None => {
+            let first_gw = allocs
+                .first()
+                .map(|a| a.gateway.to_string())
+                .unwrap_or_default();
             match host.create_bridge(name, bridge_mac(name, &first_gw), None) {
                 // Another ADD created it a moment ago: adopt it.
                 Err(e) if e.errno() == Some(Errno::EEXIST) => {}
@@ -92,16 +93,6 @@ fn ensure_bridge(
             "bridge \"{name}\" exists but is a {} device, not a bridge",
             bridge.kind.as_deref().unwrap_or("plain")
         )));
-    }
-    if conf.is_gateway {
-        for a in allocs {
-            let gw = IpNet::new(a.gateway, a.address.prefix_len()).map_err(kernel)?;
-            tolerate_exists(host.add_address(bridge.index, gw))?;
-        }
-        enable_forwarding(allocs)?;
-    }
-    if !bridge.up {
-        host.set_up(bridge.index).map_err(kernel)?;
     }
     Ok(bridge)
 }
@@ -122,13 +113,6 @@ fn enable_forwarding(allocs: &[Allocation]) -> Result<(), CniError> {
     Ok(())
 }
 
-fn tolerate_exists(r: Result<(), NetlinkError>) -> Result<(), CniError> {
-    match r {
-        Err(e) if e.errno() == Some(Errno::EEXIST) => Ok(()),
-        other => other.map_err(kernel),
-    }
-}
-
 /// Creates the pod's veth pair, its peer born inside the pod netns. It needs
 /// no address, so ADD runs it while IPAM writes to disk. If the bridge
 /// already exists the host end is enslaved and up at once; otherwise
@@ -139,19 +123,25 @@ pub fn create_veth(
     env: &Env,
     netns: &Netns,
     mtu: u32,
-) -> Result<Link, CniError> {
+) -> Result<Veth, CniError> {
     let bridge = host
         .link(&conf.bridge)
         .map_err(kernel)?
         .filter(|b| b.kind.as_deref() == Some("bridge"));
+    // A MAC of our choosing (the runtime's, or one derived from the
+    // attachment) means the pod's link need not be read back.
+    let pod_mac = conf
+        .runtime
+        .mac
+        .unwrap_or_else(|| pod_mac(&env.container_id, &env.ifname));
     let host_name = host_veth_name(&env.container_id, &env.ifname);
     let spec = VethSpec {
         host_name: &host_name,
         peer_name: &env.ifname,
         peer_netns: netns,
         mtu,
-        peer_mac: conf.runtime.mac,
-        host_master: bridge.map(|b| b.index),
+        peer_mac: Some(pod_mac),
+        host_master: bridge.as_ref().map(|b| b.index),
     };
     let mut created = host.create_veth(&spec);
     // A host end with our derived name is a leftover of this very
@@ -172,9 +162,24 @@ pub fn create_veth(
         ),
         _ => kernel(e),
     })?;
-    host.link(&host_name)
+    let host = host
+        .link(&host_name)
         .map_err(kernel)?
-        .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))
+        .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))?;
+    Ok(Veth {
+        host,
+        pod_mac,
+        mtu,
+        bridge,
+    })
+}
+
+/// A freshly created veth pair, and the bridge as found before it.
+pub struct Veth {
+    pub host: Link,
+    pub pod_mac: [u8; 6],
+    pub mtu: u32,
+    bridge: Option<Link>,
 }
 
 /// Wires the rest once IPAM has answered: the bridge and its gateway
@@ -186,33 +191,40 @@ pub fn attach(
     env: &Env,
     netns: &Netns,
     lease: &Lease,
-    host_link: Link,
+    veth: Veth,
 ) -> Result<CniResult, CniError> {
     let allocs = &lease.allocs;
     let routes = pod_routes(conf.is_default_gateway, lease)?;
+    let pod_index = veth
+        .host
+        .peer
+        .ok_or_else(|| kernel("the kernel did not report the veth's peer"))?;
     // The pod side and the node side are different namespaces with
     // nothing in common: configure them at the same time.
-    let (pod_link, bridge) = std::thread::scope(|s| {
-        let pod = s.spawn(|| configure_pod(netns, &env.ifname, allocs, &routes));
-        let bridge = node_side(host, conf, allocs, &host_link);
-        let pod_link = pod
-            .join()
-            .unwrap_or_else(|_| Err(kernel("pod configuration thread panicked")));
-        (pod_link, bridge)
-    });
-    let (pod_link, bridge) = (pod_link?, bridge?);
-    let iface = |l: &Link, sandbox: Option<String>| Interface {
-        name: l.name.clone(),
-        mac: format_mac(&l.mac),
-        mtu: Some(l.mtu),
+    let bridge = std::thread::scope(|s| {
+        let pod = s.spawn(|| configure_pod(netns, &env.ifname, pod_index, allocs, &routes));
+        let bridge = node_side(host, conf, allocs, &veth);
+        pod.join()
+            .unwrap_or_else(|_| Err(kernel("pod configuration thread panicked")))?;
+        bridge
+    })?;
+    let iface = |name: &str, mac: &[u8], mtu: u32, sandbox: Option<String>| Interface {
+        name: name.to_owned(),
+        mac: format_mac(mac),
+        mtu: Some(mtu),
         sandbox,
     };
     Ok(CniResult {
         cni_version: conf.version.to_string(),
         interfaces: vec![
-            iface(&bridge, None),
-            iface(&host_link, None),
-            iface(&pod_link, Some(env.netns.clone())),
+            iface(&bridge.name, &bridge.mac, bridge.mtu, None),
+            iface(&veth.host.name, &veth.host.mac, veth.host.mtu, None),
+            iface(
+                &env.ifname,
+                &veth.pod_mac,
+                veth.mtu,
+                Some(env.netns.clone()),
+            ),
         ],
         ips: allocs
             .iter()
@@ -227,34 +239,46 @@ pub fn attach(
     })
 }
 
-/// On the node: the bridge with its gateways, and the host end as an up,
-/// (un)hairpinned port of it. Returns the bridge as it is now.
+/// On the node, in one batch: the bridge's gateways, and the host end as
+/// an up, (un)hairpinned port of it. Returns the bridge.
 fn node_side(
     host: &mut Netlink,
     conf: &NetConf,
     allocs: &[Allocation],
-    host_link: &Link,
+    veth: &Veth,
 ) -> Result<Link, CniError> {
-    let bridge = ensure_bridge(host, conf, allocs)?;
-    if host_link.master != Some(bridge.index) {
-        host.set_master(host_link.index, bridge.index)
-            .map_err(kernel)?;
-        host.set_up(host_link.index).map_err(kernel)?;
+    let mut bridge = ensure_bridge(host, conf, allocs, veth.bridge.clone())?;
+    let mut batch = Vec::new();
+    if conf.is_gateway {
+        for a in allocs {
+            let gw = IpNet::new(a.gateway, a.address.prefix_len()).map_err(kernel)?;
+            batch.push(Change::add_address(bridge.index, gw));
+        }
+        enable_forwarding(allocs)?;
     }
-    host.set_hairpin(host_link.index, conf.hairpin_mode)
-        .map_err(kernel)?;
-    // Enslaving a port may lower the bridge's MTU; report it as it is.
-    Ok(host.link(&conf.bridge).map_err(kernel)?.unwrap_or(bridge))
+    if !bridge.up {
+        batch.push(Change::set_up(bridge.index));
+    }
+    if veth.host.master != Some(bridge.index) {
+        batch.push(Change::set_master(veth.host.index, bridge.index));
+        batch.push(Change::set_up(veth.host.index));
+    }
+    batch.push(Change::set_hairpin(veth.host.index, conf.hairpin_mode));
+    host.apply(&batch).map_err(kernel)?;
+    // A bridge without its own MTU takes its smallest port's.
+    bridge.mtu = bridge.mtu.min(veth.mtu);
+    Ok(bridge)
 }
 
-/// Inside the pod: addresses, link up, routes, and arp_notify so that
-/// neighbours learn a reused IP's new MAC at once.
+/// Inside the pod, in one batch: addresses, link up, routes; and
+/// arp_notify, so that neighbours learn a reused IP's new MAC at once.
 fn configure_pod(
     netns: &Netns,
     ifname: &str,
+    index: u32,
     allocs: &[Allocation],
     routes: &[Route],
-) -> Result<Link, CniError> {
+) -> Result<(), CniError> {
     // One visit to the pod's namespace: set the sysctl and open the socket
     // that keeps talking to it afterwards.
     let mut pod = netns
@@ -263,25 +287,21 @@ fn configure_pod(
             Netlink::open().map_err(kernel)
         })
         .map_err(kernel)??;
-    let link = pod
-        .link(ifname)
-        .map_err(kernel)?
-        .ok_or_else(|| kernel(format!("{ifname} missing in the pod after creation")))?;
-    for a in allocs {
-        tolerate_exists(pod.add_address(link.index, a.address))?;
-    }
-    pod.set_up(link.index).map_err(kernel)?;
-    for r in routes {
-        pod.replace_route(&RouteSpec {
+    let mut batch: Vec<Change> = allocs
+        .iter()
+        .map(|a| Change::add_address(index, a.address))
+        .collect();
+    batch.push(Change::set_up(index));
+    batch.extend(routes.iter().map(|r| {
+        Change::replace_route(&RouteSpec {
             dst: r.dst,
             gw: r.gw,
-            oif: Some(link.index),
+            oif: Some(index),
             protocol: PROTO_BOOT,
             onlink: false,
         })
-        .map_err(kernel)?;
-    }
-    Ok(link)
+    }));
+    pod.apply(&batch).map_err(kernel)
 }
 
 /// Removes the pod's veth pair. Deleting the host end takes the pod end

@@ -17,6 +17,21 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("{HOST_VETH_PREFIX}{hex}")
 }
 
+/// The pod interface's MAC: derived from its attachment, so a retried ADD
+/// gives the pod the same MAC and nothing has to be read back.
+pub fn pod_mac(container_id: &str, ifname: &str) -> [u8; 6] {
+    let digest = Sha256::new()
+        .chain_update(b"podnet-pod\0")
+        .chain_update(container_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(ifname.as_bytes())
+        .finalize();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
+    mac
+}
+
 /// A stable, locally administered unicast MAC for a bridge, derived from
 /// its name and first gateway, so it never follows whichever port has the
 /// lowest MAC (which would make the gateway's MAC change under the pods).
@@ -79,6 +94,14 @@ mod tests {
         assert_ne!(a, host_veth_name("abc", "eth1"));
         // The separator keeps ("ab","ceth0") apart from ("abc","eth0").
         assert_ne!(host_veth_name("ab", "ceth0"), host_veth_name("abc", "eth0"));
+    }
+
+    #[test]
+    fn pod_mac_is_local_unicast_and_per_attachment() {
+        let m = pod_mac("c1", "eth0");
+        assert_eq!(m[0] & 0x03, 0x02);
+        assert_eq!(m, pod_mac("c1", "eth0"));
+        assert_ne!(m, pod_mac("c1", "eth1"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Link {
     pub mtu: u32,
     pub master: Option<u32>,
     pub up: bool,
+    /// For a veth: its peer's index (in the peer's namespace).
+    pub peer: Option<u32>,
 }
 
 /// A route as podnet compares routes: destination, gateway, device.
@@ -99,6 +101,72 @@ pub struct Change {
 }
 
 impl Change {
+    fn set_link(what: String, msg: LinkMessage) -> Change {
+        Change {
+            msg: RouteNetlinkMessage::SetLink(msg),
+            flags: 0,
+            tolerate: &[],
+            what,
+        }
+    }
+
+    pub fn set_up(index: u32) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        Change::set_link(format!("set link {index} up"), msg)
+    }
+
+    pub fn set_master(index: u32, master: u32) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        Change::set_link(format!("attach link {index} to {master}"), msg)
+    }
+
+    pub fn set_hairpin(index: u32, on: bool) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ]));
+        Change {
+            msg: RouteNetlinkMessage::NewLink(msg),
+            flags: 0,
+            tolerate: &[],
+            what: format!("set hairpin on link {index}"),
+        }
+    }
+
+    /// Adds an address; one already there is as wanted. IPv6 addresses
+    /// skip duplicate address detection, which would delay them by seconds.
+    pub fn add_address(index: u32, addr: IpNet) -> Change {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family(addr.addr());
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(addr.addr()));
+        msg.attributes.push(AddressAttribute::Address(addr.addr()));
+        if let IpNet::V4(v4) = addr {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
+        } else {
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        Change {
+            msg: RouteNetlinkMessage::NewAddress(msg),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            tolerate: &[Errno::EEXIST],
+            what: format!("add address {addr} to link {index}"),
+        }
+    }
+
     pub fn replace_route(spec: &RouteSpec) -> Change {
         let mut msg = route_message(spec.dst, spec.protocol);
         msg.header.scope = if spec.gw.is_some() {
@@ -387,43 +455,17 @@ impl Netlink {
         .map(drop)
     }
 
-    fn set_link(&mut self, op: impl FnOnce() -> String, mut msg: LinkMessage) -> Result<()> {
-        msg.header.interface_family = AddressFamily::Unspec;
-        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
-            .map(drop)
-    }
-
     pub fn set_up(&mut self, index: u32) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.set_link(|| format!("set link {index} up"), msg)
+        self.apply(&[Change::set_up(index)])
     }
 
     pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::Controller(master));
-        self.set_link(|| format!("attach link {index} to {master}"), msg)
+        self.apply(&[Change::set_master(index, master)])
     }
 
     /// Hairpin lets a pod reach itself through a service VIP.
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                on,
-            )])),
-        ]));
-        self.request(
-            || format!("set hairpin on link {index}"),
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_ACK,
-        )
-        .map(drop)
+        self.apply(&[Change::set_hairpin(index, on)])
     }
 
     /// Deletes a link; a link that is already gone is not an error. The
@@ -443,29 +485,9 @@ impl Netlink {
 
     // ---- addresses ----
 
-    /// Adds `addr` to a link; `EEXIST` if it is there. IPv6 addresses skip
-    /// duplicate address detection, which would delay them by seconds.
+    /// Adds `addr` to a link; an address already there is not an error.
     pub fn add_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family(addr.addr());
-        msg.header.prefix_len = addr.prefix_len();
-        msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(addr.addr()));
-        msg.attributes.push(AddressAttribute::Address(addr.addr()));
-        if let IpNet::V4(v4) = addr {
-            msg.attributes
-                .push(AddressAttribute::Broadcast(v4.broadcast()));
-        } else {
-            msg.header.flags = AddressHeaderFlags::Nodad;
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        self.request(
-            || format!("add address {addr} to link {index}"),
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+        self.apply(&[Change::add_address(index, addr)])
     }
 
     /// The addresses on a link, with their prefix lengths.
@@ -597,6 +619,7 @@ fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
         mtu: 0,
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        peer: None,
     };
     for attr in m.attributes {
         match attr {
@@ -604,6 +627,7 @@ fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
             LinkAttribute::Address(a) => link.mac = a,
             LinkAttribute::Mtu(v) => link.mtu = v,
             LinkAttribute::Controller(c) => link.master = Some(c),
+            LinkAttribute::Link(p) => link.peer = Some(p),
             LinkAttribute::LinkInfo(infos) => {
                 link.kind = infos.into_iter().find_map(|i| match i {
                     LinkInfo::Kind(k) => Some(k.to_string()),

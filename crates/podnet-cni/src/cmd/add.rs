@@ -23,8 +23,8 @@ pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniErro
         (lease, veth, host)
     });
     let wired = match (&lease, veth, host) {
-        (Ok(lease), Ok(host_link), Ok(mut host)) => {
-            bridge::attach(&mut host, conf, env, &netns, lease, host_link)
+        (Ok(lease), Ok(veth), Ok(mut host)) => {
+            bridge::attach(&mut host, conf, env, &netns, lease, veth)
                 .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result))
         }
         // An IPAM error is the more telling one (an exhausted pool, say).
