@@ -8,6 +8,7 @@ use podnet_core::cni::result::Route;
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::ipam::addr::first_host;
 use podnet_core::ipam::{Allocation, Attachment};
+use podnet_core::subnet_file::SubnetFile;
 use serde_json::Value;
 
 use crate::ipam_store::IpamStore;
@@ -34,11 +35,16 @@ pub fn store(conf: &NetConf) -> Result<IpamStore, CniError> {
     IpamStore::open(&conf.ipam.state_dir)
 }
 
-pub fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Lease, CniError> {
+/// `file` is the node's subnet file, read once by the caller.
+pub fn allocate(
+    conf: &NetConf,
+    env: &Env,
+    stdin: &[u8],
+    file: Option<&SubnetFile>,
+) -> Result<Lease, CniError> {
     match &conf.ipam.kind {
         IpamKind::Builtin => {
-            let file = node::subnet_file(conf)?;
-            let pool = node::pool(conf, file.as_ref())?;
+            let pool = node::pool(conf, file)?;
             let who = attachment(env);
             store(conf)?.transact(|state| {
                 let fresh = state.owned_by(&who).is_empty();

@@ -20,31 +20,14 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
 /// The pod interface's MAC: derived from its attachment, so a retried ADD
 /// gives the pod the same MAC and nothing has to be read back.
 pub fn pod_mac(container_id: &str, ifname: &str) -> [u8; 6] {
-    let digest = Sha256::new()
-        .chain_update(b"podnet-pod\0")
-        .chain_update(container_id.as_bytes())
-        .chain_update([0u8])
-        .chain_update(ifname.as_bytes())
-        .finalize();
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&digest[..6]);
-    mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
-    mac
+    local_mac(&[b"podnet-pod", container_id.as_bytes(), ifname.as_bytes()])
 }
 
 /// A stable, locally administered unicast MAC for a bridge, derived from
 /// its name and first gateway, so it never follows whichever port has the
 /// lowest MAC (which would make the gateway's MAC change under the pods).
 pub fn bridge_mac(bridge: &str, gateway: &str) -> [u8; 6] {
-    let digest = Sha256::new()
-        .chain_update(bridge.as_bytes())
-        .chain_update([0u8])
-        .chain_update(gateway.as_bytes())
-        .finalize();
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&digest[..6]);
-    mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
-    mac
+    local_mac(&[bridge.as_bytes(), gateway.as_bytes()])
 }
 
 /// The vxlan device names, one per underlay family.
@@ -54,13 +37,21 @@ pub const VXLAN6: &str = "podnet.vxlan6";
 /// A VTEP MAC derived from the node's underlay address: stable across
 /// restarts and reboots, so peers' FDB entries stay valid.
 pub fn vtep_mac(node_ip: &std::net::IpAddr) -> [u8; 6] {
-    let digest = Sha256::new()
-        .chain_update(b"podnet-vtep\0")
-        .chain_update(node_ip.to_string().as_bytes())
-        .finalize();
+    local_mac(&[b"podnet-vtep", node_ip.to_string().as_bytes()])
+}
+
+/// A locally administered unicast MAC hashed from `parts` (NUL-separated,
+/// so that ("ab", "c") and ("a", "bc") differ).
+fn local_mac(parts: &[&[u8]]) -> [u8; 6] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&digest[..6]);
-    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
     mac
 }
 

@@ -1,13 +1,13 @@
 //! Facts about this node: its name, underlay address and MTU, and the
 //! files and sysctls the agent owns in it.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use podnet_core::subnet_file::SubnetFile;
+use podnet_linux::files::write_private_atomic;
 use podnet_linux::netlink::{Link, Netlink};
 use podnet_linux::sysctl;
 
@@ -62,7 +62,7 @@ pub fn enable_forwarding(v6: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes `<run-dir>/subnet.json` atomically (temp + rename), mode 0600.
+/// Writes `<run-dir>/subnet.json` atomically, mode 0600.
 pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -70,15 +70,8 @@ pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
         .create(run_dir)
         .with_context(|| format!("create {}", run_dir.display()))?;
     let target = run_dir.join("subnet.json");
-    let temp = run_dir.join("subnet.json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    f.write_all(&serde_json::to_vec_pretty(file)?)?;
-    std::fs::rename(&temp, &target).with_context(|| format!("write {}", target.display()))
+    write_private_atomic(&target, &serde_json::to_vec_pretty(file)?)
+        .with_context(|| format!("write {}", target.display()))
 }
 
 /// The cluster must not contain the node's own address: routes to pods

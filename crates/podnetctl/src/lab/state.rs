@@ -1,14 +1,13 @@
 //! `lab.json`: everything a lab made, so that any command can find it.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_core::cluster::lease::Lease;
+use podnet_linux::files::write_private_atomic;
 use podnet_linux::netlink::Netlink;
 use podnet_linux::netns::Netns;
 use serde::{Deserialize, Serialize};
@@ -63,17 +62,8 @@ impl Lab {
 
     /// Atomic, so a lab is never half-recorded.
     pub fn save(&self) -> Result<()> {
-        let target = self.dir.join("lab.json");
-        let temp = self.dir.join("lab.json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&temp, &target)?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(self)?;
+        Ok(write_private_atomic(&self.dir.join("lab.json"), &bytes)?)
     }
 
     pub fn store_dir(&self) -> PathBuf {
