@@ -13,10 +13,12 @@ bin="$(scripts/build-release.sh)"
 lab_dir="${LAB_DIR:-/run/podnet-lab}"
 ctl() { "$bin/podnetctl" lab --dir "$lab_dir" "$@"; }
 
+# `lab up` removes what it made if it fails, and refuses to touch a lab
+# that already exists; only a lab this run made is taken down at the end.
+ctl up --nodes "${NODES:-2}" --pods-per-node "${PODS:-1}" --backend host-gw
 if [ "${KEEP:-0}" != 1 ]; then
   trap 'ctl down >/dev/null 2>&1 || true' EXIT
 fi
-ctl up --nodes "${NODES:-2}" --pods-per-node "${PODS:-1}" --backend host-gw
 echo
 echo "==> connectivity matrix (OK = connected, and the receiver saw the sender's own address)"
 ctl check
