@@ -152,44 +152,7 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        Top::Bench {
-            what:
-                Bench::Datapath {
-                    pairs,
-                    seconds,
-                    quick,
-                },
-        } => bench::datapath::run(if quick {
-            bench::datapath::Options {
-                pairs: 1,
-                seconds: 1,
-            }
-        } else {
-            bench::datapath::Options { pairs, seconds }
-        }),
-        Top::Bench {
-            what:
-                Bench::ControlPlane {
-                    nodes,
-                    rounds,
-                    peers,
-                    quick,
-                },
-        } => bench::control_plane::run(if quick {
-            bench::control_plane::Options {
-                nodes: 3,
-                rounds: 1,
-                peers: 500,
-            }
-        } else {
-            bench::control_plane::Options {
-                nodes,
-                rounds,
-                peers,
-            }
-        }),
+    let outcome = match Cli::parse().command {
         Top::Lab { dir, what } => match what {
             Lab::Up {
                 nodes,
@@ -219,27 +182,54 @@ fn main() -> ExitCode {
             store,
             what: NodeCmd::Remove { name },
         } => node::remove(&store, &name),
-        Top::Bench {
-            what:
-                Bench::Cni {
-                    iterations,
-                    concurrency,
-                    rounds,
-                    quick,
-                    plugin,
-                    reference_dir,
+        Top::Bench { what } => match what {
+            Bench::Cni {
+                iterations,
+                concurrency,
+                rounds,
+                quick,
+                plugin,
+                reference_dir,
+            } => bench::cni::run(bench::cni::Options {
+                iterations: if quick {
+                    iterations.min(20)
+                } else {
+                    iterations
                 },
-        } => bench::cni::run(bench::cni::Options {
-            iterations: if quick {
-                iterations.min(20)
-            } else {
-                iterations
-            },
-            concurrency,
-            rounds: if quick { 1 } else { rounds.max(1) },
-            plugin,
-            reference_dir,
-        }),
+                concurrency,
+                rounds: if quick { 1 } else { rounds.max(1) },
+                plugin,
+                reference_dir,
+            }),
+            Bench::ControlPlane {
+                nodes,
+                rounds,
+                peers,
+                quick,
+            } => bench::control_plane::run(match quick {
+                true => bench::control_plane::Options {
+                    nodes: 3,
+                    rounds: 1,
+                    peers: 500,
+                },
+                false => bench::control_plane::Options {
+                    nodes,
+                    rounds,
+                    peers,
+                },
+            }),
+            Bench::Datapath {
+                pairs,
+                seconds,
+                quick,
+            } => bench::datapath::run(match quick {
+                true => bench::datapath::Options {
+                    pairs: 1,
+                    seconds: 1,
+                },
+                false => bench::datapath::Options { pairs, seconds },
+            }),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
