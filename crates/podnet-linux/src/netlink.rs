@@ -368,25 +368,18 @@ impl Netlink {
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request(
-            || format!("get link {name}"),
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_ACK,
-        ) {
-            Ok(msgs) => Ok(msgs.into_iter().find_map(link_from)),
-            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(|| format!("get link {name}"), msg)
     }
 
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        match self.request(
-            || format!("get link {index}"),
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_ACK,
-        ) {
+        self.get_link(|| format!("get link {index}"), msg)
+    }
+
+    /// One link, or None if there is no such link.
+    fn get_link(&mut self, op: impl FnOnce() -> String, msg: LinkMessage) -> Result<Option<Link>> {
+        match self.request(op, RouteNetlinkMessage::GetLink(msg), NLM_F_ACK) {
             Ok(msgs) => Ok(msgs.into_iter().find_map(link_from)),
             Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),

@@ -132,17 +132,7 @@ impl Node {
         conf: &Value,
     ) -> Outcome {
         self.invoke(
-            &[
-                ("CNI_COMMAND", command),
-                ("CNI_CONTAINERID", cid),
-                ("CNI_NETNS", netns),
-                ("CNI_IFNAME", ifname),
-                ("CNI_PATH", "/usr/lib/cni"),
-                (
-                    "CNI_ARGS",
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
-                ),
-            ],
+            &Self::vars(command, cid, netns, ifname),
             conf.to_string().as_bytes(),
         )
     }
