@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
@@ -28,7 +28,10 @@ use nix::errno::Errno;
 
 use crate::netns::{Netns, NetnsError};
 
+mod nexthop;
 mod vxlan;
+use nexthop::Message;
+pub use nexthop::Nexthop;
 pub use vxlan::{Entry, VxlanSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,8 @@ pub struct Route {
     pub table: u32,
     /// The route protocol: who installed it (podnetd tags its own).
     pub protocol: u8,
+    /// The nexthop object it goes through, if it uses one.
+    pub nexthop: Option<u32>,
 }
 
 /// A route to install in the main table.
@@ -93,7 +98,7 @@ pub struct RouteSpec {
 /// One change for [`Netlink::apply`].
 #[derive(Debug, Clone)]
 pub struct Change {
-    msg: RouteNetlinkMessage,
+    msg: Message,
     flags: u16,
     /// Errors that mean "already as wanted".
     tolerate: &'static [Errno],
@@ -103,7 +108,7 @@ pub struct Change {
 impl Change {
     fn set_link(what: String, msg: LinkMessage) -> Change {
         Change {
-            msg: RouteNetlinkMessage::SetLink(msg),
+            msg: RouteNetlinkMessage::SetLink(msg).into(),
             flags: 0,
             tolerate: &[],
             what,
@@ -135,7 +140,7 @@ impl Change {
             )])),
         ]));
         Change {
-            msg: RouteNetlinkMessage::NewLink(msg),
+            msg: RouteNetlinkMessage::NewLink(msg).into(),
             flags: 0,
             tolerate: &[],
             what: format!("set hairpin on link {index}"),
@@ -160,7 +165,7 @@ impl Change {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         Change {
-            msg: RouteNetlinkMessage::NewAddress(msg),
+            msg: RouteNetlinkMessage::NewAddress(msg).into(),
             flags: NLM_F_CREATE | NLM_F_EXCL,
             tolerate: &[Errno::EEXIST],
             what: format!("add address {addr} to link {index}"),
@@ -185,16 +190,28 @@ impl Change {
             msg.header.flags = RouteFlags::Onlink;
         }
         Change {
-            msg: RouteNetlinkMessage::NewRoute(msg),
+            msg: RouteNetlinkMessage::NewRoute(msg).into(),
             flags: NLM_F_CREATE | NLM_F_REPLACE,
             tolerate: &[],
             what: format!("add route {} via {:?}", spec.dst, spec.gw),
         }
     }
 
+    /// Installs (or replaces) a route through a nexthop object.
+    pub fn replace_route_via_nexthop(dst: IpNet, nexthop: u32, protocol: u8) -> Change {
+        let mut msg = route_message(dst, protocol);
+        msg.attributes.push(RouteAttribute::NhId(nexthop));
+        Change {
+            msg: RouteNetlinkMessage::NewRoute(msg).into(),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            tolerate: &[],
+            what: format!("add route {dst} via nexthop {nexthop}"),
+        }
+    }
+
     pub fn delete_route(dst: IpNet, protocol: u8) -> Change {
         Change {
-            msg: RouteNetlinkMessage::DelRoute(route_message(dst, protocol)),
+            msg: RouteNetlinkMessage::DelRoute(route_message(dst, protocol)).into(),
             flags: 0,
             tolerate: &[Errno::ESRCH],
             what: format!("delete route {dst}"),
@@ -248,9 +265,10 @@ impl Netlink {
         Self::open()
     }
 
-    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, buf: &mut Vec<u8>) -> u32 {
+    fn encode(&mut self, msg: Message, flags: u16, buf: &mut Vec<u8>) -> u32 {
         self.seq = self.seq.wrapping_add(1);
-        let mut req = NetlinkMessage::from(msg);
+        let mut req =
+            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::InnerMessage(msg));
         req.header.flags = NLM_F_REQUEST | flags;
         req.header.sequence_number = self.seq;
         req.finalize();
@@ -264,7 +282,7 @@ impl Netlink {
     /// until it returns false.
     fn receive(
         &mut self,
-        mut handle: impl FnMut(u32, NetlinkPayload<RouteNetlinkMessage>) -> bool,
+        mut handle: impl FnMut(u32, NetlinkPayload<Message>) -> bool,
     ) -> Result<()> {
         loop {
             self.buf.clear();
@@ -276,9 +294,8 @@ impl Netlink {
             }
             let mut offset = 0;
             while offset < len {
-                let msg =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..len])
-                        .map_err(|e| NetlinkError::Decode(e.to_string()))?;
+                let msg = NetlinkMessage::<Message>::deserialize(&self.buf[offset..len])
+                    .map_err(|e| NetlinkError::Decode(e.to_string()))?;
                 let size = msg.header.length as usize;
                 if size == 0 {
                     break;
@@ -294,11 +311,11 @@ impl Netlink {
     fn request(
         &mut self,
         op: impl FnOnce() -> String,
-        msg: RouteNetlinkMessage,
+        msg: impl Into<Message>,
         flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
+    ) -> Result<Vec<Message>> {
         let mut buf = Vec::new();
-        let seq = self.encode(msg, flags, &mut buf);
+        let seq = self.encode(msg.into(), flags, &mut buf);
         self.socket.send(&buf, 0)?;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
@@ -503,7 +520,7 @@ impl Netlink {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => {
+                Message::Route(RouteNetlinkMessage::NewAddress(a)) => {
                     let (index, prefix) = (a.header.index, a.header.prefix_len);
                     a.attributes.into_iter().find_map(|attr| match attr {
                         AddressAttribute::Address(ip) => {
@@ -560,7 +577,7 @@ impl Netlink {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => route_from(r),
+                Message::Route(RouteNetlinkMessage::NewRoute(r)) => route_from(r),
                 _ => None,
             })
             .collect())
@@ -600,8 +617,8 @@ fn family(ip: IpAddr) -> AddressFamily {
     }
 }
 
-fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
-    let RouteNetlinkMessage::NewLink(m) = msg else {
+fn link_from(msg: Message) -> Option<Link> {
+    let Message::Route(RouteNetlinkMessage::NewLink(m)) = msg else {
         return None;
     };
     let mut link = Link {
@@ -637,6 +654,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
     let mut dst = None;
     let mut gw = None;
     let mut oif = None;
+    let mut nexthop = None;
     let mut table = u32::from(r.header.table);
     let protocol = u8::from(r.header.protocol);
     for attr in r.attributes {
@@ -645,6 +663,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
             RouteAttribute::Gateway(a) => gw = ip_of(a),
             RouteAttribute::Oif(i) => oif = Some(i),
             RouteAttribute::Table(t) => table = t,
+            RouteAttribute::NhId(id) => nexthop = Some(id),
             _ => {}
         }
     }
@@ -658,6 +677,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
         oif,
         table,
         protocol,
+        nexthop,
     })
 }
 

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use podnet_linux::netlink::{Change, Netlink, RouteSpec};
+use podnet_linux::netlink::{Change, Netlink, Nexthop, RouteSpec};
 use podnet_linux::netns::Netns;
 use podnet_testkit::TestNetns;
 
@@ -61,4 +61,50 @@ fn privileged_batched_changes_all_apply() {
         onlink: false,
     });
     assert!(nl.apply(&[bad]).is_err());
+}
+
+#[test]
+fn privileged_nexthop_objects_round_trip() {
+    let ns = TestNetns::new("pntest-nh");
+    ns.exec_ok(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.exec_ok(&["ip", "addr", "add", "172.16.0.1/16", "dev", "eth0"]);
+    ns.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    ns.exec_ok(&["ip", "link", "set", "eth1", "up"]);
+    let mut nl = Netlink::open_in(&Netns::open(ns.path()).unwrap()).unwrap();
+    let eth0 = nl.link("eth0").unwrap().unwrap().index;
+    let dst = |i: u32| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
+    let hop = |i: u32| Nexthop {
+        id: 1000 + i,
+        gw: IpAddr::V4(Ipv4Addr::new(172, 16, 1, (i % 250 + 1) as u8)),
+        oif: eth0,
+        onlink: i.is_multiple_of(2),
+        protocol: PROTO,
+    };
+    let mut changes: Vec<Change> = (0..200).map(|i| Change::replace_nexthop(&hop(i))).collect();
+    changes.extend((0..200).map(|i| Change::replace_route_via_nexthop(dst(i), 1000 + i, PROTO)));
+    nl.apply(&changes).unwrap();
+
+    let mut got = nl.nexthops().unwrap();
+    got.sort_by_key(|n| n.id);
+    assert_eq!(got, (0..200).map(hop).collect::<Vec<_>>());
+    let routes: Vec<_> = nl
+        .routes()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.protocol == PROTO)
+        .collect();
+    assert_eq!(routes.len(), 200);
+    for i in 0..200 {
+        let r = routes.iter().find(|r| r.dst == dst(i)).unwrap();
+        assert_eq!(r.nexthop, Some(1000 + i));
+    }
+
+    // Deleting an object takes its routes along; deleting it twice is fine.
+    let dels: Vec<Change> = (0..200).map(|i| Change::delete_nexthop(1000 + i)).collect();
+    nl.apply(&dels).unwrap();
+    nl.apply(&dels).unwrap();
+    assert!(nl.nexthops().unwrap().is_empty());
+    assert_eq!(routes_of(&mut nl), 0);
 }

@@ -13,20 +13,21 @@
 //! Files are 0600 and directories 0700; every write is temp + rename.
 
 use std::collections::hash_map::DefaultHasher;
+use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 use podnet_core::cluster::carve::first_free;
 use podnet_core::cluster::lease::Lease;
 use podnet_core::cluster::netconf::ClusterConf;
 
-use crate::{NodeInfo, Result, Revision, Store, StoreError, now};
+use crate::{NO_REVISION, NodeInfo, Result, Revision, Store, StoreError, now};
 
 /// A claim without a lease is an acquire in progress; after this long it
 /// is a crashed one and the subnet may be taken over.
@@ -106,14 +107,7 @@ impl FileStore {
 
     fn read_lease(&self, path: &Path) -> Result<Option<Lease>> {
         match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        path: path.display().to_string(),
-                        why: e.to_string(),
-                    })
-            }
+            Ok(bytes) => parse_lease(path, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(path)(e)),
         }
@@ -128,18 +122,33 @@ impl FileStore {
 
     /// Every claimed subnet and the node that claimed it.
     fn claims(&self) -> Result<Vec<(IpNet, String)>> {
+        Ok(self
+            .claimed()?
+            .into_iter()
+            .map(|subnet| (subnet, self.claim_owner(&subnet)))
+            .collect())
+    }
+
+    /// Every claimed subnet, from the directory listing alone.
+    fn claimed(&self) -> Result<Vec<IpNet>> {
         let dir = self.dir.join("subnets");
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
             let entry = entry.map_err(io(&dir))?;
             let name = entry.file_name().to_string_lossy().replace('_', "/");
-            let Ok(subnet) = name.parse::<IpNet>() else {
-                continue;
-            };
-            let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            out.push((subnet, owner.trim().to_owned()));
+            if let Ok(subnet) = name.parse::<IpNet>() {
+                out.push(subnet);
+            }
         }
         Ok(out)
+    }
+
+    /// The node holding a claim ("" if there is none).
+    fn claim_owner(&self, subnet: &IpNet) -> String {
+        std::fs::read_to_string(self.claim_path(subnet))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     /// A claim may be taken over if its node's lease expired, or if it has
@@ -164,9 +173,7 @@ impl FileStore {
         fam: &podnet_core::cluster::netconf::FamilyConf,
     ) -> Result<IpNet> {
         loop {
-            let claims = self.claims()?;
-            let taken: Vec<IpNet> = claims.iter().map(|(s, _)| *s).collect();
-            if let Some(subnet) = first_free(fam, &taken) {
+            if let Some(subnet) = first_free(fam, &self.claimed()?) {
                 if self.create_exclusive(&self.claim_path(&subnet), node.as_bytes())? {
                     return Ok(subnet);
                 }
@@ -203,6 +210,7 @@ impl FileStore {
         Ok(f)
     }
 
+    /// The leases' revision: a fingerprint of their names and mtimes.
     fn revision(&self) -> Result<Revision> {
         let dir = self.dir.join("leases");
         let mut names = Vec::new();
@@ -215,11 +223,72 @@ impl FileStore {
             let modified = entry.metadata().and_then(|m| m.modified()).ok();
             names.push((name, modified));
         }
-        names.sort();
-        let mut h = DefaultHasher::new();
-        names.hash(&mut h);
-        Ok(h.finish())
+        Ok(fingerprint(names))
     }
+
+    /// Every lease and their revision, each file opened once. Thousands
+    /// of leases are read on two threads.
+    fn snapshot(&self) -> Result<(Revision, Vec<Lease>)> {
+        let dir = self.dir.join("leases");
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                paths.push(path);
+            }
+        }
+        let half = paths.len().div_ceil(2);
+        let (first, second) = paths.split_at(half);
+        let (a, b) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.read_leases(second));
+            let mine = self.read_leases(first);
+            (mine, other.join())
+        });
+        let mut read = a?;
+        read.extend(b.map_err(|_| StoreError::Invalid("lease reader panicked".into()))??);
+        let rev = fingerprint(
+            read.iter()
+                .map(|(name, modified, _)| (name.clone(), *modified))
+                .collect(),
+        );
+        let mut leases: Vec<Lease> = read.into_iter().map(|(_, _, l)| l).collect();
+        leases.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok((rev, leases))
+    }
+
+    /// Each lease with its file name and mtime; one that vanished while
+    /// listing is skipped.
+    fn read_leases(&self, paths: &[PathBuf]) -> Result<Vec<(OsString, Option<SystemTime>, Lease)>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            let mut file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(path)(e)),
+            };
+            let modified = file.metadata().and_then(|m| m.modified()).ok();
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io(path))?;
+            let lease = parse_lease(path, &bytes)?;
+            let name = path.file_name().unwrap_or_default().to_owned();
+            out.push((name, modified, lease));
+        }
+        Ok(out)
+    }
+}
+
+fn fingerprint(mut names: Vec<(OsString, Option<SystemTime>)>) -> Revision {
+    names.sort();
+    let mut h = DefaultHasher::new();
+    names.hash(&mut h);
+    h.finish()
+}
+
+fn parse_lease(path: &Path, bytes: &[u8]) -> Result<Lease> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })
 }
 
 impl FileStore {
@@ -243,32 +312,25 @@ impl Store for FileStore {
     }
 
     fn acquire(&self, node: &NodeInfo, conf: &ClusterConf, ttl: Duration) -> Result<Lease> {
+        // After a restart the node's lease names its subnets: reclaim each
+        // one that is still claimed by it. Only a new node (or one whose
+        // claim was taken over) needs a free subnet.
         let previous = self.read_lease(&self.lease_path(&node.name))?;
-        let mine: Vec<IpNet> = self
-            .claims()?
-            .into_iter()
-            .filter(|(_, owner)| *owner == node.name)
-            .map(|(s, _)| s)
-            .collect();
         let mut subnets = Vec::new();
         for fam in conf.families() {
-            let same_family = |s: &&IpNet| {
-                s.addr().is_ipv4() == fam.network.addr().is_ipv4()
-                    && podnet_core::cluster::carve::is_leasable(fam, s)
-            };
-            // Reclaim what this node held before a restart, if still ours.
             let kept = previous.as_ref().and_then(|l| {
                 l.subnets
                     .iter()
-                    .find(|s| same_family(s) && mine.contains(s))
+                    .find(|s| {
+                        s.addr().is_ipv4() == fam.network.addr().is_ipv4()
+                            && podnet_core::cluster::carve::is_leasable(fam, s)
+                            && self.claim_owner(s) == node.name
+                    })
                     .copied()
             });
             subnets.push(match kept {
                 Some(s) => s,
-                None => match mine.iter().find(same_family) {
-                    Some(s) => *s,
-                    None => self.claim_new(&node.name, fam)?,
-                },
+                None => self.claim_new(&node.name, fam)?,
             });
         }
         let lease = Lease {
@@ -311,26 +373,17 @@ impl Store for FileStore {
     }
 
     fn list(&self) -> Result<Vec<Lease>> {
-        let dir = self.dir.join("leases");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let path = entry.map_err(io(&dir))?.path();
-            if path.extension().is_some_and(|e| e == "json")
-                && let Some(lease) = self.read_lease(&path)?
-            {
-                out.push(lease);
-            }
-        }
-        out.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(out)
+        Ok(self.snapshot()?.1)
     }
 
     fn watch(&self, since: Revision, timeout: Duration) -> Result<(Revision, Vec<Lease>)> {
+        if since == NO_REVISION {
+            return self.snapshot();
+        }
         let deadline = Instant::now() + timeout;
         loop {
-            let rev = self.revision()?;
-            if rev != since || Instant::now() >= deadline {
-                return Ok((rev, self.list()?));
+            if self.revision()? != since || Instant::now() >= deadline {
+                return self.snapshot();
             }
             std::thread::sleep(WATCH_POLL.min(deadline.saturating_duration_since(Instant::now())));
         }

@@ -43,6 +43,9 @@ pub struct NodeInfo {
 /// A fingerprint of the leases, to tell whether they changed.
 pub type Revision = u64;
 
+/// The revision of a watcher that has seen nothing yet.
+pub const NO_REVISION: Revision = 0;
+
 pub trait Store: Send + Sync {
     /// The cluster's net-conf: `proposed` is stored if there is none yet;
     /// the stored one is returned either way, so every node uses the same.
@@ -62,7 +65,7 @@ pub trait Store: Send + Sync {
     fn list(&self) -> Result<Vec<Lease>>;
 
     /// Waits until the leases differ from `since` or `timeout` passes, and
-    /// returns the current revision and leases.
+    /// returns the current revision and leases; at once for [`NO_REVISION`].
     fn watch(&self, since: Revision, timeout: Duration) -> Result<(Revision, Vec<Lease>)>;
 }
 

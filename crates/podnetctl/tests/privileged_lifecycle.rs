@@ -209,6 +209,7 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sh(&n.node_ns[0], "ip route show proto 112"), "");
+    assert_eq!(sh(&n.node_ns[0], "ip nexthop show proto 112"), "");
     assert_eq!(
         sh(
             &n.node_ns[0],
@@ -241,6 +242,20 @@ fn privileged_drift_is_repaired() {
     sh(node1, &format!("ip route del {dst}"));
     assert!(!sh(node1, "ip route show proto 112").contains(&dst));
     wait_for("a deleted route restored", || {
+        sh(node1, "ip route show proto 112").contains(&dst)
+    });
+
+    // Deleting the route's nexthop object takes the route along; both
+    // come back.
+    let nhid = route
+        .split_whitespace()
+        .skip_while(|w| *w != "nhid")
+        .nth(1)
+        .expect("the route goes through a nexthop object")
+        .to_owned();
+    sh(node1, &format!("ip nexthop del id {nhid}"));
+    assert!(!sh(node1, "ip route show proto 112").contains(&dst));
+    wait_for("a deleted nexthop object and its route restored", || {
         sh(node1, "ip route show proto 112").contains(&dst)
     });
 

@@ -29,6 +29,8 @@ pub struct Agent {
     /// The underlay segments this node sits on (for DirectRouting).
     segments: Vec<IpNet>,
     devices: datapath::Devices,
+    /// The links holding this node's underlay addresses, per family.
+    underlay: [Option<u32>; 2],
     /// What the egress table was last set to, so it is rewritten only on
     /// change (and always once at start).
     applied_masq: Option<Option<MasqPlan>>,
@@ -80,6 +82,17 @@ impl Agent {
         } else {
             Default::default()
         };
+        let underlay = [
+            Some(uplink.index),
+            match args.public_ipv6 {
+                Some(v6) => Some(node::link_holding(
+                    &nl.all_addresses()?,
+                    v6,
+                    "--public-ipv6",
+                )?),
+                None => None,
+            },
+        ];
         let segments: Vec<IpNet> = nl
             .addresses(uplink.index)?
             .into_iter()
@@ -106,13 +119,14 @@ impl Agent {
             nl,
             segments,
             devices,
+            underlay,
             applied_masq: None,
             renewed: Instant::now(),
         })
     }
 
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
-        let mut revision = 0;
+        let mut revision = podnet_store::NO_REVISION;
         // Wake often enough both to resync (drift repair) and to renew.
         let wait = resync.min(self.ttl / 4);
         while !stop.load(Ordering::SeqCst) {
@@ -158,20 +172,24 @@ impl Agent {
         };
         let started = Instant::now();
         let want = desired(&me, &self.conf, leases, now());
-        let changes = datapath::reconcile(&mut self.nl, &self.devices, &want)?;
-        if let Some(d) = changes.routes.as_ref().filter(|d| !d.is_empty()) {
+        let links = datapath::HopLinks {
+            vxlan: &self.devices,
+            underlay: self.underlay,
+        };
+        let changes = datapath::reconcile(&mut self.nl, &links, &want)?;
+        if let Some(p) = changes.routes.as_ref().filter(|p| !p.is_empty()) {
             // One line per route reads well for a few peers, not thousands.
-            if d.replace.len() + d.delete.len() <= 16 {
-                for r in &d.replace {
-                    tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, "route installed");
+            if p.routes.len() + p.delete_routes.len() <= 16 {
+                for (r, id) in &p.routes {
+                    tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, nexthop = id, "route installed");
                 }
-                for r in &d.delete {
-                    tracing::info!(dst = %r.dst, "route removed");
+                for dst in &p.delete_routes {
+                    tracing::info!(%dst, "route removed");
                 }
             }
             tracing::info!(
-                installed = d.replace.len(),
-                removed = d.delete.len(),
+                installed = p.routes.len(),
+                removed = p.delete_routes.len(),
                 peers = want.routes.len(),
                 took_ms = started.elapsed().as_millis() as u64,
                 "routes reconciled"

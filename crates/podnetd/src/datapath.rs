@@ -10,11 +10,11 @@ use anyhow::{Result, anyhow};
 use ipnet::IpNet;
 use nix::errno::Errno;
 use podnet_core::cluster::desired::{
-    Datapath, Diff, Fdb, MasqPlan, Neighbour, PeerRoute, ROUTE_PROTOCOL, diff, diff_routes,
-    family_index,
+    Datapath, Fdb, MasqPlan, Neighbour, PeerRoute, ROUTE_PROTOCOL, diff, family_index,
 };
+use podnet_core::cluster::nexthops::{Hop, InstalledHop, InstalledRoute, RoutePlan, plan_routes};
 use podnet_core::names::{VXLAN4, VXLAN6, format_mac, parse_mac};
-use podnet_linux::netlink::{Change, Entry, Link, Netlink, RouteSpec, VxlanSpec};
+use podnet_linux::netlink::{Change, Entry, Link, Netlink, Nexthop, VxlanSpec};
 use podnet_linux::nft;
 
 const MAIN_TABLE: u32 = 254;
@@ -52,38 +52,94 @@ pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec<'_>, subnet: IpNet) -> Re
     Ok(link)
 }
 
-/// The routes in the main table that carry our tag.
-fn our_routes(nl: &mut Netlink, devices: &Devices) -> Result<Vec<PeerRoute>> {
-    let vxlan_index: Vec<u32> = devices.iter().flatten().map(|l| l.index).collect();
-    Ok(nl
+/// The links next hops leave by, per family index: the vxlan devices
+/// (overlay hops) and the underlay links (host-gw and direct hops).
+pub struct HopLinks<'a> {
+    pub vxlan: &'a Devices,
+    pub underlay: [Option<u32>; 2],
+}
+
+impl HopLinks<'_> {
+    fn of(&self, hop: &Hop) -> Option<u32> {
+        let f = family_index(hop.via.is_ipv4());
+        if hop.vxlan {
+            self.vxlan[f].as_ref().map(|l| l.index)
+        } else {
+            self.underlay[f]
+        }
+    }
+
+    fn nexthop(&self, id: u32, hop: &Hop) -> Option<Nexthop> {
+        Some(Nexthop {
+            id,
+            gw: hop.via,
+            oif: self.of(hop)?,
+            onlink: hop.vxlan,
+            protocol: ROUTE_PROTOCOL,
+        })
+    }
+}
+
+/// Plans the routes against the kernel's: our routes, our nexthop objects
+/// and every nexthop ID in use. Objects of ours that drifted (another
+/// device, onlink flipped) are replaced in place, keeping their routes.
+fn plan(
+    nl: &mut Netlink,
+    links: &HopLinks<'_>,
+    want: &Datapath,
+) -> Result<(RoutePlan, Vec<Change>)> {
+    let nexthops = nl.nexthops()?;
+    let ids_in_use: BTreeSet<u32> = nexthops.iter().map(|n| n.id).collect();
+    let vxlan_index: Vec<u32> = links.vxlan.iter().flatten().map(|l| l.index).collect();
+    let mut repairs = Vec::new();
+    let hops: Vec<InstalledHop> = nexthops
+        .into_iter()
+        .filter(|n| n.protocol == ROUTE_PROTOCOL)
+        .map(|n| {
+            let hop = Hop {
+                via: n.gw,
+                vxlan: vxlan_index.contains(&n.oif),
+            };
+            if let Some(fixed) = links.nexthop(n.id, &hop).filter(|f| *f != n) {
+                repairs.push(Change::replace_nexthop(&fixed));
+            }
+            InstalledHop { id: n.id, hop }
+        })
+        .collect();
+    let routes: Vec<InstalledRoute> = nl
         .routes()?
         .into_iter()
         .filter(|r| r.protocol == ROUTE_PROTOCOL && r.table == MAIN_TABLE)
-        .filter_map(|r| {
-            Some(PeerRoute {
-                dst: r.dst,
-                via: r.gw?,
-                vxlan: r.oif.is_some_and(|o| vxlan_index.contains(&o)),
-            })
+        .map(|r| InstalledRoute {
+            dst: r.dst,
+            nexthop: r.nexthop,
         })
-        .collect())
+        .collect();
+    // A route whose family has no device yet waits for it.
+    let routable: BTreeSet<PeerRoute> = want
+        .routes
+        .iter()
+        .filter(|r| links.of(&Hop::of(r)).is_some())
+        .cloned()
+        .collect();
+    Ok((plan_routes(&routable, &routes, &hops, &ids_in_use), repairs))
 }
 
 /// What a reconcile changed, for the log.
 #[derive(Default)]
 pub struct Changes {
-    pub routes: Option<Diff<PeerRoute>>,
+    pub routes: Option<RoutePlan>,
     pub entries: usize,
 }
 
 /// Makes the kernel match `want`, each kind of change in one batch.
-pub fn reconcile(nl: &mut Netlink, devices: &Devices, want: &Datapath) -> Result<Changes> {
+pub fn reconcile(nl: &mut Netlink, links: &HopLinks<'_>, want: &Datapath) -> Result<Changes> {
     let mut changes = Changes::default();
     // Neighbours and FDB entries first: a vxlan route is only useful once
     // its next hop resolves.
     let mut batch = Vec::new();
     for v4 in [true, false] {
-        let Some(dev) = &devices[family_index(v4)] else {
+        let Some(dev) = &links.vxlan[family_index(v4)] else {
             continue;
         };
         let f = family_index(v4);
@@ -117,32 +173,30 @@ pub fn reconcile(nl: &mut Netlink, devices: &Devices, want: &Datapath) -> Result
     changes.entries = batch.len();
     nl.apply(&batch)?;
 
-    let d = diff_routes(&want.routes, &our_routes(nl, devices)?);
-    let mut batch = Vec::new();
-    for r in &d.replace {
-        let dev = if r.vxlan {
-            match &devices[family_index(r.dst.addr().is_ipv4())] {
-                Some(dev) => Some(dev.index),
-                None => continue, // the device for this family is not up yet
-            }
-        } else {
-            None
-        };
-        batch.push(Change::replace_route(&RouteSpec {
-            dst: r.dst,
-            gw: Some(r.via),
-            oif: dev,
-            protocol: ROUTE_PROTOCOL,
-            onlink: r.vxlan,
-        }));
-    }
+    let (plan, mut batch) = plan(nl, links, want)?;
     batch.extend(
-        d.delete
+        plan.add_hops
             .iter()
-            .map(|r| Change::delete_route(r.dst, ROUTE_PROTOCOL)),
+            .filter_map(|(id, hop)| links.nexthop(*id, hop))
+            .map(|n| Change::replace_nexthop(&n)),
+    );
+    batch.extend(
+        plan.routes
+            .iter()
+            .map(|(r, id)| Change::replace_route_via_nexthop(r.dst, *id, ROUTE_PROTOCOL)),
+    );
+    batch.extend(
+        plan.delete_routes
+            .iter()
+            .map(|dst| Change::delete_route(*dst, ROUTE_PROTOCOL)),
+    );
+    batch.extend(
+        plan.delete_hops
+            .iter()
+            .map(|id| Change::delete_nexthop(*id)),
     );
     nl.apply(&batch)?;
-    changes.routes = Some(d);
+    changes.routes = Some(plan);
     Ok(changes)
 }
 
@@ -182,7 +236,8 @@ pub fn apply_masquerade(plan: Option<&MasqPlan>) -> Result<()> {
     Ok(())
 }
 
-/// `podnetd --cleanup`: removes every route carrying our protocol, the
+/// `podnetd --cleanup`: removes every route and nexthop object carrying
+/// our protocol, the
 /// vxlan devices (with their entries), the egress table and the subnet
 /// file. Nothing else is touched.
 pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
@@ -197,6 +252,13 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
         .map(|r| Change::delete_route(r.dst, ROUTE_PROTOCOL))
         .collect();
     nl.apply(&batch)?;
+    let hops: Vec<Change> = nl
+        .nexthops()?
+        .iter()
+        .filter(|n| n.protocol == ROUTE_PROTOCOL)
+        .map(|n| Change::delete_nexthop(n.id))
+        .collect();
+    nl.apply(&hops)?;
     for name in [VXLAN4, VXLAN6] {
         if let Some(link) = nl.link(name)? {
             nl.delete_link(link.index)?;

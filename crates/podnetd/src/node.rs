@@ -6,6 +6,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ipnet::IpNet;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::files::write_private_atomic;
 use podnet_linux::netlink::{Link, Netlink};
@@ -30,11 +31,8 @@ pub fn public_ip(args: &Args, nl: &mut Netlink) -> Result<(IpAddr, Link)> {
             .ok_or_else(|| anyhow!("link {index} vanished"))
     };
     if let Some(ip) = args.public_ip {
-        let (index, _) = addrs
-            .iter()
-            .find(|(_, a)| a.addr() == ip)
-            .ok_or_else(|| anyhow!("--public-ip {ip} is not an address of this node"))?;
-        return Ok((ip, link_of(nl, *index)?));
+        let index = link_holding(&addrs, ip, "--public-ip")?;
+        return Ok((ip, link_of(nl, index)?));
     }
     let link = match &args.iface {
         Some(name) => nl
@@ -51,6 +49,15 @@ pub fn public_ip(args: &Args, nl: &mut Netlink) -> Result<(IpAddr, Link)> {
         .next()
         .ok_or_else(|| anyhow!("interface {} has no IPv4 address", link.name))?;
     Ok((ip, link))
+}
+
+/// The index of the link that holds `ip`, given every address of the node.
+pub fn link_holding(addrs: &[(u32, IpNet)], ip: IpAddr, flag: &str) -> Result<u32> {
+    addrs
+        .iter()
+        .find(|(_, a)| a.addr() == ip)
+        .map(|(index, _)| *index)
+        .ok_or_else(|| anyhow!("{flag} {ip} is not an address of this node"))
 }
 
 /// A router forwards; the agent turns it on in its own node only.

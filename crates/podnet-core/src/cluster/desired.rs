@@ -125,12 +125,13 @@ impl<T> Diff<T> {
 
 /// A set diff keyed by `key`: entries whose key is still wanted are
 /// replaced in place (never deleted first), so traffic is not interrupted.
-pub fn diff<T: Ord + Clone, K: PartialEq>(
+pub fn diff<T: Ord + Clone, K: Ord>(
     desired: &BTreeSet<T>,
     actual: &[T],
     key: impl Fn(&T) -> K,
 ) -> Diff<T> {
     let have: BTreeSet<&T> = actual.iter().collect();
+    let wanted: BTreeSet<K> = desired.iter().map(&key).collect();
     Diff {
         replace: desired
             .iter()
@@ -139,14 +140,10 @@ pub fn diff<T: Ord + Clone, K: PartialEq>(
             .collect(),
         delete: actual
             .iter()
-            .filter(|a| !desired.iter().any(|d| key(d) == key(a)))
+            .filter(|a| !wanted.contains(&key(a)))
             .cloned()
             .collect(),
     }
-}
-
-pub fn diff_routes(desired: &BTreeSet<PeerRoute>, actual: &[PeerRoute]) -> Diff<PeerRoute> {
-    diff(desired, actual, |r| r.dst)
 }
 
 /// The pod MTU: `Backend.MTU` if set, else the uplink's minus the largest

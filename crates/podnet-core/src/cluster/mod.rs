@@ -1,8 +1,10 @@
 //! Cluster networking, decided purely: the cluster config (net-conf),
 //! carving node subnets out of the cluster CIDRs, node leases, and the
-//! routes and masquerade the agent wants in its node.
+//! routes (through nexthop objects) and masquerade the agent wants in its
+//! node.
 
 pub mod carve;
 pub mod desired;
 pub mod lease;
 pub mod netconf;
+pub mod nexthops;

@@ -14,7 +14,7 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use super::{Change, Netlink, Result, family};
+use super::{Change, Message, Netlink, Result, family};
 
 pub struct VxlanSpec<'a> {
     pub name: &'a str,
@@ -83,7 +83,7 @@ impl Netlink {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n)
+                Message::Route(RouteNetlinkMessage::NewNeighbour(n))
                     if n.header.ifindex == ifindex
                         && n.header.state == NeighbourState::Permanent
                         && (n.header.family == AddressFamily::Bridge) == fdb =>
@@ -110,7 +110,7 @@ impl Netlink {
 impl Change {
     pub fn replace_entry(ifindex: u32, entry: &Entry, fdb: bool) -> Change {
         Change {
-            msg: RouteNetlinkMessage::NewNeighbour(entry_message(ifindex, entry, fdb)),
+            msg: RouteNetlinkMessage::NewNeighbour(entry_message(ifindex, entry, fdb)).into(),
             flags: NLM_F_CREATE | NLM_F_REPLACE,
             tolerate: &[],
             what: format!(
@@ -123,7 +123,7 @@ impl Change {
 
     pub fn delete_entry(ifindex: u32, entry: &Entry, fdb: bool) -> Change {
         Change {
-            msg: RouteNetlinkMessage::DelNeighbour(entry_message(ifindex, entry, fdb)),
+            msg: RouteNetlinkMessage::DelNeighbour(entry_message(ifindex, entry, fdb)).into(),
             flags: 0,
             tolerate: &[Errno::ENOENT, Errno::ESRCH],
             what: format!("delete entry {}", entry.ip),

@@ -10,8 +10,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_core::cluster::lease::Lease;
+use podnet_core::cluster::nexthops::NEXTHOP_ID_BASE;
 use podnet_core::names::{format_mac, vtep_mac};
-use podnet_linux::netlink::{Change, Netlink, RouteSpec};
+use podnet_linux::netlink::{Change, Netlink, Nexthop};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_store::Store;
 use podnet_store::file::FileStore;
@@ -285,6 +286,10 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     ip(&["addr", "add", "172.16.255.254/16", "dev", "eth0"])?;
     ip(&["link", "set", "eth0", "up"])?;
     ip(&["link", "set", "eth1", "up"])?;
+    let eth0 = nl
+        .link("eth0")?
+        .ok_or_else(|| anyhow!("eth0 missing"))?
+        .index;
     let vx = if backend == "vxlan" {
         ip(&[
             "link",
@@ -307,19 +312,21 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     } else {
         None
     };
+    // What the agent sends: per peer (for vxlan, a neighbour and an FDB
+    // entry, then) a nexthop object and a route through it.
     let mut changes = Vec::new();
     for i in 0..peers {
-        let n = i + 16;
-        let dst = sim_subnet(n)?;
+        let dst = sim_subnet(i + 16)?;
         let peer = IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8));
-        match vx {
-            None => changes.push(Change::replace_route(&RouteSpec {
-                dst,
-                gw: Some(peer),
-                oif: None,
-                protocol: ROUTE_PROTOCOL,
+        let id = NEXTHOP_ID_BASE + i as u32;
+        let hop = match vx {
+            None => Nexthop {
+                id,
+                gw: peer,
+                oif: eth0,
                 onlink: false,
-            })),
+                protocol: ROUTE_PROTOCOL,
+            },
             Some(index) => {
                 let entry = |ip| podnet_linux::netlink::Entry {
                     ip,
@@ -327,15 +334,17 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
                 };
                 changes.push(Change::replace_entry(index, &entry(dst.network()), false));
                 changes.push(Change::replace_entry(index, &entry(peer), true));
-                changes.push(Change::replace_route(&RouteSpec {
-                    dst,
-                    gw: Some(dst.network()),
-                    oif: Some(index),
-                    protocol: ROUTE_PROTOCOL,
+                Nexthop {
+                    id,
+                    gw: dst.network(),
+                    oif: index,
                     onlink: true,
-                }));
+                    protocol: ROUTE_PROTOCOL,
+                }
             }
-        }
+        };
+        changes.push(Change::replace_nexthop(&hop));
+        changes.push(Change::replace_route_via_nexthop(dst, id, ROUTE_PROTOCOL));
     }
     let started = Instant::now();
     nl.apply(&changes)?;

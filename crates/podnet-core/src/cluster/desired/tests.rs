@@ -132,13 +132,21 @@ fn diff_replaces_changed_and_deletes_departed() {
         route("10.244.3.0/24", "192.168.1.4", false),
         route("10.244.4.0/24", "192.168.1.5", false),
     ];
-    let d = diff_routes(&desired, &actual);
+    let by_dst = |r: &PeerRoute| r.dst;
+    let d = diff(&desired, &actual, by_dst);
     assert_eq!(
         d.replace,
         vec![route("10.244.3.0/24", "192.168.1.9", false)]
     );
     assert_eq!(d.delete, vec![route("10.244.4.0/24", "192.168.1.5", false)]);
-    assert!(diff_routes(&desired, &desired.iter().cloned().collect::<Vec<_>>()).is_empty());
+    assert!(
+        diff(
+            &desired,
+            &desired.iter().cloned().collect::<Vec<_>>(),
+            by_dst
+        )
+        .is_empty()
+    );
 }
 
 #[test]
