@@ -123,6 +123,16 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
         eprintln!("  round {round}: {name} converged in {took:?}");
         samples.push(took);
         lab::up::remove_node(dir, &name)?;
+        // The next round's node may get the same subnet: start it only
+        // once every node has dropped this one's route.
+        for ns in &others {
+            while our_routes(ns)?.contains(&subnet) {
+                if t0.elapsed() > CAP {
+                    bail!("{ns} never dropped {subnet}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
     Ok(samples)
 }
