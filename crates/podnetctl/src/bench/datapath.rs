@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use podnet_linux::netns::NamedNetns;
 
-use super::stats::median_rate;
+use super::stats::{median_rate, paired_ratio};
 use crate::lab;
 
 pub struct Options {
@@ -117,6 +117,10 @@ pub fn run(opts: Options) -> Result<()> {
                         measure(&theirs, &opts, &mut b)?;
                         measure(&ours, &opts, &mut a)?;
                     }
+                    eprintln!(
+                        "  {backend} {shape} pair {i}: podnet {:.1} Gbit/s {:.1} us, hand-made {:.1} Gbit/s {:.1} us",
+                        a.gbps[i], a.usec[i], b.gbps[i], b.usec[i]
+                    );
                 }
                 rows.push((format!("{backend} {shape}"), a, b));
             }
@@ -149,13 +153,16 @@ fn report(raw: &Samples, rows: &[(String, Samples, Samples)]) {
         "{:20} {:>24} {:>24} {:>7}   {:>16} {:>16} {:>7}",
         "path", "podnet Gbit/s", "hand-made Gbit/s", "ratio", "podnet us", "hand-made us", "ratio"
     );
+    println!(
+        "(each ratio is the median of the per-pair ratios; 1.0 = as fast as the hand-made path)"
+    );
     for (name, ours, theirs) in rows {
         let (g1, g2) = (median_rate(&ours.gbps), median_rate(&theirs.gbps));
         let (l1, l2) = (median_rate(&ours.usec), median_rate(&theirs.usec));
-        let tput = g1 / g2.max(f64::MIN_POSITIVE);
+        let tput = paired_ratio(&ours.gbps, &theirs.gbps);
         // For latency, lower is better: report baseline / podnet so that
         // both ratios read "1.0 = as fast as the hand-made path".
-        let lat = l2 / l1.max(f64::MIN_POSITIVE);
+        let lat = paired_ratio(&theirs.usec, &ours.usec);
         println!(
             "{name:20} {:>24} {:>24} {tput:>7.3}   {:>16} {:>16} {lat:>7.3}   {}",
             format!("{g1:.1} ({})", range(&ours.gbps)),

@@ -74,6 +74,18 @@ pub fn median_rate(rates: &[f64]) -> f64 {
     }
 }
 
+/// The median of per-pair ratios `a[i] / b[i]`: for runs measured in
+/// alternating pairs, each ratio compares two runs made back to back, so
+/// the machine's slow drift cancels out of it.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x / y.max(f64::MIN_POSITIVE))
+        .collect();
+    median_rate(&ratios)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +123,7 @@ mod tests {
         assert!((ratio(Duration::from_millis(1), Duration::from_millis(4)) - 0.25).abs() < 1e-9);
         assert_eq!(median_rate(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_rate(&[]), 0.0);
+        // Drift: b doubles over the run, a tracks it at 0.9.
+        assert!((paired_ratio(&[0.9, 1.8, 3.6], &[1.0, 2.0, 4.0]) - 0.9).abs() < 1e-9);
     }
 }
