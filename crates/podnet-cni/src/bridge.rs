@@ -63,15 +63,14 @@ pub fn pod_routes(default_gateway: bool, lease: &Lease) -> Result<Vec<Route>, Cn
     Ok(routes)
 }
 
-/// Creates (or adopts) the bridge; `known` is what an earlier lookup found.
+/// Creates (or adopts) the bridge.
 fn ensure_bridge(
     host: &mut Netlink,
     conf: &NetConf,
     allocs: &[Allocation],
-    known: Option<Link>,
 ) -> Result<Link, CniError> {
     let name = &conf.bridge;
-    let bridge = match known.map_or_else(|| host.link(name).map_err(kernel), |l| Ok(Some(l)))? {
+    let bridge = match host.link(name).map_err(kernel)? {
         Some(link) => link,
         None => {
             let first_gw = allocs
@@ -114,9 +113,9 @@ fn enable_forwarding(allocs: &[Allocation]) -> Result<(), CniError> {
 }
 
 /// Creates the pod's veth pair, its peer born inside the pod netns. It needs
-/// no address, so ADD runs it while IPAM writes to disk. If the bridge
-/// already exists the host end is enslaved and up at once; otherwise
-/// [`attach`] does that after creating the bridge.
+/// no address, so ADD runs it while IPAM writes to disk. The host end is
+/// put on the bridge and brought up by [`attach`], beside the pod side's
+/// configuration: enslaving it here would lengthen the path both wait on.
 pub fn create_veth(
     host: &mut Netlink,
     conf: &NetConf,
@@ -124,10 +123,6 @@ pub fn create_veth(
     netns: &Netns,
     mtu: u32,
 ) -> Result<Veth, CniError> {
-    let bridge = host
-        .link(&conf.bridge)
-        .map_err(kernel)?
-        .filter(|b| b.kind.as_deref() == Some("bridge"));
     // A MAC of our choosing (the runtime's, or one derived from the
     // attachment) means the pod's link need not be read back.
     let pod_mac = conf
@@ -141,7 +136,6 @@ pub fn create_veth(
         peer_netns: netns,
         mtu,
         peer_mac: Some(pod_mac),
-        host_master: bridge.as_ref().map(|b| b.index),
     };
     let mut created = host.create_veth(&spec);
     // A host end with our derived name is a leftover of this very
@@ -166,20 +160,14 @@ pub fn create_veth(
         .link(&host_name)
         .map_err(kernel)?
         .ok_or_else(|| kernel(format!("veth {host_name} vanished after creation")))?;
-    Ok(Veth {
-        host,
-        pod_mac,
-        mtu,
-        bridge,
-    })
+    Ok(Veth { host, pod_mac, mtu })
 }
 
-/// A freshly created veth pair, and the bridge as found before it.
+/// A freshly created veth pair.
 pub struct Veth {
     pub host: Link,
     pub pod_mac: [u8; 6],
     pub mtu: u32,
-    bridge: Option<Link>,
 }
 
 /// Wires the rest once IPAM has answered: the bridge and its gateway
@@ -240,14 +228,14 @@ pub fn attach(
 }
 
 /// On the node, in one batch: the bridge's gateways, and the host end as
-/// an up, (un)hairpinned port of it. Returns the bridge.
+/// an up port of it, hairpinned if asked. Returns the bridge.
 fn node_side(
     host: &mut Netlink,
     conf: &NetConf,
     allocs: &[Allocation],
     veth: &Veth,
 ) -> Result<Link, CniError> {
-    let mut bridge = ensure_bridge(host, conf, allocs, veth.bridge.clone())?;
+    let mut bridge = ensure_bridge(host, conf, allocs)?;
     let mut batch = Vec::new();
     if conf.is_gateway {
         for a in allocs {
@@ -263,7 +251,10 @@ fn node_side(
         batch.push(Change::set_master(veth.host.index, bridge.index));
         batch.push(Change::set_up(veth.host.index));
     }
-    batch.push(Change::set_hairpin(veth.host.index, conf.hairpin_mode));
+    // A new port starts with hairpin off.
+    if conf.hairpin_mode {
+        batch.push(Change::set_hairpin(veth.host.index, true));
+    }
     host.apply(&batch).map_err(kernel)?;
     // A bridge without its own MTU takes its smallest port's.
     bridge.mtu = bridge.mtu.min(veth.mtu);

@@ -1,11 +1,18 @@
 //! The built-in IPAM's durable state: one JSON file per network.
 //!
 //! Every change is a transaction: take an exclusive lock, read the state,
-//! apply a pure transition from the core, write a temp file and rename it
-//! over the old one. A plugin killed at any instant leaves either the old
-//! state or the new one, never a torn file (the page cache is shared, so
-//! what one process renamed, the next one reads), and concurrent plugins
-//! are serialised by the lock.
+//! apply a pure transition from the core, and write the result. A plugin
+//! killed at any instant leaves a complete state behind (the page cache is
+//! shared, so what one process wrote, the next one reads), and concurrent
+//! plugins are serialised by the lock.
+//!
+//! The write is: the new state into `state.json.tmp`, then unlink
+//! `state.json`, then rename the temp file to it. So at every instant
+//! either `state.json` is complete, or it is missing and the temp file is
+//! complete; `load` reads whichever holds. Renaming over an existing file
+//! would be one step, but ext4 then starts writing the new file out before
+//! the rename returns (its `auto_da_alloc` guard), which cost 0.1-0.5 ms
+//! per call here.
 //!
 //! Nothing is fsynced. The state records the kernel's boot id, and a state
 //! from an earlier boot has its allocations freed on load: a reboot ends
@@ -56,7 +63,12 @@ impl IpamStore {
             .open(&lock_path)
             .map_err(|e| io_error(&lock_path, e))?;
         lock.lock().map_err(|e| io_error(&lock_path, e))?;
-        let before = self.load()?;
+        let (before, from_temp) = self.read()?;
+        if from_temp {
+            // A writer died between its unlink and its rename: finish its
+            // rename, so that this writer's temp file is never the only copy.
+            self.commit()?;
+        }
         let mut state = before.clone();
         let out = change(&mut state)?;
         if state != before {
@@ -68,38 +80,55 @@ impl IpamStore {
 
     /// Reads the state without locking; for inspection only.
     pub fn load(&self) -> Result<IpamState, CniError> {
-        let path = self.dir.join(STATE);
-        Ok(match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<IpamState>(&bytes)
-                .map_err(|e| {
-                    CniError::new(
-                        Code::Io,
-                        format!("IPAM state {} is unreadable: {e}", path.display()),
-                    )
-                })?
-                .in_boot(&boot_id()?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                IpamState::default().in_boot(&boot_id()?)
+        Ok(self.read()?.0)
+    }
+
+    /// The state, and whether it came from the temp file.
+    fn read(&self) -> Result<(IpamState, bool), CniError> {
+        for (name, from_temp) in [(STATE, false), (TEMP, true)] {
+            let path = self.dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let state = serde_json::from_slice::<IpamState>(&bytes).map_err(|e| {
+                        CniError::new(
+                            Code::Io,
+                            format!("IPAM state {} is unreadable: {e}", path.display()),
+                        )
+                    })?;
+                    return Ok((state.in_boot(&boot_id()?), from_temp));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&path, e)),
             }
-            Err(e) => return Err(io_error(&path, e)),
-        })
+        }
+        Ok((IpamState::default().in_boot(&boot_id()?), false))
     }
 
     fn store(&self, state: &IpamState) -> Result<(), CniError> {
         let temp = self.dir.join(TEMP);
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| CniError::new(Code::Io, format!("encode IPAM state: {e}")))?;
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            file.write_all(&bytes)?;
-            std::fs::rename(&temp, self.dir.join(STATE))
-        };
-        write().map_err(|e| io_error(&self.dir.join(STATE), e))
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| io_error(&temp, e))?;
+        file.write_all(&bytes).map_err(|e| io_error(&temp, e))?;
+        drop(file);
+        let state_path = self.dir.join(STATE);
+        match std::fs::remove_file(&state_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&state_path, e)),
+            _ => {}
+        }
+        self.commit()
+    }
+
+    /// Renames the complete temp file to the state file, which is absent.
+    fn commit(&self) -> Result<(), CniError> {
+        let state_path = self.dir.join(STATE);
+        std::fs::rename(self.dir.join(TEMP), &state_path).map_err(|e| io_error(&state_path, e))
     }
 }
 
@@ -195,6 +224,24 @@ mod tests {
         store
             .transact(|s| Ok(s.allocate(&pool(), &who(2), &[])?))
             .unwrap();
+        assert_eq!(store.load().unwrap().allocations.len(), 2);
+    }
+
+    #[test]
+    fn a_crash_between_unlink_and_rename_loses_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = IpamStore::open(tmp.path()).unwrap();
+        store
+            .transact(|s| Ok(s.allocate(&pool(), &who(1), &[])?))
+            .unwrap();
+        // The writer got as far as unlinking the state file.
+        std::fs::rename(tmp.path().join(STATE), tmp.path().join(TEMP)).unwrap();
+        assert_eq!(store.load().unwrap().allocations.len(), 1);
+        // The next writer finishes the rename before it writes its own.
+        store
+            .transact(|s| Ok(s.allocate(&pool(), &who(2), &[])?))
+            .unwrap();
+        assert!(!tmp.path().join(TEMP).exists());
         assert_eq!(store.load().unwrap().allocations.len(), 2);
     }
 

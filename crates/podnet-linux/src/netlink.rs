@@ -229,9 +229,6 @@ pub struct VethSpec<'a> {
     pub peer_netns: &'a Netns,
     pub mtu: u32,
     pub peer_mac: Option<[u8; 6]>,
-    /// Enslave the host end to this bridge and bring it up in the same
-    /// request, saving two round trips.
-    pub host_master: Option<u32>,
 }
 
 pub struct Netlink {
@@ -444,11 +441,6 @@ impl Netlink {
         msg.attributes
             .push(LinkAttribute::IfName(spec.host_name.to_owned()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
-        if let Some(master) = spec.host_master {
-            msg.attributes.push(LinkAttribute::Controller(master));
-            msg.header.flags = LinkFlags::Up;
-            msg.header.change_mask = LinkFlags::Up;
-        }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),

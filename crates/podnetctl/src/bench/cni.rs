@@ -195,7 +195,6 @@ fn bare_veth(netlink: &mut Netlink, pod: &Netns) -> Result<(Duration, Duration)>
         peer_netns: pod,
         mtu: 1500,
         peer_mac: None,
-        host_master: None,
     };
     let started = Instant::now();
     netlink.create_veth(&spec)?;
