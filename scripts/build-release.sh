@@ -10,7 +10,7 @@
 #   long-lived podnetd keeps full ASLR;
 # - podnet is built with the `plugin` profile (Cargo.toml): optimised for
 #   size with whole-program LTO, 3.4 MB instead of 5.3 MB, so it faults in
-#   fewer pages (~0.4 ms).
+#   fewer pages (~0.5 ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')

@@ -19,17 +19,28 @@ fn routes_of(nl: &mut Netlink) -> usize {
         .count()
 }
 
-#[test]
-fn privileged_batched_changes_all_apply() {
-    let ns = TestNetns::new("pntest-nl");
+/// A namespace with an up veth pair, eth0 on 172.16.0.0/16, and a netlink
+/// socket in it.
+fn underlay(prefix: &str) -> (TestNetns, Netlink) {
+    let ns = TestNetns::new(prefix);
     ns.exec_ok(&[
         "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
     ]);
     ns.exec_ok(&["ip", "addr", "add", "172.16.0.1/16", "dev", "eth0"]);
     ns.exec_ok(&["ip", "link", "set", "eth0", "up"]);
     ns.exec_ok(&["ip", "link", "set", "eth1", "up"]);
-    let mut nl = Netlink::open_in(&Netns::open(ns.path()).unwrap()).unwrap();
-    let dst = |i: u32| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
+    let nl = Netlink::open_in(&Netns::open(ns.path()).unwrap()).unwrap();
+    (ns, nl)
+}
+
+/// The `i`th /24 of 10.0.0.0/8.
+fn dst(i: u32) -> IpNet {
+    IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap()
+}
+
+#[test]
+fn privileged_batched_changes_all_apply() {
+    let (_ns, mut nl) = underlay("pntest-nl");
     // More than one chunk's worth.
     let adds: Vec<Change> = (0..300)
         .map(|i| {
@@ -65,16 +76,8 @@ fn privileged_batched_changes_all_apply() {
 
 #[test]
 fn privileged_nexthop_objects_round_trip() {
-    let ns = TestNetns::new("pntest-nh");
-    ns.exec_ok(&[
-        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    ns.exec_ok(&["ip", "addr", "add", "172.16.0.1/16", "dev", "eth0"]);
-    ns.exec_ok(&["ip", "link", "set", "eth0", "up"]);
-    ns.exec_ok(&["ip", "link", "set", "eth1", "up"]);
-    let mut nl = Netlink::open_in(&Netns::open(ns.path()).unwrap()).unwrap();
+    let (_ns, mut nl) = underlay("pntest-nh");
     let eth0 = nl.link("eth0").unwrap().unwrap().index;
-    let dst = |i: u32| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
     let hop = |i: u32| Nexthop {
         id: 1000 + i,
         gw: IpAddr::V4(Ipv4Addr::new(172, 16, 1, (i % 250 + 1) as u8)),

@@ -226,9 +226,10 @@ impl FileStore {
         Ok(fingerprint(names))
     }
 
-    /// Every lease and their revision, each file opened once. Thousands
-    /// of leases are read on two threads.
+    /// Every lease and their revision, each file opened once. A large
+    /// cluster's leases are read on two threads.
     fn snapshot(&self) -> Result<(Revision, Vec<Lease>)> {
+        const SPLIT_FROM: usize = 256;
         let dir = self.dir.join("leases");
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -237,15 +238,18 @@ impl FileStore {
                 paths.push(path);
             }
         }
-        let half = paths.len().div_ceil(2);
-        let (first, second) = paths.split_at(half);
-        let (a, b) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| self.read_leases(second));
-            let mine = self.read_leases(first);
-            (mine, other.join())
-        });
-        let mut read = a?;
-        read.extend(b.map_err(|_| StoreError::Invalid("lease reader panicked".into()))??);
+        let read = if paths.len() < SPLIT_FROM {
+            self.read_leases(&paths)?
+        } else {
+            let (first, second) = paths.split_at(paths.len() / 2);
+            let (a, b) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| self.read_leases(second));
+                (self.read_leases(first), other.join())
+            });
+            let mut read = a?;
+            read.extend(b.map_err(|_| StoreError::Invalid("lease reader panicked".into()))??);
+            read
+        };
         let rev = fingerprint(
             read.iter()
                 .map(|(name, modified, _)| (name.clone(), *modified))
