@@ -2,6 +2,7 @@
 //! side of it. Pure decisions (names, MAC, routes) come from the core.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nix::errno::Errno;
@@ -196,6 +197,7 @@ pub fn attach(
             .unwrap_or_else(|_| Err(kernel("pod configuration thread panicked")))?;
         bridge
     })?;
+    settle(host, &veth.host, &bridge)?;
     let iface = |name: &str, mac: &[u8], mtu: u32, sandbox: Option<String>| Interface {
         name: name.to_owned(),
         mac: format_mac(mac),
@@ -259,6 +261,33 @@ fn node_side(
     // A bridge without its own MTU takes its smallest port's.
     bridge.mtu = bridge.mtu.min(veth.mtu);
     Ok(bridge)
+}
+
+/// Makes the new port forward before ADD returns. The kernel acts on a
+/// carrier change in its link-watch work, which may run up to a second
+/// later; until then the port is disabled, and a bridge whose first port
+/// this is has no carrier and drops what it sends (the gateway's ARP
+/// replies included). Reading a link makes the kernel process that link's
+/// pending change at once: the port first, which gives the bridge its
+/// carrier, then (first ADD on a node only) the bridge.
+fn settle(host: &mut Netlink, port: &Link, bridge: &Link) -> Result<(), CniError> {
+    const CAP: Duration = Duration::from_secs(3);
+    host.link_by_index(port.index).map_err(kernel)?;
+    let started = Instant::now();
+    let mut running = bridge.running;
+    while !running && started.elapsed() < CAP {
+        running = host
+            .link_by_index(bridge.index)
+            .map_err(kernel)?
+            .is_some_and(|l| l.running);
+        if !running {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if !running {
+        tracing::warn!(bridge = %bridge.name, "bridge has no carrier after {CAP:?}; continuing");
+    }
+    Ok(())
 }
 
 /// Inside the pod, in one batch: addresses, link up, routes; and

@@ -67,6 +67,9 @@ pub struct Link {
     pub mtu: u32,
     pub master: Option<u32>,
     pub up: bool,
+    /// Operationally up (IFF_RUNNING): the kernel has acted on its carrier,
+    /// so it can transmit.
+    pub running: bool,
     /// For a veth: its peer's index (in the peer's namespace).
     pub peer: Option<u32>,
 }
@@ -621,6 +624,7 @@ fn link_from(msg: Message) -> Option<Link> {
         mtu: 0,
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        running: m.header.flags.contains(LinkFlags::Running),
         peer: None,
     };
     for attr in m.attributes {
