@@ -22,6 +22,16 @@ fn sh(ns: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Runs a command to success, showing its stderr if it fails.
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls `probe` until it holds; returns how long that took.
 fn wait_for(what: &str, probe: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
@@ -171,14 +181,9 @@ fn privileged_departed_nodes_are_removed_everywhere() {
     assert!(ok, "{text}");
     assert!(peer_state(&node3_ip) > 0, "{}", owned_state(&n.node_ns[0]));
     let store = format!("file:{}", lab.path().join("store").display());
-    let out = Command::new(env!("CARGO_BIN_EXE_podnetctl"))
-        .args(["node", "remove", "node3", "--store", &store])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_podnetctl"))
+            .args(["node", "remove", "node3", "--store", &store]),
     );
     wait_for("node3's entries gone after `podnetctl node remove`", || {
         peer_state(&node3_ip) == 0
@@ -195,18 +200,13 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
     let run_dir = lab.path().join("node1/run");
     assert!(run_dir.join("subnet.json").exists());
     let podnetd = std::path::Path::new(env!("CARGO_BIN_EXE_podnetctl")).with_file_name("podnetd");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &n.node_ns[0]])
-        .arg(&podnetd)
-        .arg("--cleanup")
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &n.node_ns[0]])
+            .arg(&podnetd)
+            .arg("--cleanup")
+            .arg("--run-dir")
+            .arg(&run_dir),
     );
     assert_eq!(sh(&n.node_ns[0], "ip route show proto 112"), "");
     assert_eq!(sh(&n.node_ns[0], "ip nexthop show proto 112"), "");

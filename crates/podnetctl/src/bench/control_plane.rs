@@ -187,7 +187,7 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
         // Subnets from 10.0.16.0/24 up: clear of the agent's own lease,
         // which is the first free one (10.0.1.0/24).
         let n = i + 16;
-        let public_ip = IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8));
+        let public_ip = sim_peer(i);
         store.import(&Lease {
             node: format!("sim{i}"),
             public_ip,
@@ -327,7 +327,7 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     let mut changes = Vec::new();
     for i in 0..peers {
         let dst = sim_subnet(i + 16)?;
-        let peer = IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8));
+        let peer = sim_peer(i);
         let id = NEXTHOP_ID_BASE + i as u32;
         let hop = match vx {
             None => Nexthop {
@@ -359,6 +359,11 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     let started = Instant::now();
     nl.apply(&changes)?;
     Ok(started.elapsed())
+}
+
+/// The `i`th simulated peer's underlay address, in 172.16.0.0/16.
+fn sim_peer(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8))
 }
 
 /// The `n`th /24 of 10.0.0.0/8.
