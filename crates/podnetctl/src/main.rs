@@ -105,11 +105,15 @@ enum Bench {
         /// Alternating podnet/hand-made pairs per path. Many short pairs
         /// beat a few long ones on a noisy machine: each pair's ratio
         /// compares two runs made seconds apart.
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 30)]
         pairs: usize,
         /// Seconds per iperf3 and per sockperf run.
         #[arg(long, default_value_t = 1)]
         seconds: u64,
+        /// The CPU both ends of each measurement are pinned to (default:
+        /// the last one podnetctl may use).
+        #[arg(long)]
+        cpu: Option<usize>,
         /// A short run for CI: 1 pair of 1 s runs.
         #[arg(long)]
         quick: bool,
@@ -223,13 +227,19 @@ fn main() -> ExitCode {
             Bench::Datapath {
                 pairs,
                 seconds,
+                cpu,
                 quick,
             } => bench::datapath::run(match quick {
                 true => bench::datapath::Options {
                     pairs: 1,
                     seconds: 1,
+                    cpu,
                 },
-                false => bench::datapath::Options { pairs, seconds },
+                false => bench::datapath::Options {
+                    pairs,
+                    seconds,
+                    cpu,
+                },
             }),
         },
     };

@@ -74,16 +74,34 @@ pub fn median_rate(rates: &[f64]) -> f64 {
     }
 }
 
-/// The median of per-pair ratios `a[i] / b[i]`: for runs measured in
-/// alternating pairs, each ratio compares two runs made back to back, so
-/// the machine's slow drift cancels out of it.
-pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
-    let ratios: Vec<f64> = a
+/// The median of per-pair ratios `a[i] / b[i]`, with its uncertainty.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedRatio {
+    pub median: f64,
+    /// A distribution-free ~95% confidence interval for the median (the
+    /// order statistics of a sign test); `None` below 6 pairs, where no
+    /// such interval exists.
+    pub ci95: Option<(f64, f64)>,
+}
+
+/// For runs measured in alternating pairs, each ratio compares two runs
+/// made back to back, so the machine's slow drift cancels out of it; the
+/// interval says how far the run-to-run noise leaves the median uncertain.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> PairedRatio {
+    let mut ratios: Vec<f64> = a
         .iter()
         .zip(b)
         .map(|(x, y)| x / y.max(f64::MIN_POSITIVE))
         .collect();
-    median_rate(&ratios)
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    // Normal approximation of the binomial: the k-th smallest and k-th
+    // largest ratio bracket the median with ~95% confidence.
+    let k = ((n as f64 - 1.96 * (n as f64).sqrt()) / 2.0).floor() as usize;
+    PairedRatio {
+        median: median_rate(&ratios),
+        ci95: (k >= 1).then(|| (ratios[k - 1], ratios[n - k])),
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +142,26 @@ mod tests {
         assert_eq!(median_rate(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_rate(&[]), 0.0);
         // Drift: b doubles over the run, a tracks it at 0.9.
-        assert!((paired_ratio(&[0.9, 1.8, 3.6], &[1.0, 2.0, 4.0]) - 0.9).abs() < 1e-9);
+        let drift = paired_ratio(&[0.9, 1.8, 3.6], &[1.0, 2.0, 4.0]);
+        assert!((drift.median - 0.9).abs() < 1e-9);
+        assert_eq!(drift.ci95, None, "3 pairs are too few for an interval");
+    }
+
+    #[test]
+    fn paired_ratio_interval_brackets_the_median() {
+        // Ratios 0.80, 0.81, .. 1.09 in a scrambled order.
+        let a: Vec<f64> = (0..30)
+            .map(|i| 0.80 + f64::from((i * 7) % 30) / 100.0)
+            .collect();
+        let b = vec![1.0; 30];
+        let r = paired_ratio(&a, &b);
+        assert!((r.median - 0.945).abs() < 1e-9);
+        // n = 30: k = floor((30 - 1.96 * 5.48) / 2) = 9, so the 9th smallest
+        // and the 9th largest ratio.
+        let (lo, hi) = r.ci95.unwrap();
+        assert!(
+            (lo - 0.88).abs() < 1e-9 && (hi - 1.01).abs() < 1e-9,
+            "{lo} {hi}"
+        );
     }
 }
