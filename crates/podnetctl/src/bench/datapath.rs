@@ -277,7 +277,7 @@ fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     into.gbps.push(bps / 1e9);
     let out = probe
         .command(&path.from, "sockperf")
-        .args(["pp", "-i", &path.to_ip, "-p", "11111", "-t", &secs])
+        .args(["pp", "-i", &path.to_ip, "-p", "11111", "-t", secs])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let median = text
