@@ -114,6 +114,10 @@ enum Bench {
         /// the last one podnetctl may use).
         #[arg(long)]
         cpu: Option<usize>,
+        /// Run the lab's agents with `--masquerade false`: podnet's
+        /// datapath without the egress table.
+        #[arg(long)]
+        no_masquerade: bool,
         /// A short run for CI: 1 pair of 1 s runs.
         #[arg(long)]
         quick: bool,
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
                 backend,
                 direct_routing,
                 shape: lab::topology::Shape { routed, dual_stack },
+                masquerade: true,
             }),
             Lab::Check { json } => lab::check::run(&dir, json),
             Lab::Status { json } => lab::status(&dir, json),
@@ -228,17 +233,20 @@ fn main() -> ExitCode {
                 pairs,
                 seconds,
                 cpu,
+                no_masquerade,
                 quick,
             } => bench::datapath::run(match quick {
                 true => bench::datapath::Options {
                     pairs: 1,
                     seconds: 1,
                     cpu,
+                    masquerade: !no_masquerade,
                 },
                 false => bench::datapath::Options {
                     pairs,
                     seconds,
                     cpu,
+                    masquerade: !no_masquerade,
                 },
             }),
         },

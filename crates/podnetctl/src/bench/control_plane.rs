@@ -63,6 +63,7 @@ fn convergence(opts: &Options) -> Result<()> {
         direct_routing: false,
         shape: Default::default(),
         lease_ttl: None,
+        masquerade: true,
     })?;
     let measured = join_rounds(&dir, opts.rounds);
     lab::down(&dir)?;

@@ -19,6 +19,8 @@ pub struct Options {
     /// The CPU both ends of every measurement run on; `None` = the last
     /// one this process may use.
     pub cpu: Option<usize>,
+    /// podnet's egress masquerade, on by default as in production.
+    pub masquerade: bool,
 }
 
 /// One direction to measure: from a namespace to an address in another.
@@ -46,8 +48,11 @@ pub fn run(opts: Options) -> Result<()> {
         None => last_usable_cpu()?,
     };
     println!(
-        "podnetctl bench datapath: iperf3 single stream {} s, sockperf ping-pong {} s, {} alternating pair(s) per path, both ends on CPU {cpu}",
-        opts.seconds, opts.seconds, opts.pairs
+        "podnetctl bench datapath: iperf3 single stream {} s, sockperf ping-pong {} s, {} alternating pair(s) per path, both ends on CPU {cpu}, podnet's egress masquerade {}",
+        opts.seconds,
+        opts.seconds,
+        opts.pairs,
+        if opts.masquerade { "on" } else { "off" }
     );
     let probe = Probe {
         seconds: opts.seconds.to_string(),
@@ -80,6 +85,7 @@ pub fn run(opts: Options) -> Result<()> {
             direct_routing: false,
             shape: Default::default(),
             lease_ttl: None,
+            masquerade: opts.masquerade,
         })?;
         let result = (|| -> Result<()> {
             let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;

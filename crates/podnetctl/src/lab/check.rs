@@ -112,7 +112,8 @@ pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
                     own.clone(),
                 ));
             }
-            // Leaving the cluster, a pod is masqueraded as its node.
+            // Leaving the cluster, a pod is masqueraded as its node (unless
+            // the agents run without masquerade).
             let node_ip = lab
                 .nodes
                 .iter()
@@ -124,7 +125,10 @@ pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
                 &from.ns,
                 "external",
                 of_family(&external, v4),
-                node_ip.into_iter().collect(),
+                match lab.masquerade {
+                    true => node_ip.into_iter().collect(),
+                    false => own.clone(),
+                },
             ));
         }
         for node in &lab.nodes {
@@ -255,6 +259,7 @@ mod tests {
             shape: Default::default(),
             direct_routing: false,
             pods_per_node: 1,
+            masquerade: true,
             underlay_ns: "x-fab".into(),
             external_ns: "x-ext".into(),
             nodes: vec![node(1), node(2)],
@@ -284,6 +289,18 @@ mod tests {
             .find(|x| x.kind == Kind::PodToExternal && x.from == "node2-pod1")
             .unwrap();
         assert_eq!(ext.expect, ["192.168.1.3".parse().unwrap()].into());
+        let unmasqueraded = plan(
+            &Lab {
+                masquerade: false,
+                ..lab()
+            },
+            &leases,
+        );
+        let ext = unmasqueraded
+            .iter()
+            .find(|x| x.kind == Kind::PodToExternal && x.from == "node2-pod1")
+            .unwrap();
+        assert_eq!(ext.expect, ["10.244.2.2".parse().unwrap()].into());
         let local = p
             .iter()
             .find(|x| x.kind == Kind::NodeToPod && x.from == "node1")

@@ -41,11 +41,18 @@ pub struct Lab {
     pub shape: Shape,
     pub direct_routing: bool,
     pub pods_per_node: usize,
+    #[serde(default = "masquerade_default")]
+    pub masquerade: bool,
     /// A bridge (flat underlay) or a router (routed underlay).
     pub underlay_ns: String,
     pub external_ns: String,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
+}
+
+/// Labs recorded before the field existed masqueraded.
+fn masquerade_default() -> bool {
+    true
 }
 
 impl Lab {

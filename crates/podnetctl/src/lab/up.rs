@@ -30,6 +30,9 @@ pub struct UpOptions {
     pub backend: String,
     pub direct_routing: bool,
     pub shape: Shape,
+    /// The agents' egress masquerade (`podnetd --masquerade`); only the
+    /// datapath benchmark turns it off, to measure the datapath without it.
+    pub masquerade: bool,
 }
 
 /// The binaries the lab runs, found next to podnetctl.
@@ -121,6 +124,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         shape: opts.shape,
         direct_routing: opts.direct_routing,
         pods_per_node: opts.pods_per_node,
+        masquerade: opts.masquerade,
         nodes: Vec::new(),
         pods: Vec::new(),
     };
@@ -307,6 +311,7 @@ fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32>
         .arg(format!("file:{}", lab.store_dir().display()))
         .arg("--net-conf")
         .arg(lab.dir.join("net-conf.json"))
+        .arg(format!("--masquerade={}", lab.masquerade))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
