@@ -45,9 +45,11 @@ pub struct MasqRule {
 
 /// Replaces the agent's table in one transaction: pod traffic from a
 /// cluster CIDR is masqueraded unless it goes to a cluster CIDR or to a
-/// node (the `nodes4`/`nodes6` sets). Pod-to-pod traffic, and the overlay's
-/// own UDP (`vxlan_port`), skip connection tracking altogether: they are
-/// never NATed, and tracking them would only cost every packet a lookup.
+/// node (the `nodes4`/`nodes6` sets). The overlay's own UDP (`vxlan_port`)
+/// skips connection tracking: nothing ever NATs it, and tracking it would
+/// cost every packet a lookup. Pod-to-pod traffic stays tracked, because a
+/// pod's reply to a Service's DNATed connection is pod-to-pod too, and only
+/// conntrack can turn its source back into the Service address.
 /// An empty `cluster` removes the table.
 pub fn replace_egress_table(
     cluster: &[IpNet],
@@ -96,29 +98,24 @@ pub fn replace_egress_table(
         for net in cluster {
             batch.add(NfListObject::Rule(egress_rule(net)));
         }
-        for (chain, hook) in [
-            (RAW_PREROUTING, NfHook::Prerouting),
-            (RAW_OUTPUT, NfHook::Output),
-        ] {
-            batch.add(NfListObject::Chain(Chain {
-                family: NfFamily::INet,
-                table: AGENT_TABLE.into(),
-                name: chain.into(),
-                _type: Some(NfChainType::Filter),
-                hook: Some(hook),
-                prio: Some(RAW),
-                policy: Some(NfChainPolicy::Accept),
-                ..Chain::default()
-            }));
-            for net in cluster {
-                batch.add(NfListObject::Rule(notrack_rule(chain, net, None)));
-            }
-            if let Some(port) = vxlan_port {
-                batch.add(NfListObject::Rule(notrack_rule(
-                    chain,
-                    &cluster[0],
-                    Some(port),
-                )));
+        // Overlay packets are sent by the node (output) and received by it
+        // (prerouting).
+        if let Some(port) = vxlan_port {
+            for (chain, hook) in [
+                (RAW_PREROUTING, NfHook::Prerouting),
+                (RAW_OUTPUT, NfHook::Output),
+            ] {
+                batch.add(NfListObject::Chain(Chain {
+                    family: NfFamily::INet,
+                    table: AGENT_TABLE.into(),
+                    name: chain.into(),
+                    _type: Some(NfChainType::Filter),
+                    hook: Some(hook),
+                    prio: Some(RAW),
+                    policy: Some(NfChainPolicy::Accept),
+                    ..Chain::default()
+                }));
+                batch.add(NfListObject::Rule(overlay_notrack_rule(chain, port)));
             }
         }
     }
@@ -147,38 +144,22 @@ const RAW_OUTPUT: &str = "raw-output";
 /// The raw priority: before conntrack looks at a packet.
 const RAW: i32 = -300;
 
-/// `notrack` for pod-to-pod traffic of `net`, or (with `port`) for the
-/// overlay's UDP packets.
-fn notrack_rule(chain: &'static str, net: &IpNet, port: Option<u16>) -> Rule<'static> {
-    let mut statements = match port {
-        Some(port) => vec![Statement::Match(Match {
+/// `notrack` for the overlay's UDP packets.
+fn overlay_notrack_rule(chain: &'static str, port: u16) -> Rule<'static> {
+    let statements = vec![
+        Statement::Match(Match {
             left: payload("udp", "dport"),
             right: Expression::Number(u32::from(port)),
             op: Operator::EQ,
-        })],
-        None => {
-            let proto = if net.addr().is_ipv4() { "ip" } else { "ip6" };
-            vec![
-                Statement::Match(Match {
-                    left: payload(proto, "saddr"),
-                    right: prefix(net),
-                    op: Operator::EQ,
-                }),
-                Statement::Match(Match {
-                    left: payload(proto, "daddr"),
-                    right: prefix(net),
-                    op: Operator::EQ,
-                }),
-            ]
-        }
-    };
-    statements.push(Statement::Notrack);
+        }),
+        Statement::Notrack,
+    ];
     Rule {
         family: NfFamily::INet,
         table: AGENT_TABLE.into(),
         chain: chain.into(),
         expr: statements.into(),
-        comment: Some("podnet: never NATed, not tracked".into()),
+        comment: Some("podnet: overlay packets are never NATed, not tracked".into()),
         ..Rule::default()
     }
 }
