@@ -81,9 +81,13 @@ fn privileged_three_nodes_two_pods_check_passes() {
 fn privileged_nodes_join_and_leave_a_running_lab() {
     let lab = TestLab::up(2, 1);
     lab.check_until_ok("initial lab");
+    // Convergence: from the join to every pod reaching node3's pod (and
+    // node3's pod every other pod and node).
+    let joined = Instant::now();
     let (ok, text) = lab.ctl(&["add-node"]);
     assert!(ok, "{text}");
     lab.check_until_ok("after node3 joined");
+    eprintln!("node3 joined and converged in {:?}", joined.elapsed());
 
     let (_, status) = lab.json(&["status"]);
     let node2_subnet = status["nodes"][1]["subnets"][0]

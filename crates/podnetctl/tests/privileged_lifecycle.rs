@@ -87,8 +87,8 @@ fn privileged_agent_restarts_lose_no_packet() {
         let lab = TestLab::up_with(2, 1, &["--backend", backend]);
         lab.check_until_ok(&format!("{backend} lab"));
         let n = names(&lab);
-        for (node, signal) in [("node1", None), ("node2", Some("--kill"))] {
-            let before = owned_state(&n.node_ns[0]);
+        for (i, node, signal) in [(0, "node1", None), (1, "node2", Some("--kill"))] {
+            let before = owned_state(&n.node_ns[i]);
             // 60 pings at 50 ms across nodes, while the agent restarts.
             let ping = Command::new("ip")
                 .args([
@@ -129,7 +129,7 @@ fn privileged_agent_restarts_lose_no_packet() {
             );
             // The restarted agent adopted its state: nothing changed.
             assert_eq!(
-                owned_state(&n.node_ns[0]),
+                owned_state(&n.node_ns[i]),
                 before,
                 "{backend}: state changed across a restart"
             );
