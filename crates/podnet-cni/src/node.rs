@@ -39,7 +39,8 @@ pub fn pool(conf: &NetConf, file: Option<&SubnetFile>) -> Result<Pool, CniError>
     match file {
         Some(f) if !f.node_subnets.is_empty() => Pool::from_conf(&f.range_sets(), |i, _| {
             format!("subnetFile {} nodeSubnets[{i}]", conf.subnet_file.display())
-        }),
+        })
+        .map_err(CniError::from),
         _ => Err(CniError::new(
             Code::TryAgainLater,
             format!(

@@ -11,20 +11,74 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// in the same directory and a rename: a reader sees the old content or
 /// the new, never a torn file.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    through_temp(path, bytes, |temp| std::fs::rename(temp, path))
+}
+
+/// Creates `path` with `bytes` only if it does not exist yet, atomically:
+/// the temp file is hard-linked into place, which fails if the name is
+/// taken. `Ok(false)` if it was.
+pub fn create_private_exclusive(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let mut created = true;
+    through_temp(path, bytes, |temp| match std::fs::hard_link(temp, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            created = false;
+            Ok(())
+        }
+        other => other,
+    })?;
+    Ok(created)
+}
+
+/// Writes a complete temp file beside `path`, hands it to `place`, and
+/// removes whatever of it is left, whether `place` worked or not.
+fn through_temp(
+    path: &Path,
+    bytes: &[u8],
+    place: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let temp = path.with_extension(format!(
         "tmp.{}.{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = std::fs::OpenOptions::new()
+    let done = std::fs::OpenOptions::new()
         .create_new(true)
         .write(true)
         .mode(0o600)
         .open(&temp)
         .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
+        .and_then(|()| place(&temp));
+    // After a rename there is nothing left (NotFound); after a link, or a
+    // failure, the temp name goes.
+    let _ = std::fs::remove_file(&temp);
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
-    written
+
+    #[test]
+    fn no_temp_file_is_left_behind_whatever_happens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.json");
+        write_private_atomic(&file, b"1").unwrap();
+        assert!(create_private_exclusive(&tmp.path().join("b"), b"2").unwrap());
+        assert!(!create_private_exclusive(&file, b"3").unwrap());
+        assert_eq!(std::fs::read(&file).unwrap(), b"1");
+        // A rename onto a directory fails: the temp file must not stay.
+        std::fs::create_dir(tmp.path().join("d.json")).unwrap();
+        std::fs::write(tmp.path().join("d.json/x"), b"").unwrap();
+        assert!(write_private_atomic(&tmp.path().join("d.json"), b"4").is_err());
+        assert_eq!(names(tmp.path()), ["a.json", "b", "d.json"]);
+    }
 }

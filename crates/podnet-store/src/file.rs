@@ -11,40 +11,45 @@
 //! temp file and hard-linked to its final name, which fails if another
 //! agent got there first; the loser retries with the next free subnet.
 //! Files are 0600 and directories 0700; every write is temp + rename.
+//!
+//! The store is synchronous underneath; its [`Store`] methods run on
+//! tokio's blocking pool. A lease file that does not parse is listed as
+//! corrupt under its key (`leases/<node>.json`); a store directory that
+//! cannot be read is [`StoreError::Unavailable`].
 
 use std::collections::hash_map::DefaultHasher;
-use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
-use podnet_core::cluster::carve::first_free;
-use podnet_core::cluster::lease::Lease;
+use podnet_core::cluster::carve::{FamilyConf, first_free, is_leasable};
+use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
+use podnet_linux::files::{create_private_exclusive, write_private_atomic};
 
-use crate::{NO_REVISION, NodeInfo, Result, Revision, Store, StoreError, now};
+use crate::{Result, Revision, Snapshot, Store, StoreError, now};
 
 /// A claim without a lease is an acquire in progress; after this long it
 /// is a crashed one and the subnet may be taken over.
 const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 const WATCH_POLL: Duration = Duration::from_millis(100);
 
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }
 
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+fn unavailable(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |e| StoreError::Unavailable(format!("{}: {e}", path.display()))
+}
 
-fn io(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+/// A lease file's key in snapshots and errors.
+fn key_of(file_name: &str) -> String {
+    format!("leases/{file_name}")
 }
 
 impl FileStore {
@@ -56,13 +61,17 @@ impl FileStore {
                 .recursive(true)
                 .mode(0o700)
                 .create(&path)
-                .map_err(io(&path))?;
+                .map_err(unavailable(&path))?;
         }
         Ok(FileStore { dir })
     }
 
+    fn leases_dir(&self) -> PathBuf {
+        self.dir.join("leases")
+    }
+
     fn lease_path(&self, node: &str) -> PathBuf {
-        self.dir.join("leases").join(format!("{node}.json"))
+        self.leases_dir().join(format!("{node}.json"))
     }
 
     fn claim_path(&self, subnet: &IpNet) -> PathBuf {
@@ -71,45 +80,26 @@ impl FileStore {
             .join(subnet.to_string().replace('/', "_"))
     }
 
-    /// A fully written temp file next to `target`, for rename or link.
-    fn temp_with(&self, target: &Path, content: &[u8]) -> Result<PathBuf> {
-        let temp = target.with_extension(format!(
-            "tmp.{}.{}",
-            std::process::id(),
-            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io(&temp))?;
-        f.write_all(content).map_err(io(&temp))?;
-        Ok(temp)
-    }
-
     fn write_atomic(&self, target: &Path, content: &[u8]) -> Result<()> {
-        let temp = self.temp_with(target, content)?;
-        std::fs::rename(&temp, target).map_err(io(target))
+        write_private_atomic(target, content).map_err(unavailable(target))
     }
 
-    /// Creates `target` with `content` only if it does not exist yet.
     fn create_exclusive(&self, target: &Path, content: &[u8]) -> Result<bool> {
-        let temp = self.temp_with(target, content)?;
-        let linked = std::fs::hard_link(&temp, target);
-        let _ = std::fs::remove_file(&temp);
-        match linked {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(io(target)(e)),
-        }
+        create_private_exclusive(target, content).map_err(unavailable(target))
     }
 
-    fn read_lease(&self, path: &Path) -> Result<Option<Lease>> {
-        match std::fs::read(path) {
-            Ok(bytes) => parse_lease(path, &bytes).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(path)(e)),
+    /// A node's lease; `None` if it has none. A missing file is only
+    /// "no lease" while the store itself is there.
+    fn read_lease(&self, node: &str) -> Result<Option<Lease>> {
+        let path = self.lease_path(node);
+        match std::fs::read(&path) {
+            Ok(bytes) => parse_lease(&key_of(&format!("{node}.json")), &bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = self.leases_dir();
+                std::fs::metadata(&dir).map_err(unavailable(&dir))?;
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(&path)(e)),
         }
     }
 
@@ -133,8 +123,8 @@ impl FileStore {
     fn claimed(&self) -> Result<Vec<IpNet>> {
         let dir = self.dir.join("subnets");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
+        for entry in std::fs::read_dir(&dir).map_err(unavailable(&dir))? {
+            let entry = entry.map_err(unavailable(&dir))?;
             let name = entry.file_name().to_string_lossy().replace('_', "/");
             if let Ok(subnet) = name.parse::<IpNet>() {
                 out.push(subnet);
@@ -152,26 +142,25 @@ impl FileStore {
     }
 
     /// A claim may be taken over if its node's lease expired, or if it has
-    /// no lease and is older than the grace period (a crashed acquire).
+    /// no lease and is older than the grace period (a crashed acquire). A
+    /// claim whose lease is corrupt is not stale: its node may be alive.
     fn claim_is_stale(&self, subnet: &IpNet, owner: &str) -> Result<bool> {
-        match self.read_lease(&self.lease_path(owner))? {
-            Some(lease) => Ok(lease.expired(now()) || !lease.subnets.contains(subnet)),
-            None => {
+        match self.read_lease(owner) {
+            Ok(Some(lease)) => Ok(lease.expired(now()) || !lease.subnets.contains(subnet)),
+            Ok(None) => {
                 let age = std::fs::metadata(self.claim_path(subnet))
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok());
                 Ok(age.is_some_and(|a| a > ORPHAN_GRACE))
             }
+            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
     /// Claims a free subnet of `fam` for `node`, retrying on lost races.
-    fn claim_new(
-        &self,
-        node: &str,
-        fam: &podnet_core::cluster::netconf::FamilyConf,
-    ) -> Result<IpNet> {
+    fn claim_new(&self, node: &str, fam: &FamilyConf) -> Result<IpNet> {
         loop {
             if let Some(subnet) = first_free(fam, &self.claimed()?) {
                 if self.create_exclusive(&self.claim_path(&subnet), node.as_bytes())? {
@@ -184,7 +173,7 @@ impl FileStore {
             let _lock = self.lock()?;
             for (subnet, owner) in self.claims()? {
                 let in_family = subnet.addr().is_ipv4() == fam.network.addr().is_ipv4()
-                    && podnet_core::cluster::carve::is_leasable(fam, &subnet);
+                    && is_leasable(fam, &subnet);
                 if in_family && self.claim_is_stale(&subnet, &owner)? {
                     if owner != node {
                         let _ = std::fs::remove_file(self.lease_path(&owner));
@@ -193,7 +182,25 @@ impl FileStore {
                     return Ok(subnet);
                 }
             }
-            return Err(StoreError::Exhausted(fam.network.to_string()));
+            return Err(StoreError::Exhausted {
+                cidr: fam.network,
+                subnet_len: fam.subnet_len,
+            });
+        }
+    }
+
+    /// The subnets this node held before: its lease's, or, if its lease
+    /// is corrupt, the claims that carry its name.
+    fn held_before(&self, node: &str) -> Result<Vec<IpNet>> {
+        match self.read_lease(node) {
+            Ok(lease) => Ok(lease.map(|l| l.subnets).unwrap_or_default()),
+            Err(StoreError::Corrupt { .. }) => Ok(self
+                .claims()?
+                .into_iter()
+                .filter(|(_, owner)| owner == node)
+                .map(|(subnet, _)| subnet)
+                .collect()),
+            Err(e) => Err(e),
         }
     }
 
@@ -205,97 +212,85 @@ impl FileStore {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(io(&path))?;
-        f.lock().map_err(io(&path))?;
+            .map_err(unavailable(&path))?;
+        f.lock().map_err(unavailable(&path))?;
         Ok(f)
+    }
+
+    /// The lease files with their mtimes.
+    fn lease_files(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
+        let dir = self.leases_dir();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(unavailable(&dir))? {
+            let entry = entry.map_err(unavailable(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".json") {
+                out.push((name, entry.metadata().and_then(|m| m.modified()).ok()));
+            }
+        }
+        Ok(out)
     }
 
     /// The leases' revision: a fingerprint of their names and mtimes.
     fn revision(&self) -> Result<Revision> {
-        let dir = self.dir.join("leases");
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
-            let name = entry.file_name();
-            if !name.to_string_lossy().ends_with(".json") {
-                continue;
-            }
-            let modified = entry.metadata().and_then(|m| m.modified()).ok();
-            names.push((name, modified));
-        }
-        Ok(fingerprint(names))
+        Ok(fingerprint(self.lease_files()?))
     }
 
-    /// Every lease and their revision, each file opened once. A large
-    /// cluster's leases are read on two threads.
-    fn snapshot(&self) -> Result<(Revision, Vec<Lease>)> {
+    /// Every lease record and their revision, each file opened once. A
+    /// large cluster's leases are read on two threads.
+    pub fn snapshot(&self) -> Result<Snapshot> {
         const SPLIT_FROM: usize = 256;
-        let dir = self.dir.join("leases");
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let path = entry.map_err(io(&dir))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                paths.push(path);
-            }
-        }
-        let read = if paths.len() < SPLIT_FROM {
-            self.read_leases(&paths)?
+        let names: Vec<String> = self.lease_files()?.into_iter().map(|(n, _)| n).collect();
+        let read = if names.len() < SPLIT_FROM {
+            self.read_records(&names)?
         } else {
-            let (first, second) = paths.split_at(paths.len() / 2);
+            let (first, second) = names.split_at(names.len() / 2);
             let (a, b) = std::thread::scope(|scope| {
-                let other = scope.spawn(|| self.read_leases(second));
-                (self.read_leases(first), other.join())
+                let other = scope.spawn(|| self.read_records(second));
+                (self.read_records(first), other.join())
             });
             let mut read = a?;
             read.extend(b.map_err(|_| StoreError::Invalid("lease reader panicked".into()))??);
             read
         };
-        let rev = fingerprint(
-            read.iter()
-                .map(|(name, modified, _)| (name.clone(), *modified))
-                .collect(),
-        );
-        let mut leases: Vec<Lease> = read.into_iter().map(|(_, _, l)| l).collect();
-        leases.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok((rev, leases))
+        let mut snap = Snapshot {
+            revision: fingerprint(read.iter().map(|r| (r.0.clone(), r.1)).collect()),
+            ..Snapshot::default()
+        };
+        for (name, _, parsed) in read {
+            match parsed {
+                Ok(lease) => {
+                    snap.leases.insert(key_of(&name), lease);
+                }
+                Err(why) => {
+                    snap.corrupt.insert(key_of(&name), why);
+                }
+            }
+        }
+        Ok(snap)
     }
 
-    /// Each lease with its file name and mtime; one that vanished while
-    /// listing is skipped.
-    fn read_leases(&self, paths: &[PathBuf]) -> Result<Vec<(OsString, Option<SystemTime>, Lease)>> {
-        let mut out = Vec::with_capacity(paths.len());
-        for path in paths {
-            let mut file = match std::fs::File::open(path) {
+    /// Each lease file with its mtime and its lease, or why it does not
+    /// parse; one that vanished while listing is skipped.
+    fn read_records(&self, names: &[String]) -> Result<Vec<Record>> {
+        let dir = self.leases_dir();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let path = dir.join(name);
+            let mut file = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(path)(e)),
+                Err(e) => return Err(unavailable(&path)(e)),
             };
             let modified = file.metadata().and_then(|m| m.modified()).ok();
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(io(path))?;
-            let lease = parse_lease(path, &bytes)?;
-            let name = path.file_name().unwrap_or_default().to_owned();
-            out.push((name, modified, lease));
+            file.read_to_end(&mut bytes).map_err(unavailable(&path))?;
+            let parsed = serde_json::from_slice::<Lease>(&bytes).map_err(|e| e.to_string());
+            out.push((name.clone(), modified, parsed));
         }
         Ok(out)
     }
-}
 
-fn fingerprint(mut names: Vec<(OsString, Option<SystemTime>)>) -> Revision {
-    names.sort();
-    let mut h = DefaultHasher::new();
-    names.hash(&mut h);
-    h.finish()
-}
-
-fn parse_lease(path: &Path, bytes: &[u8]) -> Result<Lease> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        path: path.display().to_string(),
-        why: e.to_string(),
-    })
-}
-
-impl FileStore {
     /// Writes a lease (and its claims) as given, without allocating: for
     /// simulations and migrations, where the subnets are decided elsewhere.
     pub fn import(&self, lease: &Lease) -> Result<()> {
@@ -304,94 +299,177 @@ impl FileStore {
         }
         self.write_lease(lease)
     }
-}
 
-impl Store for FileStore {
-    fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
+    pub fn net_conf_blocking(&self, proposed: Option<&str>) -> Result<String> {
         let path = self.dir.join("net-conf.json");
         if let Some(p) = proposed {
             self.create_exclusive(&path, p.as_bytes())?;
         }
-        std::fs::read_to_string(&path).map_err(io(&path))
+        std::fs::read_to_string(&path).map_err(unavailable(&path))
     }
 
-    fn acquire(&self, node: &NodeInfo, conf: &ClusterConf, ttl: Duration) -> Result<Lease> {
-        // After a restart the node's lease names its subnets: reclaim each
-        // one that is still claimed by it. Only a new node (or one whose
-        // claim was taken over) needs a free subnet.
-        let previous = self.read_lease(&self.lease_path(&node.name))?;
+    pub fn acquire_blocking(
+        &self,
+        node: &str,
+        attrs: &LeaseAttrs,
+        conf: &ClusterConf,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        // After a restart the node gets back each subnet still claimed by
+        // it. Only a new node (or one whose claim was taken over) needs a
+        // free subnet.
+        let before = self.held_before(node)?;
         let mut subnets = Vec::new();
         for fam in conf.families() {
-            let kept = previous.as_ref().and_then(|l| {
-                l.subnets
-                    .iter()
-                    .find(|s| {
-                        s.addr().is_ipv4() == fam.network.addr().is_ipv4()
-                            && podnet_core::cluster::carve::is_leasable(fam, s)
-                            && self.claim_owner(s) == node.name
-                    })
-                    .copied()
-            });
+            let kept = before
+                .iter()
+                .find(|s| {
+                    s.addr().is_ipv4() == fam.network.addr().is_ipv4()
+                        && is_leasable(fam, s)
+                        && self.claim_owner(s) == node
+                })
+                .copied();
             subnets.push(match kept {
                 Some(s) => s,
-                None => self.claim_new(&node.name, fam)?,
+                None => self.claim_new(node, fam)?,
             });
         }
         let lease = Lease {
-            node: node.name.clone(),
-            public_ip: node.public_ip,
-            public_ipv6: node.public_ipv6,
+            node: node.to_owned(),
             subnets,
-            vtep_mac: node.vtep_mac.clone(),
-            vtep_mac6: node.vtep_mac6.clone(),
             expires: now() + ttl.as_secs(),
+            attrs: attrs.clone(),
         };
         self.write_lease(&lease)?;
         Ok(lease)
     }
 
-    fn renew(&self, node: &NodeInfo, ttl: Duration) -> Result<Lease> {
-        let path = self.lease_path(&node.name);
+    pub fn renew_blocking(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
         let mut lease = self
-            .read_lease(&path)?
-            .ok_or_else(|| StoreError::Invalid(format!("node {} holds no lease", node.name)))?;
-        lease.public_ip = node.public_ip;
-        lease.public_ipv6 = node.public_ipv6;
-        lease.vtep_mac = node.vtep_mac.clone();
-        lease.vtep_mac6 = node.vtep_mac6.clone();
+            .read_lease(node)?
+            .ok_or_else(|| StoreError::NotFound(node.to_owned()))?;
+        for subnet in &lease.subnets {
+            let holder = self.claim_owner(subnet);
+            if holder != node {
+                return Err(if holder.is_empty() {
+                    StoreError::NotFound(node.to_owned())
+                } else {
+                    StoreError::Conflict {
+                        subnet: *subnet,
+                        holder,
+                    }
+                });
+            }
+        }
+        lease.attrs = attrs.clone();
         lease.expires = now() + ttl.as_secs();
         self.write_lease(&lease)?;
         Ok(lease)
     }
 
-    fn release(&self, node: &str) -> Result<()> {
+    pub fn release_blocking(&self, node: &str) -> Result<()> {
         for (subnet, owner) in self.claims()? {
             if owner == node {
                 let _ = std::fs::remove_file(self.claim_path(&subnet));
             }
         }
-        match std::fs::remove_file(self.lease_path(node)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io(&self.lease_path(node))(e)),
+        let path = self.lease_path(node);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(unavailable(&path)(e)),
             _ => Ok(()),
         }
     }
 
-    fn list(&self) -> Result<Vec<Lease>> {
-        Ok(self.snapshot()?.1)
-    }
-
-    fn watch(&self, since: Revision, timeout: Duration) -> Result<(Revision, Vec<Lease>)> {
-        if since == NO_REVISION {
+    /// Polls the lease files' fingerprint until it differs from `since`.
+    pub fn watch_blocking(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
+        if *since == Revision::NONE {
             return self.snapshot();
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if self.revision()? != since || Instant::now() >= deadline {
+            if self.revision()? != *since || Instant::now() >= deadline {
                 return self.snapshot();
             }
             std::thread::sleep(WATCH_POLL.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
+
+    /// Runs `f` on a clone of this store on tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(FileStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
+    }
+}
+
+/// A lease file: its name, mtime and lease (or why it does not parse).
+type Record = (String, Option<SystemTime>, std::result::Result<Lease, String>);
+
+fn fingerprint(mut names: Vec<(String, Option<SystemTime>)>) -> Revision {
+    names.sort();
+    let mut h = DefaultHasher::new();
+    names.hash(&mut h);
+    Revision::new(format!("{:016x}", h.finish()))
+}
+
+fn parse_lease(key: &str, bytes: &[u8]) -> Result<Lease> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+impl Store for FileStore {
+    async fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
+        let proposed = proposed.map(str::to_owned);
+        self.blocking(move |s| s.net_conf_blocking(proposed.as_deref()))
+            .await
+    }
+
+    async fn acquire(
+        &self,
+        node: &str,
+        attrs: &LeaseAttrs,
+        conf: &ClusterConf,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        let (node, attrs, conf) = (node.to_owned(), attrs.clone(), conf.clone());
+        self.blocking(move |s| s.acquire_blocking(&node, &attrs, &conf, ttl))
+            .await
+    }
+
+    async fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
+        let (node, attrs) = (node.to_owned(), attrs.clone());
+        self.blocking(move |s| s.renew_blocking(&node, &attrs, ttl))
+            .await
+    }
+
+    async fn release(&self, node: &str) -> Result<()> {
+        let node = node.to_owned();
+        self.blocking(move |s| s.release_blocking(&node)).await
+    }
+
+    async fn list(&self) -> Result<Snapshot> {
+        self.blocking(|s| s.snapshot()).await
+    }
+
+    async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
+        let since = since.clone();
+        self.blocking(move |s| s.watch_blocking(&since, timeout))
+            .await
+    }
+}
+
+/// For tests of the store's users: makes a node's record unreadable.
+pub fn corrupt_lease_file(store_dir: &Path, node: &str) -> io::Result<()> {
+    std::fs::write(
+        store_dir.join("leases").join(format!("{node}.json")),
+        b"{ not json",
+    )
 }
 
 #[cfg(test)]

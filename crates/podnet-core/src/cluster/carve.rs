@@ -2,8 +2,19 @@
 
 use ipnet::IpNet;
 
-use super::netconf::FamilyConf;
+use serde::{Deserialize, Serialize};
+
 use crate::ipam::addr::{from_u128, to_u128};
+
+/// One address family's cluster CIDR and how it is carved (validated by
+/// `netconf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyConf {
+    pub network: IpNet,
+    pub subnet_len: u8,
+    pub subnet_min: IpNet,
+    pub subnet_max: IpNet,
+}
 
 fn bits(net: &IpNet) -> u8 {
     if net.addr().is_ipv4() { 32 } else { 128 }
@@ -62,14 +73,20 @@ pub fn is_leasable(fam: &FamilyConf, sub: &IpNet) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::netconf::ClusterConf;
     use proptest::prelude::*;
 
+    fn fam(network: &str, len: u8, min: &str, max: &str) -> FamilyConf {
+        FamilyConf {
+            network: network.parse().unwrap(),
+            subnet_len: len,
+            subnet_min: min.parse().unwrap(),
+            subnet_max: max.parse().unwrap(),
+        }
+    }
+
+    /// flannel's defaults for 10.244.0.0/16.
     fn v4() -> FamilyConf {
-        ClusterConf::parse(r#"{"Network":"10.244.0.0/16"}"#)
-            .unwrap()
-            .ipv4
-            .unwrap()
+        fam("10.244.0.0/16", 24, "10.244.1.0/24", "10.244.255.0/24")
     }
 
     #[test]
@@ -118,7 +135,7 @@ mod tests {
         /// Handing out subnets one by one never repeats or overlaps one.
         #[test]
         fn sequential_leases_never_overlap(n in 1usize..60, freed in proptest::collection::vec(0usize..60, 0..10)) {
-            let fam = ClusterConf::parse(r#"{"Network":"10.0.0.0/18","SubnetLen":24}"#).unwrap().ipv4.unwrap();
+            let fam = fam("10.0.0.0/18", 24, "10.0.1.0/24", "10.0.63.0/24");
             let mut taken: Vec<IpNet> = Vec::new();
             for i in 0..n {
                 if freed.contains(&i) && !taken.is_empty() {

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::lease::Lease;
 use super::netconf::{BackendType, ClusterConf};
+use super::vxlan::VxlanData;
 use crate::ipam::RangeConf;
 use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 
@@ -75,7 +76,7 @@ pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> D
     {
         for subnet in &peer.subnets {
             let v4 = subnet.addr().is_ipv4();
-            let Some(underlay) = peer.underlay(v4) else {
+            let Some(underlay) = peer.attrs.underlay(v4) else {
                 continue;
             };
             let direct = conf.backend.kind == BackendType::HostGw
@@ -89,7 +90,9 @@ pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> D
                 });
                 continue;
             }
-            let Some(mac) = peer.vtep(v4) else { continue };
+            let Some(VxlanData { vtep_mac: mac, .. }) = VxlanData::of(&peer.attrs, v4) else {
+                continue;
+            };
             let gateway = subnet.network();
             out.routes.insert(PeerRoute {
                 dst: *subnet,
@@ -98,10 +101,10 @@ pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> D
             });
             out.neighbours[family_index(v4)].insert(Neighbour {
                 ip: gateway,
-                mac: mac.to_owned(),
+                mac: mac.clone(),
             });
             out.fdb[family_index(v4)].insert(Fdb {
-                mac: mac.to_owned(),
+                mac,
                 dst: underlay,
             });
         }
@@ -183,7 +186,7 @@ pub fn masq_plan(conf: &ClusterConf, leases: &[Lease]) -> MasqPlan {
         cluster_cidrs: conf.cluster_cidrs(),
         node_ips: leases
             .iter()
-            .flat_map(|l| [Some(l.public_ip), l.public_ipv6])
+            .flat_map(|l| [Some(l.attrs.public_ip), l.attrs.public_ipv6])
             .flatten()
             .collect(),
     }

@@ -8,3 +8,4 @@ pub mod desired;
 pub mod lease;
 pub mod netconf;
 pub mod nexthops;
+pub mod vxlan;

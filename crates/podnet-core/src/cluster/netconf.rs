@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use super::carve::FamilyConf;
 use super::carve::subnet_count;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,14 +37,6 @@ pub struct Backend {
     pub direct_routing: bool,
 }
 
-/// One address family's cluster CIDR and how it is carved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FamilyConf {
-    pub network: IpNet,
-    pub subnet_len: u8,
-    pub subnet_min: IpNet,
-    pub subnet_max: IpNet,
-}
 
 /// A validated cluster configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +50,7 @@ pub struct ClusterConf {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 struct Raw {
     network: Option<String>,
     subnet_len: Option<u8>,
@@ -82,7 +75,7 @@ struct Raw {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 struct RawBackend {
     #[serde(rename = "Type")]
     kind: Option<String>,
@@ -111,7 +104,24 @@ const MIN_SUBNETS: u128 = 4;
 
 impl ClusterConf {
     pub fn parse(json: &str) -> Result<Self, NetConfError> {
-        let raw: Raw = serde_json::from_str(json).map_err(|e| NetConfError(e.to_string()))?;
+        Self::parse_lenient(json).map(|(conf, _)| conf)
+    }
+
+    /// Parses, and names the fields it does not know (`Backend.Foo`): a
+    /// newer podnet may have written them, so they are for a warning, not
+    /// an error, and a rolling upgrade never splits the cluster.
+    pub fn parse_lenient(json: &str) -> Result<(Self, Vec<String>), NetConfError> {
+        let mut unknown = Vec::new();
+        let raw: Raw = serde_ignored::deserialize(
+            &mut serde_json::Deserializer::from_str(json),
+            // "?" marks an Option on the way: not a field name.
+            |path| unknown.push(path.to_string().replace(".?", "")),
+        )
+        .map_err(|e| NetConfError(e.to_string()))?;
+        Ok((Self::validate(raw)?, unknown))
+    }
+
+    fn validate(raw: Raw) -> Result<Self, NetConfError> {
         let ipv4 = if raw.enable_ipv4.unwrap_or(true) {
             Some(family(
                 "",
@@ -322,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_named_not_refused() {
+        let (c, unknown) = ClusterConf::parse_lenient(
+            r#"{"Netwrk":"10.0.0.0/8","Backend":{"Type":"host-gw","GBP":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(unknown, ["Netwrk", "Backend.GBP"]);
+        assert_eq!(c.backend.kind, BackendType::HostGw);
+        let (_, none) = ClusterConf::parse_lenient(r#"{"Network":"10.1.0.0/16"}"#).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn invalid_configs_name_the_field() {
         let cases = [
             (r#"{"Network":"10.244.0.0/16","SubnetLen":16}"#, "SubnetLen"),
@@ -351,7 +373,6 @@ mod tests {
             ),
             (r#"{"Backend":{"Type":"geneve"}}"#, "Backend.Type"),
             (r#"{"Backend":{"Type":"vxlan","VNI":0}}"#, "Backend.VNI"),
-            (r#"{"Netwrk":"10.0.0.0/8"}"#, "Netwrk"),
             (r#"{"EnableIPv4":false}"#, "EnableIPv4"),
             (r#"{"LeaseTTL":1}"#, "LeaseTTL"),
         ];

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+use crate::ipam::IpamError;
+use crate::ipam::pool::PoolError;
+
 /// Well-known error codes from the CNI spec, podnet's own (>= 100), and
 /// any other code a delegated plugin answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +120,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ipam_errors_get_their_spec_codes() {
+        let full = IpamError::Exhausted("10.0.0.0/29".into());
+        assert_eq!(CniError::from(full).code, Code::PoolExhausted);
+        let bad = PoolError("ipam.subnet \"x\" is not a CIDR".into());
+        assert_eq!(CniError::from(bad).code, Code::InvalidConfig);
+    }
+
+    #[test]
     fn error_json_has_spec_fields() {
         let e = CniError::config("bad subnet \"x\"").with_details("ipam.subnet");
         let v: serde_json::Value = serde_json::from_str(&e.to_json("1.0.0")).unwrap();
@@ -141,5 +152,21 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&CniError::env("x").to_json("0.4.0")).unwrap();
         assert!(v.get("details").is_none());
+    }
+}
+
+impl From<IpamError> for CniError {
+    fn from(e: IpamError) -> Self {
+        let code = match e {
+            IpamError::Exhausted(_) => Code::PoolExhausted,
+            _ => Code::InvalidConfig,
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+impl From<PoolError> for CniError {
+    fn from(e: PoolError) -> Self {
+        CniError::config(e.0)
     }
 }

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::addr::{offset, prev};
 use super::pool::{Pool, Range, RangeSet};
-use crate::cni::{CniError, Code};
 
 /// Who holds an address: one interface of one container.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -56,16 +55,6 @@ pub enum IpamError {
     InUse { ip: IpAddr, owner: String },
     #[error("requested address {0} is reserved (a gateway)")]
     Reserved(IpAddr),
-}
-
-impl From<IpamError> for CniError {
-    fn from(e: IpamError) -> Self {
-        let code = match e {
-            IpamError::Exhausted(_) => Code::PoolExhausted,
-            _ => Code::InvalidConfig,
-        };
-        CniError::new(code, e.to_string())
-    }
 }
 
 pub const STATE_VERSION: u32 = 1;

@@ -6,10 +6,14 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::addr::{first_host, last_host, to_u128};
-use crate::cni::CniError;
 
 /// One range as written in config (`ipam.ranges[i][j]`, or the top-level
 /// `subnet`/`rangeStart`/`rangeEnd`/`gateway` shorthand).
+/// A pool config that does not validate; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PoolError(pub String);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RangeConf {
@@ -38,22 +42,22 @@ impl Range {
     }
 
     /// Validates one range; `field` names it in errors, e.g. `ipam.ranges[0][1]`.
-    pub fn from_conf(conf: &RangeConf, field: &str) -> Result<Self, CniError> {
+    pub fn from_conf(conf: &RangeConf, field: &str) -> Result<Self, PoolError> {
         let subnet: IpNet = conf.subnet.parse().map_err(|_| {
-            CniError::config(format!(
+            PoolError(format!(
                 "{field}.subnet \"{}\" is not a valid CIDR",
                 conf.subnet
             ))
         })?;
         if subnet != subnet.trunc() {
-            return Err(CniError::config(format!(
+            return Err(PoolError(format!(
                 "{field}.subnet \"{subnet}\" has host bits set (did you mean \"{}\"?)",
                 subnet.trunc()
             )));
         }
         let max_prefix = if subnet.addr().is_ipv4() { 30 } else { 126 };
         if subnet.prefix_len() > max_prefix {
-            return Err(CniError::config(format!(
+            return Err(PoolError(format!(
                 "{field}.subnet \"{subnet}\" is too small: the longest prefix is /{max_prefix}"
             )));
         }
@@ -61,11 +65,11 @@ impl Range {
         let addr_in = |name: &str, raw: &Option<String>, default: IpAddr| {
             let Some(raw) = raw else { return Ok(default) };
             let ip: IpAddr = raw.parse().map_err(|_| {
-                CniError::config(format!("{field}.{name} \"{raw}\" is not an IP address"))
+                PoolError(format!("{field}.{name} \"{raw}\" is not an IP address"))
             })?;
             let n = to_u128(ip);
             if !same_family(ip, subnet.addr()) || n < to_u128(hosts.0) || n > to_u128(hosts.1) {
-                return Err(CniError::config(format!(
+                return Err(PoolError(format!(
                     "{field}.{name} {ip} is outside the usable addresses of subnet {subnet}"
                 )));
             }
@@ -75,7 +79,7 @@ impl Range {
         let start = addr_in("rangeStart", &conf.range_start, hosts.0)?;
         let end = addr_in("rangeEnd", &conf.range_end, hosts.1)?;
         if to_u128(start) > to_u128(end) {
-            return Err(CniError::config(format!(
+            return Err(PoolError(format!(
                 "{field}.rangeStart {start} is after {field}.rangeEnd {end}"
             )));
         }
@@ -141,14 +145,14 @@ impl Pool {
     pub fn from_conf(
         ranges: &[Vec<RangeConf>],
         field: impl Fn(usize, usize) -> String,
-    ) -> Result<Self, CniError> {
+    ) -> Result<Self, PoolError> {
         if ranges.is_empty() {
-            return Err(CniError::config("ipam has no ranges"));
+            return Err(PoolError("ipam has no ranges".into()));
         }
         let mut sets: Vec<RangeSet> = Vec::new();
         for (i, set) in ranges.iter().enumerate() {
             if set.is_empty() {
-                return Err(CniError::config(format!(
+                return Err(PoolError(format!(
                     "{} is an empty range set",
                     field(i, 0)
                 )));
@@ -160,13 +164,13 @@ impl Pool {
                 if let Some(first) = out.first().map(|r: &Range| r.start)
                     && !same_family(first, range.start)
                 {
-                    return Err(CniError::config(format!(
+                    return Err(PoolError(format!(
                         "{name} mixes address families within one range set"
                     )));
                 }
                 let all = sets.iter().flat_map(|s| s.ranges.iter()).chain(out.iter());
                 if let Some(other) = all.clone().find(|r| r.overlaps(&range)) {
-                    return Err(CniError::config(format!(
+                    return Err(PoolError(format!(
                         "{name} ({}-{}) overlaps range {}-{}",
                         range.start, range.end, other.start, other.end
                     )));
@@ -189,7 +193,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cni::Code;
 
     fn conf(subnet: &str, start: Option<&str>, end: Option<&str>, gw: Option<&str>) -> RangeConf {
         RangeConf {
@@ -247,8 +250,7 @@ mod tests {
         ];
         for (c, needle) in cases {
             let e = Range::from_conf(&c, "ipam").unwrap_err();
-            assert_eq!(e.code, Code::InvalidConfig);
-            assert!(e.msg.contains(needle), "{} lacks {needle}", e.msg);
+            assert!(e.0.contains(needle), "{e} lacks {needle}");
         }
     }
 
@@ -261,7 +263,7 @@ mod tests {
         assert!(
             Pool::from_conf(&overlap, ranges_field)
                 .unwrap_err()
-                .msg
+                .0
                 .contains("overlaps")
         );
         let mixed = vec![vec![
@@ -271,7 +273,7 @@ mod tests {
         assert!(
             Pool::from_conf(&mixed, ranges_field)
                 .unwrap_err()
-                .msg
+                .0
                 .contains("families")
         );
     }

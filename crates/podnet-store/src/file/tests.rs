@@ -1,106 +1,117 @@
 use super::*;
-use std::collections::HashSet;
+use crate::conformance::{self, Backend, Cluster, attrs, conf, name};
 use std::os::unix::fs::PermissionsExt;
-
-fn conf() -> ClusterConf {
-    ClusterConf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#).unwrap()
-}
-
-fn node(i: usize) -> NodeInfo {
-    NodeInfo {
-        name: format!("node{i}"),
-        public_ip: format!("192.168.1.{}", i + 2).parse().unwrap(),
-        public_ipv6: None,
-        vtep_mac: None,
-        vtep_mac6: None,
-    }
-}
 
 const TTL: Duration = Duration::from_secs(3600);
 
-#[test]
-fn fifty_racing_acquirers_get_distinct_subnets() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let handles: Vec<_> = (0..50)
-        .map(|i| {
-            let dir = dir.clone();
-            std::thread::spawn(move || {
-                // Each acquirer has its own handle, as separate agents would.
-                let store = FileStore::open(&dir).unwrap();
-                store.acquire(&node(i), &conf(), TTL).unwrap().subnets[0]
-            })
-        })
-        .collect();
-    let subnets: Vec<IpNet> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let unique: HashSet<&IpNet> = subnets.iter().collect();
-    assert_eq!(unique.len(), 50, "duplicates among {subnets:?}");
-    let store = FileStore::open(&dir).unwrap();
-    assert_eq!(store.list().unwrap().len(), 50);
-    assert_eq!(store.claims().unwrap().len(), 50);
+/// The file store under the Store conformance suite: one temp directory
+/// per case, one `FileStore` per client.
+struct Files;
+
+struct Dir(tempfile::TempDir);
+
+impl Cluster for Dir {
+    type S = FileStore;
+    async fn client(&self) -> FileStore {
+        FileStore::open(self.0.path()).unwrap()
+    }
+    async fn corrupt(&self, node: &str) {
+        corrupt_lease_file(self.0.path(), node).unwrap();
+    }
 }
 
-#[test]
-fn restart_reclaims_the_same_subnet_and_release_frees_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = FileStore::open(tmp.path()).unwrap();
-    let first = store.acquire(&node(0), &conf(), TTL).unwrap();
-    let other = store.acquire(&node(1), &conf(), TTL).unwrap();
-    assert_ne!(first.subnets, other.subnets);
-    let again = store.acquire(&node(0), &conf(), TTL).unwrap();
-    assert_eq!(first.subnets, again.subnets);
-    store.release("node0").unwrap();
-    assert_eq!(store.list().unwrap().len(), 1);
-    let third = store.acquire(&node(2), &conf(), TTL).unwrap();
-    assert_eq!(
-        third.subnets, first.subnets,
-        "the freed subnet is reused first"
-    );
+impl Backend for Files {
+    type C = Dir;
+    async fn fresh(&self) -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_store_keeps_the_store_contract() {
+    conformance::run(&Files).await;
 }
 
 #[test]
 fn expired_leases_are_taken_over_only_when_full() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::open(tmp.path()).unwrap();
-    let small =
-        ClusterConf::parse(r#"{"Network":"10.0.0.0/22","SubnetLen":24,"SubnetMin":"10.0.0.0"}"#)
-            .unwrap();
+    let small = conformance::small_conf();
+    let take = |i: usize, ttl| store.acquire_blocking(&name(i), &attrs(i), &small, ttl);
     for i in 0..4 {
-        store.acquire(&node(i), &small, TTL).unwrap();
+        take(i, TTL).unwrap();
     }
-    assert!(matches!(
-        store.acquire(&node(9), &small, TTL),
-        Err(StoreError::Exhausted(_))
-    ));
-    let expired = store.acquire(&node(3), &small, Duration::ZERO).unwrap();
-    let taker = store.acquire(&node(9), &small, TTL).unwrap();
+    assert!(matches!(take(9, TTL), Err(StoreError::Exhausted { .. })));
+    let expired = take(3, Duration::ZERO).unwrap();
+    let taker = take(9, TTL).unwrap();
     assert_eq!(taker.subnets, expired.subnets);
-    assert!(store.list().unwrap().iter().all(|l| l.node != "node3"));
+    let snap = store.snapshot().unwrap();
+    assert!(snap.leases.values().all(|l| l.node != "node3"));
+    // The loser learns it on its next renewal: its lease is gone.
+    assert!(matches!(
+        store.renew_blocking(&name(3), &attrs(3), TTL),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_lease_whose_subnet_another_node_claims_is_a_conflict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::open(tmp.path()).unwrap();
+    let lease = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    std::fs::write(store.claim_path(&lease.subnets[0]), "node5").unwrap();
+    match store.renew_blocking(&name(0), &attrs(0), TTL) {
+        Err(StoreError::Conflict { subnet, holder }) => {
+            assert_eq!((subnet, holder.as_str()), (lease.subnets[0], "node5"));
+        }
+        other => panic!("want Conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_node_with_a_corrupt_lease_gets_its_claimed_subnet_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::open(tmp.path()).unwrap();
+    let first = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    corrupt_lease_file(tmp.path(), &name(0)).unwrap();
+    let again = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    assert_eq!(again.subnets, first.subnets);
+    assert!(store.snapshot().unwrap().corrupt.is_empty(), "rewritten");
+}
+
+#[test]
+fn a_missing_store_is_unavailable_not_an_empty_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = FileStore::open(&dir).unwrap();
+    store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    std::fs::rename(&dir, tmp.path().join("away")).unwrap();
+    for result in [
+        store.renew_blocking(&name(0), &attrs(0), TTL).map(|_| ()),
+        store.snapshot().map(|_| ()),
+        store.acquire_blocking(&name(1), &attrs(1), &conf(), TTL).map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
 }
 
 #[test]
 fn net_conf_is_written_once_and_files_are_private() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::open(tmp.path().join("s")).unwrap();
-    assert_eq!(store.net_conf(Some("{\"a\":1}")).unwrap(), "{\"a\":1}");
-    assert_eq!(store.net_conf(Some("{\"b\":2}")).unwrap(), "{\"a\":1}");
-    assert_eq!(store.net_conf(None).unwrap(), "{\"a\":1}");
-    store.acquire(&node(0), &conf(), TTL).unwrap();
+    assert_eq!(store.net_conf_blocking(Some("{\"a\":1}")).unwrap(), "{\"a\":1}");
+    assert_eq!(store.net_conf_blocking(Some("{\"b\":2}")).unwrap(), "{\"a\":1}");
+    assert_eq!(store.net_conf_blocking(None).unwrap(), "{\"a\":1}");
+    store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&tmp.path().join("s/leases")), 0o700);
     assert_eq!(mode(&tmp.path().join("s/leases/node0.json")), 0o600);
-}
-
-#[test]
-fn watch_returns_on_change_or_timeout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = FileStore::open(tmp.path()).unwrap();
-    let (rev, leases) = store.watch(0, Duration::from_millis(10)).unwrap();
-    assert!(leases.is_empty());
-    let (same, _) = store.watch(rev, Duration::from_millis(150)).unwrap();
-    assert_eq!(same, rev, "timed out without a change");
-    store.acquire(&node(0), &conf(), TTL).unwrap();
-    let (changed, leases) = store.watch(rev, Duration::from_secs(5)).unwrap();
-    assert_ne!(changed, rev);
-    assert_eq!(leases.len(), 1);
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("s/leases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["node0.json"], "no temp files left behind");
 }

@@ -1,15 +1,24 @@
 use super::*;
+use crate::cluster::lease::LeaseAttrs;
+use serde_json::Value;
 
 fn lease(node: &str, ip: &str, subnet: &str, expires: u64) -> Lease {
     let public_ip: IpAddr = ip.parse().unwrap();
     Lease {
         node: node.into(),
-        public_ip,
-        public_ipv6: None,
         subnets: vec![subnet.parse().unwrap()],
-        vtep_mac: Some(format!("02:00:00:00:00:{:02x}", node.len())),
-        vtep_mac6: None,
         expires,
+        attrs: LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: "vxlan".into(),
+            backend_data: VxlanData {
+                vni: 1,
+                vtep_mac: format!("02:00:00:00:00:{:02x}", node.len()),
+            }
+            .to_value(),
+            backend_v6_data: Value::Null,
+        },
     }
 }
 
@@ -101,8 +110,8 @@ fn direct_routing_skips_encapsulation_on_the_same_segment() {
 fn dual_stack_uses_each_familys_underlay_and_device() {
     let mut b = lease("b", "192.168.1.3", "10.244.2.0/24", 100);
     b.subnets.push("fd00:244:0:2::/64".parse().unwrap());
-    b.public_ipv6 = Some("fd00:1::3".parse().unwrap());
-    b.vtep_mac6 = Some("02:00:00:00:06:06".into());
+    b.attrs.public_ipv6 = Some("fd00:1::3".parse().unwrap());
+    b.attrs.backend_v6_data = serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:06:06"});
     let c = conf(r#"{"EnableIPv6":true,"IPv6Network":"fd00:244::/56","Backend":{"Type":"vxlan"}}"#);
     let d = desired(&ME, &c, &[b.clone()], 10);
     assert!(

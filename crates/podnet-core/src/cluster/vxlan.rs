@@ -1,0 +1,57 @@
+//! The vxlan backend's lease data, as flannel writes it: `{"VNI":1,
+//! "VtepMAC":"aa:bb:cc:dd:ee:ff"}`. Only this backend reads it; the lease
+//! and the stores carry it as opaque JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::lease::LeaseAttrs;
+
+pub const BACKEND_TYPE: &str = "vxlan";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VxlanData {
+    #[serde(rename = "VNI")]
+    pub vni: u32,
+    /// The MAC of the node's vxlan device for this family.
+    #[serde(rename = "VtepMAC")]
+    pub vtep_mac: String,
+}
+
+impl VxlanData {
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({ "VNI": self.vni, "VtepMAC": self.vtep_mac })
+    }
+
+    /// A peer's data for one family; `None` unless the peer runs vxlan and
+    /// its data parses (unknown fields are ignored).
+    pub fn of(attrs: &LeaseAttrs, v4: bool) -> Option<VxlanData> {
+        if attrs.backend_type != BACKEND_TYPE {
+            return None;
+        }
+        serde_json::from_value(attrs.backend_data(v4).clone()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flannel_vxlan_data_round_trips_and_tolerates_new_fields() {
+        let attrs: LeaseAttrs = serde_json::from_str(
+            r#"{"PublicIP":"10.0.0.2","BackendType":"vxlan",
+                "BackendData":{"VNI":1,"VtepMAC":"12:34:56:78:9a:bc","Later":1}}"#,
+        )
+        .unwrap();
+        let d = VxlanData::of(&attrs, true).unwrap();
+        assert_eq!(d.vtep_mac, "12:34:56:78:9a:bc");
+        assert_eq!(VxlanData::of(&attrs, false), None);
+        let host_gw = LeaseAttrs {
+            backend_type: "host-gw".into(),
+            ..attrs.clone()
+        };
+        assert_eq!(VxlanData::of(&host_gw, true), None);
+        assert_eq!(d.to_value()["VNI"], 1);
+    }
+}
