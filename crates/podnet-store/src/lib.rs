@@ -12,6 +12,8 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod file;
+#[cfg(any(test, feature = "conformance"))]
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,183 +1,188 @@
-//! The agent's loop: lease, subnet file, then watch the leases and
-//! reconcile. Restarts, repeated runs and drift repair are one code path.
+//! The agent's loop: it waits on several sources at once (store events,
+//! the resync timer, the renewal timer, signals) and reconciles the
+//! kernel with the leases it knows. Restart, resync and drift repair are
+//! one code path.
+//!
+//! Failures are soft: a bad record costs only itself (see [`crate::peers`]),
+//! a store outage keeps the datapath as it is and is retried with backoff,
+//! and each repeated failure is logged once, with a count.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use ipnet::IpNet;
-use podnet_core::cluster::desired::{
-    MasqPlan, Me, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6, desired, family_index, masq_plan, pod_mtu,
-    subnet_file,
-};
-use podnet_core::cluster::lease::Lease;
-use podnet_core::cluster::netconf::{BackendType, ClusterConf};
-use podnet_core::names::vtep_mac;
-use podnet_linux::netlink::{Link, Netlink, VxlanSpec};
-use podnet_store::{NodeInfo, Store, now};
+use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, subnet_file};
+use podnet_core::cluster::lease::{Lease, LeaseAttrs};
+use podnet_core::cluster::netconf::ClusterConf;
+use podnet_store::{Revision, Snapshot, Store, StoreError, now};
+use tokio::sync::mpsc;
 
-use crate::{Args, datapath, node};
+use crate::backoff::{self, Backoff, Repeated};
+use crate::datapath::{self, HopLinks};
+use crate::kernel::Kernel;
+use crate::node;
+use crate::peers::{self, LeaseBook};
 
-pub struct Agent {
-    args: Args,
-    store: Box<dyn Store>,
-    me: NodeInfo,
-    conf: ClusterConf,
+/// Retries after a failure start here and double up to the cap.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// What wakes the loop. Any task may send one: the store watcher and the
+/// signal handler today, a metrics endpoint or policy source tomorrow.
+#[derive(Debug)]
+pub enum Event {
+    /// The lease set, read at this time (Unix seconds).
+    Leases(Snapshot, u64),
+    /// The store could not be watched; the watcher retries with backoff.
+    StoreDown(StoreError),
+    /// Stop: the datapath stays as it is.
+    Stop(String),
+}
+
+/// What the agent knows of its node once started.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub name: String,
+    pub attrs: LeaseAttrs,
+    pub conf: ClusterConf,
+    /// The underlay segments this node sits on (for DirectRouting).
+    pub segments: Vec<IpNet>,
+    pub links: HopLinks,
+    pub masquerade: bool,
+    pub run_dir: PathBuf,
+    pub mtu: u32,
+}
+
+pub struct Agent<S, K> {
+    store: Arc<S>,
+    kernel: K,
+    setup: Setup,
     lease: Lease,
     ttl: Duration,
-    nl: Netlink,
-    /// The underlay segments this node sits on (for DirectRouting).
-    segments: Vec<IpNet>,
-    devices: datapath::Devices,
-    /// The links holding this node's underlay addresses, per family.
-    underlay: [Option<u32>; 2],
+    book: LeaseBook,
     /// What the egress table was last set to, so it is rewritten only on
     /// change (and always once at start).
     applied_masq: Option<Option<MasqPlan>>,
-    renewed: Instant,
+    next_renew: Instant,
+    renew_backoff: Backoff,
+    renew_failures: Repeated,
+    store_failures: Repeated,
+    reconcile_failures: Repeated,
+    last_reconcile: Option<Instant>,
 }
 
-impl Agent {
-    pub fn start(args: Args) -> Result<Self> {
-        let store = podnet_store::open(&args.store)?;
-        let proposed = match &args.net_conf {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("--net-conf {}", path.display()))?,
-            ),
-            None => None,
-        };
-        if let Some(p) = &proposed {
-            // Refuse a bad file before it can become the cluster's config.
-            ClusterConf::parse(p)?;
-        }
-        let stored = store.net_conf(proposed.as_deref())?;
-        if proposed.as_deref().is_some_and(|p| p != stored) {
-            tracing::warn!("the store already holds a different net-conf; using the stored one");
-        }
-        let conf = ClusterConf::parse(&stored)?;
-
-        let mut nl = Netlink::open()?;
-        let (public_ip, uplink) = node::public_ip(&args, &mut nl)?;
-        node::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
-        if let Some(v6) = args.public_ipv6 {
-            node::check_no_overlap(&conf.cluster_cidrs(), v6)?;
-        }
-        let vxlan = conf.backend.kind == BackendType::Vxlan;
-        let me = NodeInfo {
-            name: node::name(&args)?,
-            public_ip,
-            public_ipv6: args.public_ipv6,
-            vtep_mac: (vxlan && conf.ipv4.is_some())
-                .then(|| datapath::mac_string(&vtep_mac(&public_ip))),
-            vtep_mac6: args
-                .public_ipv6
-                .filter(|_| vxlan && conf.ipv6.is_some())
-                .map(|ip| datapath::mac_string(&vtep_mac(&ip))),
-        };
-        let ttl = Duration::from_secs(conf.lease_ttl);
-        let lease = store.acquire(&me, &conf, ttl)?;
-        let devices = if vxlan {
-            vxlan_devices(&mut nl, &conf, &me, &lease, &uplink)?
-        } else {
-            Default::default()
-        };
-        let underlay = [
-            Some(uplink.index),
-            match args.public_ipv6 {
-                Some(v6) => Some(node::link_holding(
-                    &nl.all_addresses()?,
-                    v6,
-                    "--public-ipv6",
-                )?),
-                None => None,
-            },
-        ];
-        let segments: Vec<IpNet> = nl
-            .addresses(uplink.index)?
-            .into_iter()
-            .map(|a| a.trunc())
-            .collect();
-        let mtu = pod_mtu(&conf, uplink.mtu);
-        node::write_subnet_file(&args.run_dir, &subnet_file(&conf, &lease, mtu))?;
-        node::enable_forwarding(conf.ipv6.is_some())?;
-        tracing::info!(
-            node = %me.name,
-            ip = %public_ip,
-            subnets = ?lease.subnets,
-            backend = conf.backend.kind.as_str(),
-            mtu,
-            "lease acquired"
-        );
-        Ok(Agent {
-            args,
+impl<S: Store + 'static, K: Kernel> Agent<S, K> {
+    /// An agent holding `lease`; it reconciles once the first lease set
+    /// arrives, so a restart deletes nothing before it knows the peers.
+    pub fn new(store: Arc<S>, kernel: K, setup: Setup, lease: Lease) -> Self {
+        let ttl = Duration::from_secs(setup.conf.lease_ttl);
+        Agent {
             store,
-            me,
-            conf,
+            kernel,
+            setup,
             lease,
             ttl,
-            nl,
-            segments,
-            devices,
-            underlay,
+            book: LeaseBook::default(),
             applied_masq: None,
-            renewed: Instant::now(),
-        })
+            next_renew: Instant::now() + ttl / 4,
+            renew_backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
+            renew_failures: Repeated::default(),
+            store_failures: Repeated::default(),
+            reconcile_failures: Repeated::default(),
+            last_reconcile: None,
+        }
     }
 
-    pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
-        let mut revision = podnet_store::NO_REVISION;
-        // Wake often enough both to resync (drift repair) and to renew.
-        let wait = resync.min(self.ttl / 4);
-        while !stop.load(Ordering::SeqCst) {
-            match self.store.watch(revision, wait) {
-                Ok((rev, leases)) => {
-                    revision = rev;
-                    if let Err(e) = self.reconcile(&leases) {
-                        tracing::warn!("reconcile failed (will retry): {e:#}");
+    /// How long the store watch waits: often enough both to resync and
+    /// to renew.
+    pub fn watch_wait(&self, resync: Duration) -> Duration {
+        resync.min(self.ttl / 4)
+    }
+
+    /// Runs until a stop event (Ok) or a fatal error: another node holds
+    /// this node's subnet.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, resync: Duration) -> Result<()> {
+        let mut tick = tokio::time::interval(resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(Event::Stop(why)) => {
+                        tracing::info!("{why}: stopping; the datapath stays in place");
+                        return Ok(());
                     }
-                }
-                Err(e) => tracing::warn!("store: {e} (will retry)"),
+                    None => return Ok(()),
+                    Some(event) => self.handle(event),
+                },
+                _ = tick.tick() => self.resync(resync),
+                _ = tokio::time::sleep_until(self.next_renew.into()) => self.renew().await?,
             }
-            if self.renewed.elapsed() >= self.ttl / 4 {
-                self.renew();
-            }
-        }
-        Ok(())
-    }
-
-    fn renew(&mut self) {
-        let renewed = self
-            .store
-            .renew(&self.me, self.ttl)
-            // The lease was taken from us (say, released by an operator):
-            // acquire one again rather than route for a subnet we lost.
-            .or_else(|_| self.store.acquire(&self.me, &self.conf, self.ttl));
-        match renewed {
-            Ok(lease) => {
-                if lease.subnets != self.lease.subnets {
-                    tracing::warn!(old = ?self.lease.subnets, new = ?lease.subnets, "subnet changed");
-                }
-                self.lease = lease;
-                self.renewed = Instant::now();
-            }
-            Err(e) => tracing::warn!("lease renewal failed (will retry): {e}"),
         }
     }
 
-    fn reconcile(&mut self, leases: &[Lease]) -> Result<()> {
+    /// One event from the store.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Leases(snap, read_at) => {
+                backoff::log("store", self.store_failures.succeeded());
+                for note in self.book.update(snap, read_at) {
+                    peers::log(&note);
+                }
+                self.reconcile();
+            }
+            Event::StoreDown(e) => {
+                // The datapath stays as it is: the peers we know keep
+                // their routes, and expiry waits for a fresh read.
+                backoff::log("store", self.store_failures.failed(e.to_string()));
+            }
+            Event::Stop(_) => {}
+        }
+    }
+
+    /// The timer's reconcile, unless a store event just did it: it keeps
+    /// drift repair going while the store is away.
+    pub fn resync(&mut self, period: Duration) {
+        if self.last_reconcile.is_none_or(|t| t.elapsed() >= period) {
+            self.reconcile();
+        }
+    }
+
+    pub fn reconcile(&mut self) {
+        if self.book.is_empty() {
+            return;
+        }
+        self.last_reconcile = Some(Instant::now());
+        let result = self.try_reconcile();
+        let report = match result {
+            Ok(()) => self.reconcile_failures.succeeded(),
+            Err(e) => self.reconcile_failures.failed(format!("{e:#}")),
+        };
+        backoff::log("reconcile", report);
+    }
+
+    fn try_reconcile(&mut self) -> Result<()> {
         let me = Me {
-            name: &self.me.name,
-            segments: &self.segments,
+            name: &self.setup.name,
+            segments: &self.setup.segments,
         };
         let started = Instant::now();
-        let want = desired(&me, &self.conf, leases, now());
-        let links = datapath::HopLinks {
-            vxlan: &self.devices,
-            underlay: self.underlay,
-        };
-        let changes = datapath::reconcile(&mut self.nl, &links, &want)?;
-        if let Some(p) = changes.routes.as_ref().filter(|p| !p.is_empty()) {
+        let leases = self.book.leases();
+        let want = desired(&me, &self.setup.conf, leases, self.book.read_at());
+        let plan = self
+            .setup
+            .masquerade
+            .then(|| masq_plan(&self.setup.conf, leases));
+        let changes = datapath::reconcile(&mut self.kernel, &self.setup.links, &want);
+        if self.applied_masq.as_ref() != Some(&plan) {
+            self.kernel.replace_egress(plan.as_ref())?;
+            tracing::info!(nodes = ?plan.as_ref().map(|p| p.node_ips.len()), "egress masquerade updated");
+            self.applied_masq = Some(plan);
+        }
+        let changes = changes?;
+        let p = &changes.routes;
+        if !p.is_empty() {
             // One line per route reads well for a few peers, not thousands.
             if p.routes.len() + p.delete_routes.len() <= 16 {
                 for (r, id) in &p.routes {
@@ -201,50 +206,71 @@ impl Agent {
                 "vxlan neighbour/fdb entries updated"
             );
         }
-        let plan = self.args.masquerade.then(|| masq_plan(&self.conf, leases));
-        if self.applied_masq.as_ref() != Some(&plan) {
-            datapath::apply_masquerade(plan.as_ref())?;
-            tracing::info!(nodes = ?plan.as_ref().map(|p| p.node_ips.len()), "egress masquerade updated");
-            self.applied_masq = Some(plan);
+        Ok(())
+    }
+
+    /// Renews the lease. Only NotFound makes the node acquire again; an
+    /// unavailable store is retried with backoff, keeping the subnet; a
+    /// subnet held by another node is fatal.
+    pub async fn renew(&mut self) -> Result<()> {
+        let (name, attrs) = (&self.setup.name, &self.setup.attrs);
+        let result = match self.store.renew(name, attrs, self.ttl).await {
+            Err(StoreError::NotFound(_)) => {
+                tracing::warn!("this node's lease is gone from the store; acquiring one again");
+                self.store
+                    .acquire(name, attrs, &self.setup.conf, self.ttl)
+                    .await
+            }
+            other => other,
+        };
+        match result {
+            Ok(lease) => {
+                backoff::log("lease renewal", self.renew_failures.succeeded());
+                self.renew_backoff.succeeded();
+                self.next_renew = Instant::now() + self.ttl / 4;
+                if lease.subnets != self.lease.subnets {
+                    tracing::warn!(old = ?self.lease.subnets, new = ?lease.subnets, "subnet changed");
+                    let file = subnet_file(&self.setup.conf, &lease, self.setup.mtu);
+                    node::write_subnet_file(&self.setup.run_dir, &file)?;
+                }
+                self.lease = lease;
+            }
+            Err(StoreError::Conflict { subnet, holder }) => bail!(
+                "this node's subnet {subnet} is now held by node {holder}: stopping. \
+                 Pods keep their addresses and the datapath stays as it is; \
+                 drain this node, then restart podnetd to get a new subnet"
+            ),
+            Err(e) => {
+                backoff::log("lease renewal", self.renew_failures.failed(e.to_string()));
+                self.next_renew = Instant::now() + self.renew_backoff.failed(fastrand::f64());
+            }
         }
         Ok(())
     }
 }
 
-/// One vxlan device per family with a pod subnet, over that family's
-/// underlay address, sized for its encapsulation overhead.
-fn vxlan_devices(
-    nl: &mut Netlink,
-    conf: &ClusterConf,
-    me: &NodeInfo,
-    lease: &Lease,
-    uplink: &Link,
-) -> Result<datapath::Devices> {
-    let mut devices: datapath::Devices = Default::default();
-    for subnet in &lease.subnets {
-        let v4 = subnet.addr().is_ipv4();
-        let (local, mac, overhead) = match (v4, me.public_ipv6) {
-            (true, _) => (me.public_ip, &me.vtep_mac, VXLAN_OVERHEAD_V4),
-            (false, Some(v6)) => (v6, &me.vtep_mac6, VXLAN_OVERHEAD_V6),
-            (false, None) => {
-                tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
-                continue;
+/// Watches the store and sends what it sees, backing off while it fails.
+pub async fn watch_store<S: Store>(store: Arc<S>, events: mpsc::Sender<Event>, wait: Duration) {
+    let mut revision = Revision::NONE;
+    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
+    loop {
+        let event = match store.watch(&revision, wait).await {
+            Ok(snap) => {
+                backoff.succeeded();
+                revision = snap.revision.clone();
+                Event::Leases(snap, now())
             }
+            Err(e) => Event::StoreDown(e),
         };
-        let mac = mac
-            .as_deref()
-            .and_then(podnet_core::names::parse_mac)
-            .unwrap_or_else(|| vtep_mac(&local));
-        let spec = VxlanSpec {
-            name: datapath::device_name(v4),
-            vni: conf.backend.vni,
-            port: conf.backend.port,
-            local,
-            underlay: uplink.index,
-            mac,
-            mtu: uplink.mtu.saturating_sub(overhead),
-        };
-        devices[family_index(v4)] = Some(datapath::ensure_vxlan(nl, &spec, *subnet)?);
+        let failed = matches!(event, Event::StoreDown(_));
+        if events.send(event).await.is_err() {
+            return; // the loop has stopped
+        }
+        if failed {
+            tokio::time::sleep(backoff.failed(fastrand::f64())).await;
+        }
     }
-    Ok(devices)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,23 +4,26 @@
 //! it replaces what differs and deletes only its own.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use anyhow::{Result, anyhow};
 use ipnet::IpNet;
 use nix::errno::Errno;
 use podnet_core::cluster::desired::{
-    Datapath, Fdb, MasqPlan, Neighbour, PeerRoute, ROUTE_PROTOCOL, diff, family_index,
+    Datapath, Fdb, Neighbour, PeerRoute, ROUTE_PROTOCOL, diff, family_index,
 };
-use podnet_core::cluster::nexthops::{Hop, InstalledHop, InstalledRoute, RoutePlan, plan_routes};
-use podnet_core::names::{VXLAN4, VXLAN6, format_mac, parse_mac};
-use podnet_linux::netlink::{Change, Entry, Link, Netlink, Nexthop, VxlanSpec};
+use podnet_core::cluster::nexthops::{
+    Hop, InstalledHop, InstalledRoute, RoutePlan, is_our_nexthop_id, plan_routes,
+};
+use podnet_core::names::{VXLAN4, VXLAN6, parse_mac};
+use podnet_linux::netlink::{Change, Entry, Link, Netlink, Nexthop, Route, VxlanSpec};
 use podnet_linux::nft;
+
+use crate::kernel::{EntryOp, Kernel, RouteOp, Routes};
 
 const MAIN_TABLE: u32 = 254;
 
-/// This node's vxlan devices, by family index (IPv4, IPv6).
-pub type Devices = [Option<Link>; 2];
+/// This node's vxlan devices' indexes, by family index (IPv4, IPv6).
+pub type Devices = [Option<u32>; 2];
 
 pub fn device_name(v4: bool) -> &'static str {
     if v4 { VXLAN4 } else { VXLAN6 }
@@ -54,16 +57,17 @@ pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec<'_>, subnet: IpNet) -> Re
 
 /// The links next hops leave by, per family index: the vxlan devices
 /// (overlay hops) and the underlay links (host-gw and direct hops).
-pub struct HopLinks<'a> {
-    pub vxlan: &'a Devices,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HopLinks {
+    pub vxlan: Devices,
     pub underlay: [Option<u32>; 2],
 }
 
-impl HopLinks<'_> {
+impl HopLinks {
     fn of(&self, hop: &Hop) -> Option<u32> {
         let f = family_index(hop.via.is_ipv4());
         if hop.vxlan {
-            self.vxlan[f].as_ref().map(|l| l.index)
+            self.vxlan[f]
         } else {
             self.underlay[f]
         }
@@ -81,35 +85,37 @@ impl HopLinks<'_> {
 }
 
 /// Plans the routes against the kernel's: our routes, our nexthop objects
-/// and every nexthop ID in use. Objects of ours that drifted (another
-/// device, onlink flipped) are replaced in place, keeping their routes.
-fn plan(
-    nl: &mut Netlink,
-    links: &HopLinks<'_>,
-    want: &Datapath,
-) -> Result<(RoutePlan, Vec<Change>)> {
-    let nexthops = nl.nexthops()?;
+/// (our protocol and our ID range) and every nexthop ID in use. Objects
+/// of ours that drifted (another device, onlink flipped) are replaced in
+/// place, keeping their routes. A destination someone else routes is
+/// left to them.
+fn plan(k: &mut impl Routes, links: &HopLinks, want: &Datapath) -> Result<(RoutePlan, Vec<RouteOp>)> {
+    let nexthops = k.nexthops()?;
     let ids_in_use: BTreeSet<u32> = nexthops.iter().map(|n| n.id).collect();
-    let vxlan_index: Vec<u32> = links.vxlan.iter().flatten().map(|l| l.index).collect();
+    let vxlan_index: Vec<u32> = links.vxlan.iter().flatten().copied().collect();
     let mut repairs = Vec::new();
     let hops: Vec<InstalledHop> = nexthops
         .into_iter()
-        .filter(|n| n.protocol == ROUTE_PROTOCOL)
+        .filter(|n| n.protocol == ROUTE_PROTOCOL && is_our_nexthop_id(n.id))
         .map(|n| {
             let hop = Hop {
                 via: n.gw,
                 vxlan: vxlan_index.contains(&n.oif),
             };
             if let Some(fixed) = links.nexthop(n.id, &hop).filter(|f| *f != n) {
-                repairs.push(Change::replace_nexthop(&fixed));
+                repairs.push(RouteOp::Nexthop(fixed));
             }
             InstalledHop { id: n.id, hop }
         })
         .collect();
-    let routes: Vec<InstalledRoute> = nl
+    let (ours, theirs): (Vec<Route>, Vec<Route>) = k
         .routes()?
         .into_iter()
-        .filter(|r| r.protocol == ROUTE_PROTOCOL && r.table == MAIN_TABLE)
+        .filter(|r| r.table == MAIN_TABLE)
+        .partition(|r| r.protocol == ROUTE_PROTOCOL);
+    let foreign: BTreeSet<IpNet> = theirs.iter().map(|r| r.dst).collect();
+    let routes: Vec<InstalledRoute> = ours
+        .into_iter()
         .map(|r| InstalledRoute {
             dst: r.dst,
             nexthop: r.nexthop,
@@ -119,7 +125,7 @@ fn plan(
     let routable: BTreeSet<PeerRoute> = want
         .routes
         .iter()
-        .filter(|r| links.of(&Hop::of(r)).is_some())
+        .filter(|r| links.of(&Hop::of(r)).is_some() && !foreign.contains(&r.dst))
         .cloned()
         .collect();
     Ok((plan_routes(&routable, &routes, &hops, &ids_in_use), repairs))
@@ -128,28 +134,27 @@ fn plan(
 /// What a reconcile changed, for the log.
 #[derive(Default)]
 pub struct Changes {
-    pub routes: Option<RoutePlan>,
+    pub routes: RoutePlan,
     pub entries: usize,
 }
 
-/// Makes the kernel match `want`, each kind of change in one batch.
-pub fn reconcile(nl: &mut Netlink, links: &HopLinks<'_>, want: &Datapath) -> Result<Changes> {
+/// Makes the kernel match `want`, each kind of change in one batch. Every
+/// batch is tried even if an earlier one failed; the first error is
+/// returned after.
+pub fn reconcile(k: &mut impl Kernel, links: &HopLinks, want: &Datapath) -> Result<Changes> {
     let mut changes = Changes::default();
     // Neighbours and FDB entries first: a vxlan route is only useful once
     // its next hop resolves.
-    let mut batch = Vec::new();
+    let mut ops = Vec::new();
     for v4 in [true, false] {
-        let Some(dev) = &links.vxlan[family_index(v4)] else {
+        let f = family_index(v4);
+        let Some(dev) = links.vxlan[f] else {
             continue;
         };
-        let f = family_index(v4);
-        let neigh: BTreeSet<Entry> = want.neighbours[f]
-            .iter()
-            .map(neigh_entry)
-            .collect::<Result<_>>()?;
-        let fdb: BTreeSet<Entry> = want.fdb[f].iter().map(fdb_entry).collect::<Result<_>>()?;
+        let neigh: BTreeSet<Entry> = want.neighbours[f].iter().filter_map(neigh_entry).collect();
+        let fdb: BTreeSet<Entry> = want.fdb[f].iter().filter_map(fdb_entry).collect();
         for (is_fdb, wanted) in [(false, neigh), (true, fdb)] {
-            let have = nl.entries(dev.index, is_fdb)?;
+            let have = k.entries(dev, is_fdb)?;
             // FDB entries are keyed by MAC, neighbours by address.
             let d = diff(&wanted, &have, |e: &Entry| {
                 if is_fdb {
@@ -158,82 +163,52 @@ pub fn reconcile(nl: &mut Netlink, links: &HopLinks<'_>, want: &Datapath) -> Res
                     (Some(e.ip), None)
                 }
             });
-            batch.extend(
-                d.replace
-                    .iter()
-                    .map(|e| Change::replace_entry(dev.index, e, is_fdb)),
-            );
-            batch.extend(
-                d.delete
-                    .iter()
-                    .map(|e| Change::delete_entry(dev.index, e, is_fdb)),
-            );
+            let op = |entry: &Entry, delete| EntryOp {
+                dev,
+                fdb: is_fdb,
+                entry: entry.clone(),
+                delete,
+            };
+            ops.extend(d.replace.iter().map(|e| op(e, false)));
+            ops.extend(d.delete.iter().map(|e| op(e, true)));
         }
     }
-    changes.entries = batch.len();
-    nl.apply(&batch)?;
+    changes.entries = ops.len();
+    let entries = k.apply_entries(&ops);
 
-    let (plan, mut batch) = plan(nl, links, want)?;
-    batch.extend(
+    let (plan, mut ops) = plan(k, links, want)?;
+    ops.extend(
         plan.add_hops
             .iter()
             .filter_map(|(id, hop)| links.nexthop(*id, hop))
-            .map(|n| Change::replace_nexthop(&n)),
+            .map(RouteOp::Nexthop),
     );
-    batch.extend(
-        plan.routes
-            .iter()
-            .map(|(r, id)| Change::replace_route_via_nexthop(r.dst, *id, ROUTE_PROTOCOL)),
-    );
-    batch.extend(
-        plan.delete_routes
-            .iter()
-            .map(|dst| Change::delete_route(*dst, ROUTE_PROTOCOL)),
-    );
-    batch.extend(
-        plan.delete_hops
-            .iter()
-            .map(|id| Change::delete_nexthop(*id)),
-    );
-    nl.apply(&batch)?;
-    changes.routes = Some(plan);
+    ops.extend(plan.routes.iter().map(|(r, id)| RouteOp::Route {
+        dst: r.dst,
+        nexthop: *id,
+    }));
+    ops.extend(plan.delete_routes.iter().map(|dst| RouteOp::DeleteRoute(*dst)));
+    ops.extend(plan.delete_hops.iter().map(|id| RouteOp::DeleteNexthop(*id)));
+    let routes = k.apply_routes(&ops);
+    changes.routes = plan;
+    entries.and(routes)?;
     Ok(changes)
 }
 
-fn mac_bytes(mac: &str) -> Result<Vec<u8>> {
-    parse_mac(mac)
-        .map(|m| m.to_vec())
-        .ok_or_else(|| anyhow!("bad VTEP MAC {mac} in a lease"))
-}
-
-fn neigh_entry(n: &Neighbour) -> Result<Entry> {
-    Ok(Entry {
+/// An entry for a neighbour; a MAC that does not parse (a peer's bad
+/// data) is skipped, never fatal to the others.
+fn neigh_entry(n: &Neighbour) -> Option<Entry> {
+    Some(Entry {
         ip: n.ip,
-        mac: mac_bytes(&n.mac)?,
+        mac: parse_mac(&n.mac)?.to_vec(),
     })
 }
 
-fn fdb_entry(f: &Fdb) -> Result<Entry> {
-    Ok(Entry {
+fn fdb_entry(f: &Fdb) -> Option<Entry> {
+    Some(Entry {
         ip: f.dst,
-        mac: mac_bytes(&f.mac)?,
+        mac: parse_mac(&f.mac)?.to_vec(),
     })
-}
-
-pub fn mac_string(mac: &[u8; 6]) -> String {
-    format_mac(mac)
-}
-
-/// Rewrites the egress table (or removes it when masquerade is off).
-pub fn apply_masquerade(plan: Option<&MasqPlan>) -> Result<()> {
-    match plan {
-        Some(p) => {
-            let nodes: Vec<IpAddr> = p.node_ips.iter().copied().collect();
-            nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.vxlan_port)?;
-        }
-        None => nft::replace_egress_table(&[], &[], None)?,
-    }
-    Ok(())
 }
 
 /// `podnetd --cleanup`: removes every route and nexthop object carrying
@@ -264,7 +239,7 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
             nl.delete_link(link.index)?;
         }
     }
-    apply_masquerade(None)?;
+    nft::replace_egress_table(&[], &[], None)?;
     match std::fs::remove_file(run_dir.join("subnet.json")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}

@@ -3,18 +3,25 @@
 //! node's routes and masquerade in line with every other node's lease.
 
 mod agent;
+mod backoff;
 mod datapath;
+mod kernel;
 mod node;
+mod peers;
+mod start;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use nix::sys::signal::{SigSet, Signal};
+use podnet_store::Store;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::agent::{Event, watch_store};
 
 #[derive(Parser, Debug)]
 #[command(name = "podnetd", version, about = "podnet node agent")]
@@ -66,26 +73,38 @@ fn main() -> Result<()> {
     if args.cleanup {
         return datapath::cleanup(&args.run_dir);
     }
-    let stop = stop_on_signals()?;
-    let resync = Duration::from_millis(args.resync_ms);
-    let mut agent = agent::Agent::start(args).context("podnetd could not start")?;
-    agent.run(&stop, resync)
+    // Two workers: the loop, and the store's watch beside it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = podnet_store::open(&args.store)?;
+        serve(args, store).await
+    })
 }
 
-/// SIGTERM and SIGINT set the returned flag. They are blocked in every
-/// thread and taken by one waiting thread, so no signal handler is needed.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    set.thread_block()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
-            tracing::info!("{sig}: stopping; the datapath stays in place");
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
-    Ok(stop)
+/// Starts the agent and its sources, and runs its loop.
+async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
+    let store = Arc::new(store);
+    let resync = Duration::from_millis(args.resync_ms);
+    let agent = start::start(&args, store.clone())
+        .await
+        .context("podnetd could not start")?;
+    let (events, inbox) = mpsc::channel(16);
+    tokio::spawn(stop_on_signals(events.clone()));
+    tokio::spawn(watch_store(store, events, agent.watch_wait(resync)));
+    agent.run(inbox, resync).await
+}
+
+/// SIGTERM and SIGINT stop the loop.
+async fn stop_on_signals(events: mpsc::Sender<Event>) -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    events.send(Event::Stop(which.into())).await?;
+    Ok(())
 }

@@ -21,6 +21,12 @@ use super::desired::{PeerRoute, ROUTE_PROTOCOL};
 /// protocol), clear of the small IDs other tools count up from.
 pub const NEXTHOP_ID_BASE: u32 = (ROUTE_PROTOCOL as u32) << 24;
 
+/// Whether a nexthop ID is in podnetd's range: an object outside it is
+/// never ours, whatever its protocol says.
+pub fn is_our_nexthop_id(id: u32) -> bool {
+    id >> 24 == u32::from(ROUTE_PROTOCOL)
+}
+
 /// Where a peer route sends its packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hop {
@@ -101,8 +107,9 @@ pub fn plan_routes(
         let id = match by_hop.get(&hop) {
             Some(id) => *id,
             None => {
-                let Some(id) = (next..=u32::MAX).find(|id| !taken.contains(id)) else {
-                    continue; // 2^28 IDs in use: no kernel holds that many
+                let Some(id) = (next..NEXTHOP_ID_BASE + (1 << 24)).find(|id| !taken.contains(id))
+                else {
+                    continue; // 2^24 IDs in use: no kernel holds that many
                 };
                 next = id;
                 taken.insert(id);

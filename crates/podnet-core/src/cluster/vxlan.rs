@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::lease::LeaseAttrs;
+use crate::names::parse_mac;
 
 pub const BACKEND_TYPE: &str = "vxlan";
 
@@ -24,12 +25,14 @@ impl VxlanData {
     }
 
     /// A peer's data for one family; `None` unless the peer runs vxlan and
-    /// its data parses (unknown fields are ignored).
+    /// its data parses with a valid MAC (unknown fields are ignored).
     pub fn of(attrs: &LeaseAttrs, v4: bool) -> Option<VxlanData> {
         if attrs.backend_type != BACKEND_TYPE {
             return None;
         }
-        serde_json::from_value(attrs.backend_data(v4).clone()).ok()
+        serde_json::from_value::<VxlanData>(attrs.backend_data(v4).clone())
+            .ok()
+            .filter(|d| parse_mac(&d.vtep_mac).is_some())
     }
 }
 
@@ -52,6 +55,9 @@ mod tests {
             ..attrs.clone()
         };
         assert_eq!(VxlanData::of(&host_gw, true), None);
+        let mut bad = attrs.clone();
+        bad.backend_data["VtepMAC"] = "not a mac".into();
+        assert_eq!(VxlanData::of(&bad, true), None);
         assert_eq!(d.to_value()["VNI"], 1);
     }
 }

@@ -1,0 +1,302 @@
+//! The agent's loop against an in-memory store and kernel: no root.
+
+use super::*;
+use crate::kernel::fake::{FakeKernel, MAIN_TABLE, entry_set};
+use podnet_core::cluster::desired::ROUTE_PROTOCOL;
+use podnet_core::cluster::vxlan::VxlanData;
+use podnet_linux::netlink::Nexthop;
+use podnet_store::conformance::attrs;
+use podnet_store::memory::MemStore;
+use serde_json::Value;
+
+const UPLINK: u32 = 2;
+const VXLAN: u32 = 10;
+const LONG: u64 = 3600;
+
+fn mac(i: usize) -> String {
+    format!("02:00:00:00:00:{i:02x}")
+}
+
+/// Node `i`'s lease attributes for `backend`.
+fn node_attrs(i: usize, backend: &str) -> LeaseAttrs {
+    let mut a = attrs(i);
+    a.backend_type = backend.into();
+    if backend == "vxlan" {
+        a.backend_data = VxlanData {
+            vni: 1,
+            vtep_mac: mac(i),
+        }
+        .to_value();
+    }
+    a
+}
+
+/// A peer's lease, written by "its agent".
+fn peer(i: usize, backend: &str, ttl: u64) -> Lease {
+    Lease {
+        node: format!("node{i}"),
+        subnets: vec![format!("10.244.{}.0/24", 100 + i).parse().unwrap()],
+        expires: now() + ttl,
+        attrs: node_attrs(i, backend),
+    }
+}
+
+fn setup(backend: &str, run_dir: &std::path::Path) -> Setup {
+    Setup {
+        name: "node0".into(),
+        attrs: node_attrs(0, backend),
+        conf: ClusterConf::parse(&format!(
+            r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"{backend}"}},"LeaseTTL":60}}"#
+        ))
+        .unwrap(),
+        segments: vec!["192.168.0.0/24".parse().unwrap()],
+        links: HopLinks {
+            vxlan: [(backend == "vxlan").then_some(VXLAN), None],
+            underlay: [Some(UPLINK), None],
+        },
+        masquerade: false,
+        run_dir: run_dir.to_path_buf(),
+        mtu: 1450,
+    }
+}
+
+struct Rig {
+    store: MemStore,
+    agent: Agent<MemStore, FakeKernel>,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup(backend, dir.path());
+    let lease = store
+        .acquire(&setup.name, &setup.attrs, &setup.conf, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let agent = Agent::new(Arc::new(store.clone()), kernel, setup, lease);
+    Rig {
+        store,
+        agent,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    /// What the store watcher would send next.
+    async fn sync(&mut self) {
+        let snap = self.store.list().await.unwrap();
+        self.agent.handle(Event::Leases(snap, now()));
+    }
+
+    fn routes(&self) -> BTreeMap<String, String> {
+        self.agent.kernel.our_routes()
+    }
+}
+
+use std::collections::BTreeMap;
+
+fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(d, v)| (d.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bad_peer_record_is_skipped_and_the_others_converge() {
+    let store = MemStore::default();
+    for i in 1..=3 {
+        store.put(peer(i, "vxlan", LONG));
+    }
+    // node4 was never read good; node3's VTEP MAC is garbage.
+    store.put(peer(4, "vxlan", LONG));
+    store.corrupt("node4");
+    let mut bad = peer(3, "vxlan", LONG);
+    bad.attrs.backend_data["VtepMAC"] = Value::from("zz:zz");
+    store.put(bad);
+    let mut r = rig("vxlan", store, FakeKernel::default()).await;
+    r.sync().await;
+    assert_eq!(
+        r.routes(),
+        routes(&[("10.244.101.0/24", "10.244.101.0"), ("10.244.102.0/24", "10.244.102.0")])
+    );
+    let fdb = entry_set(&r.agent.kernel, VXLAN, true);
+    assert_eq!(fdb.len(), 2, "{fdb:?}");
+}
+
+#[tokio::test]
+async fn a_record_that_turns_unreadable_keeps_its_routes() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    store.put(peer(2, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.sync().await;
+    let before = r.routes();
+    assert_eq!(before.len(), 2);
+    r.store.corrupt("node2");
+    r.store.put(peer(3, "host-gw", LONG));
+    r.sync().await;
+    let mut want = before.clone();
+    want.insert("10.244.103.0/24".into(), "192.168.0.5".into());
+    assert_eq!(r.routes(), want, "node2 keeps its route, node3 joins");
+}
+
+#[tokio::test]
+async fn a_departed_peers_state_is_removed() {
+    let store = MemStore::default();
+    store.put(peer(1, "vxlan", LONG));
+    store.put(peer(2, "vxlan", LONG));
+    let mut r = rig("vxlan", store, FakeKernel::default()).await;
+    r.sync().await;
+    assert_eq!(r.routes().len(), 2);
+    r.store.release("node2").await.unwrap();
+    r.sync().await;
+    assert_eq!(r.routes(), routes(&[("10.244.101.0/24", "10.244.101.0")]));
+    assert_eq!(r.agent.kernel.nexthops.len(), 1, "node2's nexthop went too");
+    for fdb in [false, true] {
+        let left = entry_set(&r.agent.kernel, VXLAN, fdb);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left.iter().all(|e| e.mac == [2, 0, 0, 0, 0, 1]));
+    }
+}
+
+#[tokio::test]
+async fn a_restart_adopts_the_kernels_state_without_churn() {
+    let store = MemStore::default();
+    for i in 1..=5 {
+        store.put(peer(i, "vxlan", LONG));
+    }
+    let mut first = rig("vxlan", store.clone(), FakeKernel::default()).await;
+    first.sync().await;
+    let converged = first.agent.kernel.clone();
+    assert_eq!(converged.our_routes().len(), 5);
+
+    let mut restarted = rig("vxlan", store, converged.clone()).await;
+    restarted.sync().await;
+    restarted.agent.resync(Duration::ZERO);
+    assert_eq!(restarted.agent.kernel.ops, converged.ops, "no op was needed");
+    assert_eq!(restarted.agent.kernel, converged);
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_before_the_first_lease_set_arrives() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut first = rig("host-gw", store.clone(), FakeKernel::default()).await;
+    first.sync().await;
+    let converged = first.agent.kernel.clone();
+    let mut restarted = rig("host-gw", store, converged.clone()).await;
+    restarted.agent.resync(Duration::ZERO);
+    assert_eq!(restarted.agent.kernel, converged);
+}
+
+#[tokio::test]
+async fn an_unavailable_store_keeps_the_datapath_and_the_lease() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", 1));
+    store.put(peer(2, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.sync().await;
+    let before = r.routes();
+    assert_eq!(before.len(), 2);
+    let lease = r.agent.lease.clone();
+
+    r.store.set_down(Some("connection refused"));
+    // node1's lease runs out while the store is away: nobody can say it
+    // was not renewed, so its route stays.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        r.agent.handle(Event::StoreDown(StoreError::Unavailable("refused".into())));
+        r.agent.resync(Duration::ZERO);
+        r.agent.renew().await.unwrap();
+    }
+    assert_eq!(r.routes(), before);
+    assert_eq!(r.agent.lease, lease, "the subnet is kept");
+    assert!(r.agent.next_renew > Instant::now(), "renewal backs off");
+
+    // Back: now node1 is seen to have expired.
+    r.store.set_down(None);
+    r.sync().await;
+    assert_eq!(r.routes(), routes(&[("10.244.102.0/24", "192.168.0.4")]));
+}
+
+#[tokio::test]
+async fn only_not_found_makes_the_node_acquire_again() {
+    let store = MemStore::default();
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    let mine = r.agent.lease.subnets.clone();
+    r.store.release("node0").await.unwrap();
+    r.agent.renew().await.unwrap();
+    assert_eq!(r.agent.lease.subnets, mine, "acquired again, same subnet free");
+    let snap = r.store.list().await.unwrap();
+    assert!(snap.leases.contains_key("node0"));
+
+    // Another node holds our subnet: stop, with a clear error.
+    let mut thief = peer(7, "host-gw", LONG);
+    thief.subnets = mine.clone();
+    r.store.put(thief);
+    let err = r.agent.renew().await.unwrap_err().to_string();
+    assert!(err.contains("held by node node7"), "{err}");
+}
+
+#[tokio::test]
+async fn foreign_routes_and_nexthops_are_never_touched() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    store.put(peer(2, "host-gw", LONG));
+    let mut kernel = FakeKernel::default();
+    // Someone routes node2's subnet by hand, and another network too.
+    kernel.foreign_route("10.244.102.0/24", 4);
+    kernel.foreign_route("172.16.0.0/16", 3);
+    // Objects with our protocol number but outside our ID range, and one
+    // in our range made by someone else's protocol.
+    let foreign_hops = [
+        (5, ROUTE_PROTOCOL),
+        ((u32::from(ROUTE_PROTOCOL) + 1) << 24, ROUTE_PROTOCOL),
+        (u32::from(ROUTE_PROTOCOL) << 24, 4),
+    ];
+    for (id, protocol) in foreign_hops {
+        kernel.nexthops.insert(
+            id,
+            Nexthop {
+                id,
+                gw: "192.168.0.99".parse().unwrap(),
+                oif: UPLINK,
+                onlink: false,
+                protocol,
+            },
+        );
+    }
+    let before = kernel.clone();
+    let mut r = rig("host-gw", store, kernel).await;
+    r.sync().await;
+    r.store.release("node1").await.unwrap();
+    r.sync().await;
+    for (dst, route) in &before.routes {
+        assert_eq!(r.agent.kernel.routes.get(dst), Some(route), "{dst} changed");
+    }
+    for (id, hop) in &before.nexthops {
+        assert_eq!(r.agent.kernel.nexthops.get(id), Some(hop), "nexthop {id} changed");
+    }
+    assert!(
+        r.agent.kernel.routes.values().all(|r| r.table == MAIN_TABLE),
+        "only the main table is used"
+    );
+}
+
+#[tokio::test]
+async fn the_egress_table_follows_the_nodes() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.agent.setup.masquerade = true;
+    r.sync().await;
+    let nodes = |r: &Rig| {
+        let plan = r.agent.kernel.egress.clone().flatten().unwrap();
+        plan.node_ips.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(nodes(&r), ["192.168.0.2", "192.168.0.3"]);
+    r.store.put(peer(2, "host-gw", LONG));
+    r.sync().await;
+    assert_eq!(nodes(&r).len(), 3);
+}

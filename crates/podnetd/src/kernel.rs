@@ -1,0 +1,119 @@
+//! The kernel as the agent sees it: three narrow traits, one per kind of
+//! state it owns, so that the agent's loop runs against in-memory fakes
+//! in tests and against netlink and nftables on a node.
+
+#[cfg(test)]
+pub mod fake;
+
+use anyhow::Result;
+use ipnet::IpNet;
+use podnet_core::cluster::desired::MasqPlan;
+use podnet_linux::netlink::{Change, Entry, Netlink, Nexthop, Route};
+
+/// One change to routes and nexthop objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteOp {
+    /// Create or replace a nexthop object.
+    Nexthop(Nexthop),
+    /// Create or replace a route (ours) through a nexthop object.
+    Route { dst: IpNet, nexthop: u32 },
+    DeleteRoute(IpNet),
+    /// Deleting an object also deletes the routes that still use it.
+    DeleteNexthop(u32),
+}
+
+/// Routes and nexthop objects of the main table.
+pub trait Routes {
+    fn nexthops(&mut self) -> Result<Vec<Nexthop>>;
+    fn routes(&mut self) -> Result<Vec<Route>>;
+    /// Tries every op; returns the first error after all were tried.
+    fn apply_routes(&mut self, ops: &[RouteOp]) -> Result<()>;
+}
+
+/// One change to a vxlan device's neighbour (`fdb: false`) or FDB entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryOp {
+    pub dev: u32,
+    pub fdb: bool,
+    pub entry: Entry,
+    pub delete: bool,
+}
+
+/// Permanent neighbour and FDB entries of the vxlan devices.
+pub trait Neighbours {
+    fn entries(&mut self, dev: u32, fdb: bool) -> Result<Vec<Entry>>;
+    /// Tries every op; returns the first error after all were tried.
+    fn apply_entries(&mut self, ops: &[EntryOp]) -> Result<()>;
+}
+
+/// The egress (masquerade) table, replaced whole.
+pub trait Egress {
+    /// `None` removes it.
+    fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()>;
+}
+
+pub trait Kernel: Routes + Neighbours + Egress {}
+impl<K: Routes + Neighbours + Egress> Kernel for K {}
+
+/// The real kernel: rtnetlink for routes and entries, nftables for the
+/// egress table.
+pub struct Host {
+    pub nl: Netlink,
+    /// The route protocol that marks ours.
+    pub protocol: u8,
+}
+
+impl Routes for Host {
+    fn nexthops(&mut self) -> Result<Vec<Nexthop>> {
+        Ok(self.nl.nexthops()?)
+    }
+
+    fn routes(&mut self) -> Result<Vec<Route>> {
+        Ok(self.nl.routes()?)
+    }
+
+    fn apply_routes(&mut self, ops: &[RouteOp]) -> Result<()> {
+        let batch: Vec<Change> = ops
+            .iter()
+            .map(|op| match op {
+                RouteOp::Nexthop(n) => Change::replace_nexthop(n),
+                RouteOp::Route { dst, nexthop } => {
+                    Change::replace_route_via_nexthop(*dst, *nexthop, self.protocol)
+                }
+                RouteOp::DeleteRoute(dst) => Change::delete_route(*dst, self.protocol),
+                RouteOp::DeleteNexthop(id) => Change::delete_nexthop(*id),
+            })
+            .collect();
+        Ok(self.nl.apply(&batch)?)
+    }
+}
+
+impl Neighbours for Host {
+    fn entries(&mut self, dev: u32, fdb: bool) -> Result<Vec<Entry>> {
+        Ok(self.nl.entries(dev, fdb)?)
+    }
+
+    fn apply_entries(&mut self, ops: &[EntryOp]) -> Result<()> {
+        let batch: Vec<Change> = ops
+            .iter()
+            .map(|op| match op.delete {
+                true => Change::delete_entry(op.dev, &op.entry, op.fdb),
+                false => Change::replace_entry(op.dev, &op.entry, op.fdb),
+            })
+            .collect();
+        Ok(self.nl.apply(&batch)?)
+    }
+}
+
+impl Egress for Host {
+    fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()> {
+        match plan {
+            Some(p) => {
+                let nodes: Vec<std::net::IpAddr> = p.node_ips.iter().copied().collect();
+                podnet_linux::nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.vxlan_port)?;
+            }
+            None => podnet_linux::nft::replace_egress_table(&[], &[], None)?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! An in-memory kernel for the agent's tests, with the semantics the
+//! agent relies on: a route replace takes over whatever route has that
+//! destination (anyone's), a route delete matches the route protocol, and
+//! deleting a nexthop object takes its routes along.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, bail};
+use ipnet::IpNet;
+use podnet_core::cluster::desired::{MasqPlan, ROUTE_PROTOCOL};
+use podnet_linux::netlink::{Entry, Nexthop, Route};
+
+use super::{Egress, EntryOp, Neighbours, RouteOp, Routes};
+
+pub const MAIN_TABLE: u32 = 254;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FakeKernel {
+    pub nexthops: BTreeMap<u32, Nexthop>,
+    pub routes: BTreeMap<IpNet, Route>,
+    /// Per (device, fdb?): neighbours keyed by address, FDB by MAC.
+    pub entries: BTreeMap<(u32, bool), Vec<Entry>>,
+    /// The egress table: `None` until first written.
+    pub egress: Option<Option<MasqPlan>>,
+    /// Every route and entry op applied so far: churn shows here. (The
+    /// egress table is written whole, once at every start.)
+    pub ops: usize,
+}
+
+impl FakeKernel {
+    /// A route of someone else's, as `ip route add` would make.
+    pub fn foreign_route(&mut self, dst: &str, protocol: u8) {
+        let dst: IpNet = dst.parse().expect("a CIDR");
+        self.routes.insert(
+            dst,
+            Route {
+                dst,
+                gw: Some("192.168.1.1".parse().expect("an address")),
+                oif: Some(2),
+                table: MAIN_TABLE,
+                protocol,
+                nexthop: None,
+            },
+        );
+    }
+
+    /// Our routes as (destination, next hop's gateway).
+    pub fn our_routes(&self) -> BTreeMap<String, String> {
+        self.routes
+            .values()
+            .filter(|r| r.protocol == ROUTE_PROTOCOL)
+            .map(|r| {
+                let via = r
+                    .nexthop
+                    .and_then(|id| self.nexthops.get(&id))
+                    .map_or("?".to_owned(), |n| n.gw.to_string());
+                (r.dst.to_string(), via)
+            })
+            .collect()
+    }
+}
+
+impl Routes for FakeKernel {
+    fn nexthops(&mut self) -> Result<Vec<Nexthop>> {
+        Ok(self.nexthops.values().cloned().collect())
+    }
+
+    fn routes(&mut self) -> Result<Vec<Route>> {
+        Ok(self.routes.values().cloned().collect())
+    }
+
+    fn apply_routes(&mut self, ops: &[RouteOp]) -> Result<()> {
+        let mut first = None;
+        for op in ops {
+            self.ops += 1;
+            match op {
+                RouteOp::Nexthop(n) => {
+                    self.nexthops.insert(n.id, n.clone());
+                }
+                RouteOp::Route { dst, nexthop } => {
+                    if !self.nexthops.contains_key(nexthop) {
+                        first.get_or_insert(format!("route {dst}: no nexthop {nexthop}"));
+                        continue;
+                    }
+                    self.routes.insert(
+                        *dst,
+                        Route {
+                            dst: *dst,
+                            gw: None,
+                            oif: None,
+                            table: MAIN_TABLE,
+                            protocol: ROUTE_PROTOCOL,
+                            nexthop: Some(*nexthop),
+                        },
+                    );
+                }
+                RouteOp::DeleteRoute(dst) => {
+                    if self
+                        .routes
+                        .get(dst)
+                        .is_some_and(|r| r.protocol == ROUTE_PROTOCOL)
+                    {
+                        self.routes.remove(dst);
+                    }
+                }
+                RouteOp::DeleteNexthop(id) => {
+                    self.nexthops.remove(id);
+                    self.routes.retain(|_, r| r.nexthop != Some(*id));
+                }
+            }
+        }
+        match first {
+            Some(e) => bail!(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Neighbours for FakeKernel {
+    fn entries(&mut self, dev: u32, fdb: bool) -> Result<Vec<Entry>> {
+        Ok(self.entries.get(&(dev, fdb)).cloned().unwrap_or_default())
+    }
+
+    fn apply_entries(&mut self, ops: &[EntryOp]) -> Result<()> {
+        for op in ops {
+            self.ops += 1;
+            let list = self.entries.entry((op.dev, op.fdb)).or_default();
+            let same = |e: &Entry| match op.fdb {
+                true => e.mac == op.entry.mac,
+                false => e.ip == op.entry.ip,
+            };
+            list.retain(|e| !same(e));
+            if !op.delete {
+                list.push(op.entry.clone());
+            }
+            list.sort();
+        }
+        Ok(())
+    }
+}
+
+impl Egress for FakeKernel {
+    fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()> {
+        self.egress = Some(plan.cloned());
+        Ok(())
+    }
+}
+
+/// The set of entries on a device, for assertions.
+pub fn entry_set(k: &FakeKernel, dev: u32, fdb: bool) -> BTreeSet<Entry> {
+    k.entries
+        .get(&(dev, fdb))
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,224 @@
+//! The agent's view of every lease, built from the store's snapshots so
+//! that one bad record never costs the others anything: a record that
+//! becomes unreadable keeps its last good version (its node keeps its
+//! routes), one never read good is skipped, and each change of a record's
+//! health is reported once.
+
+use std::collections::BTreeMap;
+
+use podnet_core::cluster::lease::Lease;
+use podnet_store::{Revision, Snapshot};
+
+/// A change in one record's health, worth one log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// It became unreadable (or unreadable for another reason). `kept` is
+    /// the node whose last good lease stays in use; `None` if it was never
+    /// read good and is skipped. `unreadable` counts all such records.
+    Unreadable {
+        key: String,
+        why: String,
+        kept: Option<String>,
+        unreadable: usize,
+    },
+    /// It reads again, after this many snapshots in which it did not.
+    Readable { key: String, after: u64 },
+}
+
+#[derive(Debug)]
+struct Damage {
+    why: String,
+    snapshots: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct LeaseBook {
+    revision: Revision,
+    /// When the newest snapshot was read (Unix seconds): expiry is judged
+    /// at this time, so a store outage expires no one.
+    read_at: u64,
+    good: BTreeMap<String, Lease>,
+    damaged: BTreeMap<String, Damage>,
+    view: Vec<Lease>,
+}
+
+impl LeaseBook {
+    /// Takes a snapshot read at `read_at`; returns what changed in the
+    /// records' health.
+    pub fn update(&mut self, snap: Snapshot, read_at: u64) -> Vec<Note> {
+        self.read_at = read_at;
+        if snap.revision == self.revision && snap.revision != Revision::NONE {
+            return Vec::new();
+        }
+        self.revision = snap.revision;
+        let mut notes = Vec::new();
+        // Records that recovered or are gone.
+        let healed: Vec<String> = self
+            .damaged
+            .keys()
+            .filter(|k| !snap.corrupt.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in healed {
+            if let Some(d) = self.damaged.remove(&key)
+                && snap.leases.contains_key(&key)
+            {
+                notes.push(Note::Readable {
+                    key,
+                    after: d.snapshots,
+                });
+            }
+        }
+        let mut good = snap.leases;
+        for (key, why) in snap.corrupt {
+            let kept = self.good.remove(&key);
+            let damage = self.damaged.entry(key.clone()).or_insert(Damage {
+                why: String::new(),
+                snapshots: 0,
+            });
+            damage.snapshots += 1;
+            if damage.why != why {
+                damage.why = why.clone();
+                notes.push(Note::Unreadable {
+                    key: key.clone(),
+                    why,
+                    kept: kept.as_ref().map(|l| l.node.clone()),
+                    unreadable: 0,
+                });
+            }
+            if let Some(lease) = kept {
+                good.insert(key, lease);
+            }
+        }
+        let unreadable = self.damaged.len();
+        for note in &mut notes {
+            if let Note::Unreadable { unreadable: n, .. } = note {
+                *n = unreadable;
+            }
+        }
+        self.good = good;
+        self.view = self.good.values().cloned().collect();
+        notes
+    }
+
+    /// Every lease in use: the readable ones and the last good version of
+    /// each unreadable one.
+    pub fn leases(&self) -> &[Lease] {
+        &self.view
+    }
+
+    pub fn read_at(&self) -> u64 {
+        self.read_at
+    }
+
+    /// Whether a snapshot has been taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.revision == Revision::NONE
+    }
+}
+
+/// Logs a note.
+pub fn log(note: &Note) {
+    match note {
+        Note::Unreadable {
+            key,
+            why,
+            kept: Some(node),
+            unreadable,
+        } => tracing::warn!(
+            unreadable_records = unreadable,
+            "lease record {key} is unreadable ({why}); keeping node {node}'s last good lease"
+        ),
+        Note::Unreadable {
+            key,
+            why,
+            kept: None,
+            unreadable,
+        } => tracing::warn!(
+            unreadable_records = unreadable,
+            "lease record {key} is unreadable ({why}) and was never read good; skipping it"
+        ),
+        Note::Readable { key, after } => {
+            tracing::info!("lease record {key} is readable again (after {after} snapshots)")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podnet_store::conformance::attrs;
+
+    fn lease(node: &str, i: usize) -> Lease {
+        Lease {
+            node: node.into(),
+            subnets: vec![format!("10.244.{i}.0/24").parse().unwrap()],
+            expires: 100,
+            attrs: attrs(i),
+        }
+    }
+
+    fn snap(rev: &str, good: &[(&str, usize)], bad: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            revision: Revision::new(rev),
+            leases: good
+                .iter()
+                .map(|(n, i)| (n.to_string(), lease(n, *i)))
+                .collect(),
+            corrupt: bad
+                .iter()
+                .map(|(k, why)| (k.to_string(), why.to_string()))
+                .collect(),
+        }
+    }
+
+    fn nodes(b: &LeaseBook) -> Vec<&str> {
+        b.leases().iter().map(|l| l.node.as_str()).collect()
+    }
+
+    #[test]
+    fn an_unreadable_record_keeps_its_last_good_lease_and_is_noted_once() {
+        let mut b = LeaseBook::default();
+        assert!(b.update(snap("1", &[("a", 1), ("b", 2)], &[]), 10).is_empty());
+        let notes = b.update(snap("2", &[("a", 1)], &[("b", "eof")]), 11);
+        assert_eq!(
+            notes,
+            [Note::Unreadable {
+                key: "b".into(),
+                why: "eof".into(),
+                kept: Some("b".into()),
+                unreadable: 1
+            }]
+        );
+        assert_eq!(nodes(&b), ["a", "b"]);
+        // Still bad, for the same reason: nothing new to say.
+        for rev in ["3", "4"] {
+            assert!(
+                b.update(snap(rev, &[("a", 1), ("c", 3)], &[("b", "eof")]), 12)
+                    .is_empty()
+            );
+        }
+        assert_eq!(nodes(&b), ["a", "b", "c"]);
+        let healed = b.update(snap("5", &[("a", 1), ("b", 9)], &[]), 13);
+        assert_eq!(
+            healed,
+            [Note::Readable {
+                key: "b".into(),
+                after: 3
+            }]
+        );
+        assert_eq!(b.leases()[1].subnets[0].to_string(), "10.244.9.0/24");
+        assert_eq!(b.read_at(), 13);
+    }
+
+    #[test]
+    fn a_record_never_read_good_is_skipped_and_a_gone_one_is_forgotten() {
+        let mut b = LeaseBook::default();
+        let notes = b.update(snap("1", &[("a", 1)], &[("x", "bad")]), 10);
+        assert!(matches!(&notes[..], [Note::Unreadable { kept: None, .. }]));
+        assert_eq!(nodes(&b), ["a"]);
+        assert!(b.update(snap("2", &[("a", 1)], &[]), 11).is_empty());
+        assert!(b.update(snap("3", &[], &[]), 12).is_empty());
+        assert!(b.leases().is_empty(), "a deleted record's lease goes");
+    }
+}

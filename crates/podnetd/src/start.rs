@@ -1,0 +1,161 @@
+//! Start-up, the imperative part: read the net-conf, find this node's
+//! underlay, acquire the lease, make the vxlan devices, write the subnet
+//! file. What it learns becomes the agent's [`Setup`].
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use podnet_core::cluster::desired::{
+    VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6, family_index, pod_mtu, subnet_file,
+};
+use podnet_core::cluster::lease::{Lease, LeaseAttrs};
+use podnet_core::cluster::netconf::{BackendType, ClusterConf};
+use podnet_core::cluster::vxlan::VxlanData;
+use podnet_core::names::{format_mac, vtep_mac};
+use podnet_linux::netlink::{Link, Netlink, VxlanSpec};
+use podnet_store::Store;
+use serde_json::Value;
+
+use crate::agent::{Agent, Setup};
+use crate::datapath::{self, HopLinks};
+use crate::kernel::Host;
+use crate::{Args, node};
+
+/// The cluster's net-conf: the stored one, after offering ours. Fields
+/// this podnet does not know are named once, not refused: a newer podnet
+/// may have written them.
+async fn net_conf(args: &Args, store: &impl Store) -> Result<ClusterConf> {
+    let proposed = match &args.net_conf {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--net-conf {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(p) = &proposed {
+        // Refuse a bad file before it can become the cluster's config.
+        ClusterConf::parse(p)?;
+    }
+    let stored = store.net_conf(proposed.as_deref()).await?;
+    if proposed.as_deref().is_some_and(|p| p != stored) {
+        tracing::warn!("the store already holds a different net-conf; using the stored one");
+    }
+    let (conf, unknown) = ClusterConf::parse_lenient(&stored)?;
+    if !unknown.is_empty() {
+        tracing::warn!(fields = ?unknown, "net-conf has fields this podnet does not know; ignoring them");
+    }
+    Ok(conf)
+}
+
+/// How other nodes reach this one, in flannel's lease shape.
+fn lease_attrs(conf: &ClusterConf, args: &Args, public_ip: std::net::IpAddr) -> LeaseAttrs {
+    let vxlan = |ip: Option<std::net::IpAddr>, family: bool| match ip {
+        Some(ip) if conf.backend.kind == BackendType::Vxlan && family => VxlanData {
+            vni: conf.backend.vni,
+            vtep_mac: format_mac(&vtep_mac(&ip)),
+        }
+        .to_value(),
+        _ => Value::Null,
+    };
+    LeaseAttrs {
+        public_ip,
+        public_ipv6: args.public_ipv6,
+        backend_type: conf.backend.kind.as_str().to_owned(),
+        backend_data: vxlan(Some(public_ip), conf.ipv4.is_some()),
+        backend_v6_data: vxlan(args.public_ipv6, conf.ipv6.is_some()),
+    }
+}
+
+pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Agent<S, Host>> {
+    let conf = net_conf(args, store.as_ref()).await?;
+    let mut nl = Netlink::open()?;
+    let (public_ip, uplink) = node::public_ip(args, &mut nl)?;
+    node::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
+    if let Some(v6) = args.public_ipv6 {
+        node::check_no_overlap(&conf.cluster_cidrs(), v6)?;
+    }
+    let name = node::name(args)?;
+    let attrs = lease_attrs(&conf, args, public_ip);
+    let ttl = std::time::Duration::from_secs(conf.lease_ttl);
+    let lease = store.acquire(&name, &attrs, &conf, ttl).await?;
+    let vxlan = match conf.backend.kind {
+        BackendType::Vxlan => vxlan_devices(&mut nl, &conf, &attrs, &lease, &uplink)?,
+        BackendType::HostGw => Default::default(),
+    };
+    let underlay = [
+        Some(uplink.index),
+        match args.public_ipv6 {
+            Some(v6) => Some(node::link_holding(
+                &nl.all_addresses()?,
+                v6,
+                "--public-ipv6",
+            )?),
+            None => None,
+        },
+    ];
+    let segments = nl
+        .addresses(uplink.index)?
+        .into_iter()
+        .map(|a| a.trunc())
+        .collect();
+    let mtu = pod_mtu(&conf, uplink.mtu);
+    node::write_subnet_file(&args.run_dir, &subnet_file(&conf, &lease, mtu))?;
+    node::enable_forwarding(conf.ipv6.is_some())?;
+    tracing::info!(
+        node = %name,
+        ip = %public_ip,
+        subnets = ?lease.subnets,
+        backend = conf.backend.kind.as_str(),
+        mtu,
+        "lease acquired"
+    );
+    let setup = Setup {
+        name,
+        attrs,
+        conf,
+        segments,
+        links: HopLinks { vxlan, underlay },
+        masquerade: args.masquerade,
+        run_dir: args.run_dir.clone(),
+        mtu,
+    };
+    let kernel = Host {
+        nl,
+        protocol: podnet_core::cluster::desired::ROUTE_PROTOCOL,
+    };
+    Ok(Agent::new(store, kernel, setup, lease))
+}
+
+/// One vxlan device per family with a pod subnet, over that family's
+/// underlay address, sized for its encapsulation overhead.
+fn vxlan_devices(
+    nl: &mut Netlink,
+    conf: &ClusterConf,
+    attrs: &LeaseAttrs,
+    lease: &Lease,
+    uplink: &Link,
+) -> Result<datapath::Devices> {
+    let mut devices: datapath::Devices = Default::default();
+    for subnet in &lease.subnets {
+        let v4 = subnet.addr().is_ipv4();
+        let (local, overhead) = match (v4, attrs.public_ipv6) {
+            (true, _) => (attrs.public_ip, VXLAN_OVERHEAD_V4),
+            (false, Some(v6)) => (v6, VXLAN_OVERHEAD_V6),
+            (false, None) => {
+                tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
+                continue;
+            }
+        };
+        let spec = VxlanSpec {
+            name: datapath::device_name(v4),
+            vni: conf.backend.vni,
+            port: conf.backend.port,
+            local,
+            underlay: uplink.index,
+            mac: vtep_mac(&local),
+            mtu: uplink.mtu.saturating_sub(overhead),
+        };
+        devices[family_index(v4)] = Some(datapath::ensure_vxlan(nl, &spec, *subnet)?.index);
+    }
+    Ok(devices)
+}
