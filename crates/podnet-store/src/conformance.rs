@@ -6,6 +6,10 @@
 //! allocate has no exhaustion) are named in [`Backend::skips`], and [`run`]
 //! says so rather than passing them silently.
 
+// Test code, compiled only for tests: a failed expectation is a failed
+// test, and its message says which.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -183,7 +187,10 @@ pub async fn renew_expiry_release<C: Cluster>(cluster: &C) {
     );
 
     store.release(&name(0)).await.expect("release");
-    store.release(&name(0)).await.expect("a second release is a no-op");
+    store
+        .release(&name(0))
+        .await
+        .expect("a second release is a no-op");
     assert!(
         by_node(&list(&store).await)
             .iter()
@@ -209,7 +216,10 @@ pub async fn same_subnet_after_restart<C: Cluster>(cluster: &C) {
     drop(store);
     let restarted = cluster.client().await;
     let again = acquire(&restarted, 0, &conf(), LONG).await;
-    assert_eq!(again.subnets, first.subnets, "the same subnet after a restart");
+    assert_eq!(
+        again.subnets, first.subnets,
+        "the same subnet after a restart"
+    );
     restarted.release(&name(0)).await.expect("release");
     let third = acquire(&restarted, 2, &conf(), LONG).await;
     assert!(
@@ -299,10 +309,7 @@ pub async fn pool_exhaustion<C: Cluster>(cluster: &C) {
     match store.acquire(&name(9), &attrs(9), &conf, LONG).await {
         Err(e @ StoreError::Exhausted { .. }) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains("10.0.0.0/22") && msg.contains("/24"),
-                "{msg}"
-            );
+            assert!(msg.contains("10.0.0.0/22") && msg.contains("/24"), "{msg}");
         }
         other => panic!("acquire in a full pool: want Exhausted, got {other:?}"),
     }

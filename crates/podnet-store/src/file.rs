@@ -407,7 +407,11 @@ impl FileStore {
 }
 
 /// A lease file: its name, mtime and lease (or why it does not parse).
-type Record = (String, Option<SystemTime>, std::result::Result<Lease, String>);
+type Record = (
+    String,
+    Option<SystemTime>,
+    std::result::Result<Lease, String>,
+);
 
 fn fingerprint(mut names: Vec<(String, Option<SystemTime>)>) -> Revision {
     names.sort();

@@ -118,7 +118,12 @@ pub trait Store: Send + Sync {
     /// Extends this node's lease and refreshes its node data.
     /// [`StoreError::NotFound`] if it holds none any more,
     /// [`StoreError::Conflict`] if another node holds its subnet.
-    fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> impl Future<Output = Result<Lease>> + Send;
+    fn renew(
+        &self,
+        node: &str,
+        attrs: &LeaseAttrs,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Lease>> + Send;
 
     /// Gives this node's subnets back; releasing nothing is not an error.
     fn release(&self, node: &str) -> impl Future<Output = Result<()>> + Send;
@@ -131,7 +136,11 @@ pub trait Store: Send + Sync {
     /// Returns the full lease set as soon as anything committed after
     /// `since` is visible, or when `timeout` passes (then possibly at
     /// `since` itself); at once for [`Revision::NONE`].
-    fn watch(&self, since: &Revision, timeout: Duration) -> impl Future<Output = Result<Snapshot>> + Send;
+    fn watch(
+        &self,
+        since: &Revision,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Snapshot>> + Send;
 }
 
 /// Every backend, so that callers hold one type without boxing futures.

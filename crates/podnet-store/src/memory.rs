@@ -60,8 +60,10 @@ impl MemStore {
     /// Makes `node`'s record unreadable.
     pub fn corrupt(&self, node: &str) {
         let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-        mem.records
-            .insert(node.to_owned(), Err("expected value at line 1 column 1".into()));
+        mem.records.insert(
+            node.to_owned(),
+            Err("expected value at line 1 column 1".into()),
+        );
         drop(mem);
         self.bump();
     }

@@ -89,7 +89,11 @@ impl HopLinks {
 /// of ours that drifted (another device, onlink flipped) are replaced in
 /// place, keeping their routes. A destination someone else routes is
 /// left to them.
-fn plan(k: &mut impl Routes, links: &HopLinks, want: &Datapath) -> Result<(RoutePlan, Vec<RouteOp>)> {
+fn plan(
+    k: &mut impl Routes,
+    links: &HopLinks,
+    want: &Datapath,
+) -> Result<(RoutePlan, Vec<RouteOp>)> {
     let nexthops = k.nexthops()?;
     let ids_in_use: BTreeSet<u32> = nexthops.iter().map(|n| n.id).collect();
     let vxlan_index: Vec<u32> = links.vxlan.iter().flatten().copied().collect();
@@ -187,8 +191,16 @@ pub fn reconcile(k: &mut impl Kernel, links: &HopLinks, want: &Datapath) -> Resu
         dst: r.dst,
         nexthop: *id,
     }));
-    ops.extend(plan.delete_routes.iter().map(|dst| RouteOp::DeleteRoute(*dst)));
-    ops.extend(plan.delete_hops.iter().map(|id| RouteOp::DeleteNexthop(*id)));
+    ops.extend(
+        plan.delete_routes
+            .iter()
+            .map(|dst| RouteOp::DeleteRoute(*dst)),
+    );
+    ops.extend(
+        plan.delete_hops
+            .iter()
+            .map(|id| RouteOp::DeleteNexthop(*id)),
+    );
     let routes = k.apply_routes(&ops);
     changes.routes = plan;
     entries.and(routes)?;

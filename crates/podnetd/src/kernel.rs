@@ -16,7 +16,10 @@ pub enum RouteOp {
     /// Create or replace a nexthop object.
     Nexthop(Nexthop),
     /// Create or replace a route (ours) through a nexthop object.
-    Route { dst: IpNet, nexthop: u32 },
+    Route {
+        dst: IpNet,
+        nexthop: u32,
+    },
     DeleteRoute(IpNet),
     /// Deleting an object also deletes the routes that still use it.
     DeleteNexthop(u32),

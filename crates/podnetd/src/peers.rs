@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn an_unreadable_record_keeps_its_last_good_lease_and_is_noted_once() {
         let mut b = LeaseBook::default();
-        assert!(b.update(snap("1", &[("a", 1), ("b", 2)], &[]), 10).is_empty());
+        assert!(
+            b.update(snap("1", &[("a", 1), ("b", 2)], &[]), 10)
+                .is_empty()
+        );
         let notes = b.update(snap("2", &[("a", 1)], &[("b", "eof")]), 11);
         assert_eq!(
             notes,

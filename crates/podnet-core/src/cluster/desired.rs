@@ -103,10 +103,7 @@ pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> D
                 ip: gateway,
                 mac: mac.clone(),
             });
-            out.fdb[family_index(v4)].insert(Fdb {
-                mac,
-                dst: underlay,
-            });
+            out.fdb[family_index(v4)].insert(Fdb { mac, dst: underlay });
         }
     }
     out

@@ -37,7 +37,6 @@ pub struct Backend {
     pub direct_routing: bool,
 }
 
-
 /// A validated cluster configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConf {

@@ -115,6 +115,22 @@ impl CniError {
     }
 }
 
+impl From<IpamError> for CniError {
+    fn from(e: IpamError) -> Self {
+        let code = match e {
+            IpamError::Exhausted(_) => Code::PoolExhausted,
+            _ => Code::InvalidConfig,
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+impl From<PoolError> for CniError {
+    fn from(e: PoolError) -> Self {
+        CniError::config(e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,21 +168,5 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&CniError::env("x").to_json("0.4.0")).unwrap();
         assert!(v.get("details").is_none());
-    }
-}
-
-impl From<IpamError> for CniError {
-    fn from(e: IpamError) -> Self {
-        let code = match e {
-            IpamError::Exhausted(_) => Code::PoolExhausted,
-            _ => Code::InvalidConfig,
-        };
-        CniError::new(code, e.to_string())
-    }
-}
-
-impl From<PoolError> for CniError {
-    fn from(e: PoolError) -> Self {
-        CniError::config(e.0)
     }
 }

@@ -64,9 +64,9 @@ impl Range {
         let hosts = (first_host(&subnet), last_host(&subnet));
         let addr_in = |name: &str, raw: &Option<String>, default: IpAddr| {
             let Some(raw) = raw else { return Ok(default) };
-            let ip: IpAddr = raw.parse().map_err(|_| {
-                PoolError(format!("{field}.{name} \"{raw}\" is not an IP address"))
-            })?;
+            let ip: IpAddr = raw
+                .parse()
+                .map_err(|_| PoolError(format!("{field}.{name} \"{raw}\" is not an IP address")))?;
             let n = to_u128(ip);
             if !same_family(ip, subnet.addr()) || n < to_u128(hosts.0) || n > to_u128(hosts.1) {
                 return Err(PoolError(format!(
@@ -152,10 +152,7 @@ impl Pool {
         let mut sets: Vec<RangeSet> = Vec::new();
         for (i, set) in ranges.iter().enumerate() {
             if set.is_empty() {
-                return Err(PoolError(format!(
-                    "{} is an empty range set",
-                    field(i, 0)
-                )));
+                return Err(PoolError(format!("{} is an empty range set", field(i, 0))));
             }
             let mut out = Vec::new();
             for (j, conf) in set.iter().enumerate() {

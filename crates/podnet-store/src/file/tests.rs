@@ -58,7 +58,9 @@ fn expired_leases_are_taken_over_only_when_full() {
 fn a_lease_whose_subnet_another_node_claims_is_a_conflict() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::open(tmp.path()).unwrap();
-    let lease = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    let lease = store
+        .acquire_blocking(&name(0), &attrs(0), &conf(), TTL)
+        .unwrap();
     std::fs::write(store.claim_path(&lease.subnets[0]), "node5").unwrap();
     match store.renew_blocking(&name(0), &attrs(0), TTL) {
         Err(StoreError::Conflict { subnet, holder }) => {
@@ -72,9 +74,13 @@ fn a_lease_whose_subnet_another_node_claims_is_a_conflict() {
 fn a_node_with_a_corrupt_lease_gets_its_claimed_subnet_back() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::open(tmp.path()).unwrap();
-    let first = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    let first = store
+        .acquire_blocking(&name(0), &attrs(0), &conf(), TTL)
+        .unwrap();
     corrupt_lease_file(tmp.path(), &name(0)).unwrap();
-    let again = store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    let again = store
+        .acquire_blocking(&name(0), &attrs(0), &conf(), TTL)
+        .unwrap();
     assert_eq!(again.subnets, first.subnets);
     assert!(store.snapshot().unwrap().corrupt.is_empty(), "rewritten");
 }
@@ -84,12 +90,16 @@ fn a_missing_store_is_unavailable_not_an_empty_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let store = FileStore::open(&dir).unwrap();
-    store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    store
+        .acquire_blocking(&name(0), &attrs(0), &conf(), TTL)
+        .unwrap();
     std::fs::rename(&dir, tmp.path().join("away")).unwrap();
     for result in [
         store.renew_blocking(&name(0), &attrs(0), TTL).map(|_| ()),
         store.snapshot().map(|_| ()),
-        store.acquire_blocking(&name(1), &attrs(1), &conf(), TTL).map(|_| ()),
+        store
+            .acquire_blocking(&name(1), &attrs(1), &conf(), TTL)
+            .map(|_| ()),
     ] {
         assert!(
             matches!(result, Err(StoreError::Unavailable(_))),
@@ -102,10 +112,18 @@ fn a_missing_store_is_unavailable_not_an_empty_cluster() {
 fn net_conf_is_written_once_and_files_are_private() {
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::open(tmp.path().join("s")).unwrap();
-    assert_eq!(store.net_conf_blocking(Some("{\"a\":1}")).unwrap(), "{\"a\":1}");
-    assert_eq!(store.net_conf_blocking(Some("{\"b\":2}")).unwrap(), "{\"a\":1}");
+    assert_eq!(
+        store.net_conf_blocking(Some("{\"a\":1}")).unwrap(),
+        "{\"a\":1}"
+    );
+    assert_eq!(
+        store.net_conf_blocking(Some("{\"b\":2}")).unwrap(),
+        "{\"a\":1}"
+    );
     assert_eq!(store.net_conf_blocking(None).unwrap(), "{\"a\":1}");
-    store.acquire_blocking(&name(0), &attrs(0), &conf(), TTL).unwrap();
+    store
+        .acquire_blocking(&name(0), &attrs(0), &conf(), TTL)
+        .unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&tmp.path().join("s/leases")), 0o700);
     assert_eq!(mode(&tmp.path().join("s/leases/node0.json")), 0o600);

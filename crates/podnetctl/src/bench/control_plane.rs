@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
-use podnet_core::cluster::lease::Lease;
+use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::nexthops::NEXTHOP_ID_BASE;
+use podnet_core::cluster::vxlan::VxlanData;
 use podnet_core::names::{format_mac, vtep_mac};
 use podnet_linux::netlink::{Change, Netlink, Nexthop};
 use podnet_linux::netns::{NamedNetns, Netns};
-use podnet_store::Store;
 use podnet_store::file::FileStore;
 
 use super::stats::Summary;
@@ -99,7 +99,12 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
         // t0: the new node's lease is in the store.
         let started = Instant::now();
         let lease = loop {
-            if let Some(l) = store.list()?.into_iter().find(|l| l.node == name) {
+            if let Some(l) = store
+                .snapshot()?
+                .leases
+                .into_values()
+                .find(|l| l.node == name)
+            {
                 break l;
             }
             if adder.is_finished() || started.elapsed() > CAP {
@@ -191,12 +196,19 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
         let public_ip = sim_peer(i);
         store.import(&Lease {
             node: format!("sim{i}"),
-            public_ip,
-            public_ipv6: None,
             subnets: vec![sim_subnet(n)?],
-            vtep_mac: Some(format_mac(&vtep_mac(&public_ip))),
-            vtep_mac6: None,
             expires: u64::MAX,
+            attrs: LeaseAttrs {
+                public_ip,
+                public_ipv6: None,
+                backend_type: backend.to_owned(),
+                backend_data: VxlanData {
+                    vni: 1,
+                    vtep_mac: format_mac(&vtep_mac(&public_ip)),
+                }
+                .to_value(),
+                backend_v6_data: serde_json::Value::Null,
+            },
         })?;
     }
     let conf = work.path().join("net-conf.json");

@@ -3,13 +3,15 @@
 //! addresses (no NAT); pod -> external must instead arrive as the pod's
 //! node (masqueraded).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use podnet_core::cluster::lease::Lease;
+use ipnet::IpNet;
 use podnet_core::ipam::addr::first_host;
+use podnet_core::subnet_file::SubnetFile;
+use podnet_store::Snapshot;
 use serde::Serialize;
 
 use super::probe;
@@ -52,17 +54,45 @@ fn of_family(addrs: &[IpAddr], v4: bool) -> Option<IpAddr> {
     addrs.iter().copied().find(|a| a.is_ipv4() == v4)
 }
 
+/// Each node's subnets: from its lease, or, where its lease record does
+/// not read, from the subnet file its agent wrote.
+pub type NodeSubnets = BTreeMap<String, Vec<IpNet>>;
+
+pub fn node_subnets(lab: &Lab, snap: &Snapshot) -> NodeSubnets {
+    lab.nodes
+        .iter()
+        .map(|n| {
+            let leased = snap.leases.values().find(|l| l.node == n.name);
+            let subnets = match leased {
+                Some(l) => l.subnets.clone(),
+                None => std::fs::read_to_string(lab.node_dir(&n.name).join("run/subnet.json"))
+                    .ok()
+                    .and_then(|raw| SubnetFile::parse(&raw).ok())
+                    .map(|f| {
+                        f.node_subnets
+                            .iter()
+                            .filter_map(|r| r.subnet.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            (n.name.clone(), subnets)
+        })
+        .collect()
+}
+
 /// Every pair the matrix covers, in every family the lab has, decided
-/// from the lab and its leases.
-pub fn plan(lab: &Lab, leases: &[Lease]) -> Vec<Probe> {
+/// from the lab and its nodes' subnets.
+pub fn plan(lab: &Lab, subnets: &NodeSubnets) -> Vec<Probe> {
     // A node answers from its underlay address, towards its own pods from
     // its bridge (the gateway: the first host of each subnet), and over
     // vxlan from its device (the subnet's network address).
     let node_addrs = |name: &str, addrs: &[IpAddr]| -> BTreeSet<IpAddr> {
-        let mut own: BTreeSet<IpAddr> = leases
-            .iter()
-            .filter(|l| l.node == name)
-            .flat_map(|l| l.subnets.iter().flat_map(|s| [first_host(s), s.network()]))
+        let mut own: BTreeSet<IpAddr> = subnets
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|s| [first_host(s), s.network()])
             .collect();
         own.extend(addrs.iter().copied());
         own
@@ -153,18 +183,28 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         bail!("no lab in {}", dir.display());
     };
     let store = podnet_store::file::FileStore::open(lab.store_dir())?;
-    let leases = podnet_store::Store::list(&store)?;
-    let cells = matrix(&lab, &leases)?;
+    // The matrix does not need the store: without it, the nodes' subnet
+    // files say what each node holds.
+    let snap = store.snapshot().unwrap_or_else(|e| {
+        eprintln!("lab check: {e}; using the nodes' subnet files");
+        Snapshot::default()
+    });
+    let cells = matrix(&lab, &node_subnets(&lab, &snap))?;
     let failed = cells.iter().filter(|c| !c.ok).count();
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "ok": failed == 0, "cells": cells })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": failed == 0,
+                "cells": cells,
+                "unreadable_records": snap.corrupt,
+            }))?
         );
     } else {
         print!("{}", render(&cells));
+        for (key, why) in &snap.corrupt {
+            println!("unreadable lease record in the store: {key} ({why})");
+        }
     }
     if failed > 0 {
         bail!("{failed} of {} probes failed", cells.len());
@@ -173,7 +213,7 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
 }
 
 /// Starts a receiver in every namespace and runs every probe.
-pub fn matrix(lab: &Lab, leases: &[Lease]) -> Result<Vec<Cell>> {
+pub fn matrix(lab: &Lab, subnets: &NodeSubnets) -> Result<Vec<Cell>> {
     for ns in lab
         .pods
         .iter()
@@ -183,7 +223,7 @@ pub fn matrix(lab: &Lab, leases: &[Lease]) -> Result<Vec<Cell>> {
     {
         probe::serve(ns)?;
     }
-    Ok(plan(lab, leases)
+    Ok(plan(lab, subnets)
         .into_iter()
         .map(|p| {
             let seen = probe::seen_by(&p.from_ns, p.to_ip);
@@ -269,15 +309,8 @@ mod tests {
 
     #[test]
     fn plan_covers_every_pair_with_the_right_expectation() {
-        let leases = vec![Lease {
-            node: "node1".into(),
-            public_ip: "192.168.1.2".parse().unwrap(),
-            public_ipv6: None,
-            subnets: vec!["10.244.1.0/24".parse().unwrap()],
-            vtep_mac: None,
-            vtep_mac6: None,
-            expires: u64::MAX,
-        }];
+        let leases: NodeSubnets =
+            [("node1".to_owned(), vec!["10.244.1.0/24".parse().unwrap()])].into();
         let p = plan(&lab(), &leases);
         let count = |k: Kind| p.iter().filter(|x| x.kind == k).count();
         assert_eq!(count(Kind::PodToPod), 2);

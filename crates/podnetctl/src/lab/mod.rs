@@ -47,7 +47,7 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
         bail!("no lab in {}", dir.display());
     };
     let store = podnet_store::file::FileStore::open(lab.store_dir())?;
-    let leases = podnet_store::Store::list(&store)?;
+    let leases: Vec<_> = store.snapshot()?.leases.into_values().collect();
     let report = state::status_report(&lab, &leases)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -70,7 +70,12 @@ async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let setup = setup(backend, dir.path());
     let lease = store
-        .acquire(&setup.name, &setup.attrs, &setup.conf, Duration::from_secs(60))
+        .acquire(
+            &setup.name,
+            &setup.attrs,
+            &setup.conf,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     let agent = Agent::new(Arc::new(store.clone()), kernel, setup, lease);
@@ -118,7 +123,10 @@ async fn a_bad_peer_record_is_skipped_and_the_others_converge() {
     r.sync().await;
     assert_eq!(
         r.routes(),
-        routes(&[("10.244.101.0/24", "10.244.101.0"), ("10.244.102.0/24", "10.244.102.0")])
+        routes(&[
+            ("10.244.101.0/24", "10.244.101.0"),
+            ("10.244.102.0/24", "10.244.102.0")
+        ])
     );
     let fdb = entry_set(&r.agent.kernel, VXLAN, true);
     assert_eq!(fdb.len(), 2, "{fdb:?}");
@@ -174,7 +182,10 @@ async fn a_restart_adopts_the_kernels_state_without_churn() {
     let mut restarted = rig("vxlan", store, converged.clone()).await;
     restarted.sync().await;
     restarted.agent.resync(Duration::ZERO);
-    assert_eq!(restarted.agent.kernel.ops, converged.ops, "no op was needed");
+    assert_eq!(
+        restarted.agent.kernel.ops, converged.ops,
+        "no op was needed"
+    );
     assert_eq!(restarted.agent.kernel, converged);
 }
 
@@ -206,7 +217,8 @@ async fn an_unavailable_store_keeps_the_datapath_and_the_lease() {
     // was not renewed, so its route stays.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..3 {
-        r.agent.handle(Event::StoreDown(StoreError::Unavailable("refused".into())));
+        r.agent
+            .handle(Event::StoreDown(StoreError::Unavailable("refused".into())));
         r.agent.resync(Duration::ZERO);
         r.agent.renew().await.unwrap();
     }
@@ -227,7 +239,10 @@ async fn only_not_found_makes_the_node_acquire_again() {
     let mine = r.agent.lease.subnets.clone();
     r.store.release("node0").await.unwrap();
     r.agent.renew().await.unwrap();
-    assert_eq!(r.agent.lease.subnets, mine, "acquired again, same subnet free");
+    assert_eq!(
+        r.agent.lease.subnets, mine,
+        "acquired again, same subnet free"
+    );
     let snap = r.store.list().await.unwrap();
     assert!(snap.leases.contains_key("node0"));
 
@@ -276,10 +291,18 @@ async fn foreign_routes_and_nexthops_are_never_touched() {
         assert_eq!(r.agent.kernel.routes.get(dst), Some(route), "{dst} changed");
     }
     for (id, hop) in &before.nexthops {
-        assert_eq!(r.agent.kernel.nexthops.get(id), Some(hop), "nexthop {id} changed");
+        assert_eq!(
+            r.agent.kernel.nexthops.get(id),
+            Some(hop),
+            "nexthop {id} changed"
+        );
     }
     assert!(
-        r.agent.kernel.routes.values().all(|r| r.table == MAIN_TABLE),
+        r.agent
+            .kernel
+            .routes
+            .values()
+            .all(|r| r.table == MAIN_TABLE),
         "only the main table is used"
     );
 }
@@ -293,7 +316,10 @@ async fn the_egress_table_follows_the_nodes() {
     r.sync().await;
     let nodes = |r: &Rig| {
         let plan = r.agent.kernel.egress.clone().flatten().unwrap();
-        plan.node_ips.iter().map(ToString::to_string).collect::<Vec<_>>()
+        plan.node_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
     };
     assert_eq!(nodes(&r), ["192.168.0.2", "192.168.0.3"]);
     r.store.put(peer(2, "host-gw", LONG));
