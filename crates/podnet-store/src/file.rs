@@ -344,11 +344,14 @@ impl FileStore {
         Ok(lease)
     }
 
+    /// A corrupt lease is rewritten from the claims that carry the node's
+    /// name: renewing is how a node repairs its own record.
     pub fn renew_blocking(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
-        let mut lease = self
-            .read_lease(node)?
-            .ok_or_else(|| StoreError::NotFound(node.to_owned()))?;
-        for subnet in &lease.subnets {
+        let subnets = self.held_before(node)?;
+        if subnets.is_empty() {
+            return Err(StoreError::NotFound(node.to_owned()));
+        }
+        for subnet in &subnets {
             let holder = self.claim_owner(subnet);
             if holder != node {
                 return Err(if holder.is_empty() {
@@ -361,8 +364,12 @@ impl FileStore {
                 });
             }
         }
-        lease.attrs = attrs.clone();
-        lease.expires = now() + ttl.as_secs();
+        let lease = Lease {
+            node: node.to_owned(),
+            subnets,
+            expires: now() + ttl.as_secs(),
+            attrs: attrs.clone(),
+        };
         self.write_lease(&lease)?;
         Ok(lease)
     }

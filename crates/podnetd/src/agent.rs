@@ -129,6 +129,12 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 backoff::log("store", self.store_failures.succeeded());
                 for note in self.book.update(snap, read_at) {
                     peers::log(&note);
+                    if note.spoils(&self.setup.name) {
+                        // Our own record: renewing rewrites it, so that a
+                        // node that joins now can read it.
+                        tracing::warn!("renewing this node's lease now to repair its record");
+                        self.next_renew = Instant::now();
+                    }
                 }
                 self.reconcile();
             }

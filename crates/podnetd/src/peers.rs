@@ -25,6 +25,13 @@ pub enum Note {
     Readable { key: String, after: u64 },
 }
 
+impl Note {
+    /// Whether this note says `node`'s own record went bad.
+    pub fn spoils(&self, node: &str) -> bool {
+        matches!(self, Note::Unreadable { kept: Some(n), .. } if n == node)
+    }
+}
+
 #[derive(Debug)]
 struct Damage {
     why: String,

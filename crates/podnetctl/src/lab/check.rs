@@ -48,6 +48,9 @@ pub struct Cell {
     pub seen: Option<IpAddr>,
     pub ok: bool,
     pub error: Option<String>,
+    /// The first try could not connect and the second could: said, so a
+    /// flaky path shows, but not a failure.
+    pub retried: bool,
 }
 
 fn of_family(addrs: &[IpAddr], v4: bool) -> Option<IpAddr> {
@@ -226,7 +229,14 @@ pub fn matrix(lab: &Lab, subnets: &NodeSubnets) -> Result<Vec<Cell>> {
     Ok(plan(lab, subnets)
         .into_iter()
         .map(|p| {
-            let seen = probe::seen_by(&p.from_ns, p.to_ip);
+            // A probe that could not connect is tried once more: on a busy
+            // machine one lost SYN outlasts the timeout. A wrong source
+            // address is never retried: that is a real failure.
+            let mut seen = probe::seen_by(&p.from_ns, p.to_ip);
+            let retried = seen.is_err();
+            if retried {
+                seen = probe::seen_by(&p.from_ns, p.to_ip);
+            }
             let ok = seen.as_ref().is_ok_and(|s| p.expect.contains(s));
             Cell {
                 kind: p.kind,
@@ -237,6 +247,7 @@ pub fn matrix(lab: &Lab, subnets: &NodeSubnets) -> Result<Vec<Cell>> {
                 seen: seen.as_ref().ok().copied(),
                 ok,
                 error: seen.err().map(|e| format!("{e:#}")),
+                retried,
             }
         })
         .collect())
@@ -254,8 +265,9 @@ fn render(cells: &[Cell]) -> String {
         let ok = these.iter().filter(|c| c.ok).count();
         out += &format!("{kind:?}: {ok}/{} ok\n", these.len());
         for c in &these {
+            let again = if c.retried { ", on the second try" } else { "" };
             let verdict = match (&c.seen, c.ok) {
-                (Some(seen), true) => format!("ok (seen as {seen})"),
+                (Some(seen), true) => format!("ok (seen as {seen}{again})"),
                 (None, true) => "ok".to_owned(),
                 (Some(seen), false) => format!("FAIL (seen as {seen})"),
                 (None, false) => format!("FAIL ({})", c.error.as_deref().unwrap_or("?")),
@@ -269,7 +281,12 @@ fn render(cells: &[Cell]) -> String {
         }
     }
     let ok = cells.iter().filter(|c| c.ok).count();
-    out += &format!("{ok}/{} probes ok\n", cells.len());
+    let retried = cells.iter().filter(|c| c.retried && c.ok).count();
+    out += &format!("{ok}/{} probes ok", cells.len());
+    if retried > 0 {
+        out += &format!(" ({retried} on a second try)");
+    }
+    out += "\n";
     out
 }
 

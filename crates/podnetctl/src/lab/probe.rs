@@ -32,13 +32,17 @@ pub fn serve(ns: &str) -> Result<()> {
         TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, PORT))
     })?
     .with_context(|| format!("listen in {ns}"))?;
+    // Each connection is answered on its own thread, so one slow peer
+    // never holds up the probes behind it.
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
-            let peer = conn
-                .peer_addr()
-                .map(|p| p.ip().to_canonical().to_string())
-                .unwrap_or_default();
-            let _ = conn.write_all(peer.as_bytes());
+            std::thread::spawn(move || {
+                let peer = conn
+                    .peer_addr()
+                    .map(|p| p.ip().to_canonical().to_string())
+                    .unwrap_or_default();
+                let _ = conn.write_all(peer.as_bytes());
+            });
         }
     });
     Ok(())

@@ -326,3 +326,21 @@ async fn the_egress_table_follows_the_nodes() {
     r.sync().await;
     assert_eq!(nodes(&r).len(), 3);
 }
+
+#[tokio::test]
+async fn a_node_repairs_its_own_unreadable_record() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.sync().await;
+    r.store.corrupt("node0");
+    r.sync().await;
+    assert!(
+        r.agent.next_renew <= Instant::now(),
+        "renewal is due at once"
+    );
+    r.agent.renew().await.unwrap();
+    let snap = r.store.list().await.unwrap();
+    assert!(snap.corrupt.is_empty(), "{snap:?}");
+    assert_eq!(snap.leases["node0"].subnets, r.agent.lease.subnets);
+}
