@@ -31,7 +31,7 @@ use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_linux::files::{create_private_exclusive, write_private_atomic};
 
-use crate::{Result, Revision, Snapshot, Store, StoreError, now};
+use crate::{Result, Revision, Snapshot, Store, StoreError, lease_for, now};
 
 /// A claim without a lease is an acquire in progress; after this long it
 /// is a crashed one and the subnet may be taken over.
@@ -334,12 +334,7 @@ impl FileStore {
                 None => self.claim_new(node, fam)?,
             });
         }
-        let lease = Lease {
-            node: node.to_owned(),
-            subnets,
-            expires: now() + ttl.as_secs(),
-            attrs: attrs.clone(),
-        };
+        let lease = lease_for(node, subnets, attrs, ttl);
         self.write_lease(&lease)?;
         Ok(lease)
     }
@@ -364,12 +359,7 @@ impl FileStore {
                 });
             }
         }
-        let lease = Lease {
-            node: node.to_owned(),
-            subnets,
-            expires: now() + ttl.as_secs(),
-            attrs: attrs.clone(),
-        };
+        let lease = lease_for(node, subnets, attrs, ttl);
         self.write_lease(&lease)?;
         Ok(lease)
     }

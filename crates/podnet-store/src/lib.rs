@@ -202,6 +202,16 @@ pub fn open(spec: &str) -> Result<AnyStore> {
     }
 }
 
+/// A lease for `node` that lives `ttl` from now.
+fn lease_for(node: &str, subnets: Vec<IpNet>, attrs: &LeaseAttrs, ttl: Duration) -> Lease {
+    Lease {
+        node: node.to_owned(),
+        subnets,
+        expires: now() + ttl.as_secs(),
+        attrs: attrs.clone(),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

@@ -12,7 +12,7 @@ use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use tokio::sync::watch;
 
-use crate::{Result, Revision, Snapshot, Store, StoreError, now};
+use crate::{Result, Revision, Snapshot, Store, StoreError, lease_for, now};
 
 #[derive(Default)]
 struct Mem {
@@ -48,6 +48,14 @@ impl MemStore {
         }
     }
 
+    /// Stores `lease` as its node's record and announces the change.
+    fn commit(&self, mut mem: MutexGuard<'_, Mem>, lease: Lease) -> Lease {
+        mem.records.insert(lease.node.clone(), Ok(lease.clone()));
+        drop(mem);
+        self.bump();
+        lease
+    }
+
     fn bump(&self) {
         self.revision.send_modify(|r| *r += 1);
     }
@@ -74,9 +82,7 @@ impl MemStore {
         for s in &lease.subnets {
             mem.claims.insert(*s, lease.node.clone());
         }
-        mem.records.insert(lease.node.clone(), Ok(lease));
-        drop(mem);
-        self.bump();
+        self.commit(mem, lease);
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
@@ -155,20 +161,11 @@ impl Store for MemStore {
             }
             subnets.push(subnet);
         }
-        let lease = Lease {
-            node: node.to_owned(),
-            subnets,
-            expires: now() + ttl.as_secs(),
-            attrs: attrs.clone(),
-        };
-        mem.records.insert(node.to_owned(), Ok(lease.clone()));
-        drop(mem);
-        self.bump();
-        Ok(lease)
+        Ok(self.commit(mem, lease_for(node, subnets, attrs, ttl)))
     }
 
     async fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
-        let mut mem = self.lock()?;
+        let mem = self.lock()?;
         let subnets = match mem.records.get(node) {
             None => return Err(StoreError::NotFound(node.to_owned())),
             Some(Ok(lease)) => lease.subnets.clone(),
@@ -186,16 +183,7 @@ impl Store for MemStore {
                 None => return Err(StoreError::NotFound(node.to_owned())),
             }
         }
-        let lease = Lease {
-            node: node.to_owned(),
-            subnets,
-            expires: now() + ttl.as_secs(),
-            attrs: attrs.clone(),
-        };
-        mem.records.insert(node.to_owned(), Ok(lease.clone()));
-        drop(mem);
-        self.bump();
-        Ok(lease)
+        Ok(self.commit(mem, lease_for(node, subnets, attrs, ttl)))
     }
 
     async fn release(&self, node: &str) -> Result<()> {

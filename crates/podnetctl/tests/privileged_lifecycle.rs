@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestLab;
@@ -90,35 +90,13 @@ fn privileged_agent_restarts_lose_no_packet() {
         for (i, node, signal) in [(0, "node1", None), (1, "node2", Some("--kill"))] {
             let before = owned_state(&n.node_ns[i]);
             // 60 pings at 50 ms across nodes, while the agent restarts.
-            let ping = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &n.pod_ns[0],
-                    "ping",
-                    "-i",
-                    "0.05",
-                    "-c",
-                    "60",
-                    "-W",
-                    "1",
-                    &n.pod_ip[1],
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let ping = common::start_ping(&n.pod_ns[0], &n.pod_ip[1], 60);
             std::thread::sleep(Duration::from_millis(500));
             let mut args = vec!["agent", node, "restart"];
             args.extend(signal);
             let (ok, text) = lab.ctl(&args);
             assert!(ok, "{text}");
-            let out = ping.wait_with_output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let summary = text
-                .lines()
-                .find(|l| l.contains("packets transmitted"))
-                .unwrap_or_default()
-                .to_owned();
+            let summary = common::ping_summary(ping);
             eprintln!(
                 "{backend}, restart {node} {}: {summary}",
                 signal.unwrap_or("(SIGTERM)")

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestLab;
@@ -127,14 +127,7 @@ fn privileged_an_unreadable_store_loses_no_packet() {
         .collect();
 
     // 36 s of pings at 20/s, across nodes.
-    let ping = Command::new("ip")
-        .args([
-            "netns", "exec", &pod_ns[0], "ping", "-i", "0.05", "-c", "720",
-        ])
-        .args(["-W", "1", &pod_ip[1]])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ping = common::start_ping(&pod_ns[0], &pod_ip[1], 720);
     let store = lab.path().join("store");
     let away = lab.path().join("store.away");
     std::thread::sleep(Duration::from_secs(2));
@@ -143,13 +136,7 @@ fn privileged_an_unreadable_store_loses_no_packet() {
     std::thread::sleep(Duration::from_secs(30));
     std::fs::rename(&away, &store).unwrap();
 
-    let out = ping.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let summary = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_default()
-        .to_owned();
+    let summary = common::ping_summary(ping);
     eprintln!("during 30 s without a store: {summary}");
     assert!(
         summary.starts_with("720 packets transmitted, 720 received"),

@@ -7,6 +7,7 @@
 //! a store outage keeps the datapath as it is and is retried with backoff,
 //! and each repeated failure is logged once, with a count.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, subnet_file};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
+use podnet_core::cluster::vxlan;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
 
@@ -71,6 +73,8 @@ pub struct Agent<S, K> {
     store_failures: Repeated,
     reconcile_failures: Repeated,
     last_reconcile: Option<Instant>,
+    /// Backend data fields already named as unknown.
+    unknown_fields: BTreeSet<String>,
 }
 
 impl<S: Store + 'static, K: Kernel> Agent<S, K> {
@@ -92,6 +96,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
             last_reconcile: None,
+            unknown_fields: BTreeSet::new(),
         }
     }
 
@@ -127,6 +132,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         match event {
             Event::Leases(snap, read_at) => {
                 backoff::log("store", self.store_failures.succeeded());
+                let before = self.book.revision().clone();
                 for note in self.book.update(snap, read_at) {
                     peers::log(&note);
                     if note.spoils(&self.setup.name) {
@@ -136,6 +142,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                         self.next_renew = Instant::now();
                     }
                 }
+                if *self.book.revision() != before {
+                    self.note_unknown_fields();
+                }
                 self.reconcile();
             }
             Event::StoreDown(e) => {
@@ -144,6 +153,26 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 backoff::log("store", self.store_failures.failed(e.to_string()));
             }
             Event::Stop(_) => {}
+        }
+    }
+
+    /// Names, once each, the backend data fields a newer podnet wrote
+    /// that this one ignores.
+    fn note_unknown_fields(&mut self) {
+        for lease in self.book.leases() {
+            if lease.attrs.backend_type != vxlan::BACKEND_TYPE {
+                continue;
+            }
+            for data in [&lease.attrs.backend_data, &lease.attrs.backend_v6_data] {
+                for field in vxlan::unknown_fields(data) {
+                    if self.unknown_fields.insert(field.clone()) {
+                        tracing::warn!(
+                            "node {}'s backend data has a field this podnet does not know, {field}; ignoring it",
+                            lease.node
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -175,7 +204,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         };
         let started = Instant::now();
         let leases = self.book.leases();
-        let want = desired(&me, &self.setup.conf, leases, self.book.read_at());
+        let want = desired(&me, &self.setup.conf, leases.clone(), self.book.read_at());
         let plan = self
             .setup
             .masquerade

@@ -46,7 +46,6 @@ pub struct LeaseBook {
     read_at: u64,
     good: BTreeMap<String, Lease>,
     damaged: BTreeMap<String, Damage>,
-    view: Vec<Lease>,
 }
 
 impl LeaseBook {
@@ -104,14 +103,17 @@ impl LeaseBook {
             }
         }
         self.good = good;
-        self.view = self.good.values().cloned().collect();
         notes
     }
 
     /// Every lease in use: the readable ones and the last good version of
     /// each unreadable one.
-    pub fn leases(&self) -> &[Lease] {
-        &self.view
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> + Clone {
+        self.good.values()
+    }
+
+    pub fn revision(&self) -> &Revision {
+        &self.revision
     }
 
     pub fn read_at(&self) -> u64 {
@@ -180,7 +182,7 @@ mod tests {
     }
 
     fn nodes(b: &LeaseBook) -> Vec<&str> {
-        b.leases().iter().map(|l| l.node.as_str()).collect()
+        b.leases().map(|l| l.node.as_str()).collect()
     }
 
     #[test]
@@ -217,7 +219,8 @@ mod tests {
                 after: 3
             }]
         );
-        assert_eq!(b.leases()[1].subnets[0].to_string(), "10.244.9.0/24");
+        let b_lease = b.leases().find(|l| l.node == "b").unwrap();
+        assert_eq!(b_lease.subnets[0].to_string(), "10.244.9.0/24");
         assert_eq!(b.read_at(), 13);
     }
 
@@ -229,6 +232,6 @@ mod tests {
         assert_eq!(nodes(&b), ["a"]);
         assert!(b.update(snap("2", &[("a", 1)], &[]), 11).is_empty());
         assert!(b.update(snap("3", &[], &[]), 12).is_empty());
-        assert!(b.leases().is_empty(), "a deleted record's lease goes");
+        assert_eq!(b.leases().count(), 0, "a deleted record's lease goes");
     }
 }

@@ -68,10 +68,15 @@ pub struct Me<'a> {
     pub segments: &'a [IpNet],
 }
 
-pub fn desired(me: &Me<'_>, conf: &ClusterConf, leases: &[Lease], now: u64) -> Datapath {
+pub fn desired<'a>(
+    me: &Me<'_>,
+    conf: &ClusterConf,
+    leases: impl IntoIterator<Item = &'a Lease>,
+    now: u64,
+) -> Datapath {
     let mut out = Datapath::default();
     for peer in leases
-        .iter()
+        .into_iter()
         .filter(|l| l.node != me.name && !l.expired(now))
     {
         for subnet in &peer.subnets {
@@ -177,12 +182,12 @@ pub struct MasqPlan {
     pub vxlan_port: Option<u16>,
 }
 
-pub fn masq_plan(conf: &ClusterConf, leases: &[Lease]) -> MasqPlan {
+pub fn masq_plan<'a>(conf: &ClusterConf, leases: impl IntoIterator<Item = &'a Lease>) -> MasqPlan {
     MasqPlan {
         vxlan_port: (conf.backend.kind == BackendType::Vxlan).then_some(conf.backend.port),
         cluster_cidrs: conf.cluster_cidrs(),
         node_ips: leases
-            .iter()
+            .into_iter()
             .flat_map(|l| [Some(l.attrs.public_ip), l.attrs.public_ipv6])
             .flatten()
             .collect(),

@@ -19,6 +19,21 @@ pub struct VxlanData {
     pub vtep_mac: String,
 }
 
+/// The fields this podnet reads; a newer one may write more.
+const FIELDS: [&str; 2] = ["VNI", "VtepMAC"];
+
+/// The backend data's fields this podnet does not know, for a warning.
+pub fn unknown_fields(data: &Value) -> Vec<String> {
+    data.as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !FIELDS.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl VxlanData {
     pub fn to_value(&self) -> Value {
         serde_json::json!({ "VNI": self.vni, "VtepMAC": self.vtep_mac })
@@ -30,7 +45,8 @@ impl VxlanData {
         if attrs.backend_type != BACKEND_TYPE {
             return None;
         }
-        serde_json::from_value::<VxlanData>(attrs.backend_data(v4).clone())
+        // Read in place: this runs for every peer on every reconcile.
+        VxlanData::deserialize(attrs.backend_data(v4))
             .ok()
             .filter(|d| parse_mac(&d.vtep_mac).is_some())
     }
@@ -59,5 +75,7 @@ mod tests {
         bad.backend_data["VtepMAC"] = "not a mac".into();
         assert_eq!(VxlanData::of(&bad, true), None);
         assert_eq!(d.to_value()["VNI"], 1);
+        assert_eq!(unknown_fields(&attrs.backend_data), ["Later"]);
+        assert!(unknown_fields(&d.to_value()).is_empty());
     }
 }

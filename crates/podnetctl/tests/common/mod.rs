@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -109,4 +109,24 @@ pub fn cells<'a>(report: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a V
         .unwrap()
         .iter()
         .filter(move |c| c["kind"] == kind)
+}
+
+/// Starts `count` pings at 50 ms from namespace `ns` to `to`.
+pub fn start_ping(ns: &str, to: &str, count: usize) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-i", "0.05", "-W", "1"])
+        .args(["-c", &count.to_string(), to])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a ping and returns its "N packets transmitted, ..." line.
+pub fn ping_summary(ping: Child) -> String {
+    let out = ping.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_owned()
 }
