@@ -78,10 +78,14 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let store = podnet_store::open(&args.store)?;
         serve(args, store).await
-    })
+    });
+    // Do not wait out a store watch in progress: nothing it reads matters
+    // any more.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 /// Starts the agent and its sources, and runs its loop.

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use podnet_linux::netns::NamedNetns;
-use serde_json::json;
-
-use podnet_linux::netns::Netns;
+use podnet_linux::netlink::{Entry, Link, Netlink};
+use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_linux::sysctl;
+use serde_json::json;
 
 use super::state::{Lab, Node, Pod};
 use super::topology::{self as topo, Attachment, Shape};
@@ -235,6 +234,49 @@ fn plug(lab: &Lab, ns: &str, port: &str, attachments: &[Attachment]) -> Result<(
     Ok(())
 }
 
+/// Every lab node runs on one kernel, whose neighbour table limit
+/// (`gc_thresh3`, 1024 by default, settable only in the root namespace) is
+/// shared by all of them: a 30-node flat lab learns about 900 underlay
+/// neighbours, and then new ones fail for a while ("neighbor table
+/// overflow" in dmesg, probes timing out). Real nodes each have a table of
+/// their own. Permanent entries do not count against the limit, so the lab
+/// pins each pair of nodes' underlay neighbours, both ways.
+fn pin_underlay_neighbours(lab: &Lab, name: &str) -> Result<()> {
+    if lab.shape.routed {
+        return Ok(()); // nodes reach each other through the router
+    }
+    let eth0 = |ns: &str| -> Result<(Netlink, Link)> {
+        let mut nl = Netlink::open_in(&Netns::open(format!("/var/run/netns/{ns}"))?)?;
+        let link = nl
+            .link("eth0")?
+            .ok_or_else(|| anyhow!("{ns} has no eth0"))?;
+        Ok((nl, link))
+    };
+    let entries = |node: &Node, mac: &[u8]| -> Vec<Entry> {
+        node.addrs
+            .iter()
+            .map(|ip| Entry {
+                ip: *ip,
+                mac: mac.to_vec(),
+            })
+            .collect()
+    };
+    let Some(new) = lab.nodes.iter().find(|n| n.name == name) else {
+        bail!("no node {name} in the lab");
+    };
+    let (mut new_nl, new_eth) = eth0(&new.ns)?;
+    for other in lab.nodes.iter().filter(|n| n.name != name) {
+        let (mut nl, eth) = eth0(&other.ns)?;
+        for e in entries(new, &new_eth.mac) {
+            nl.replace_entry(eth.index, &e, false)?;
+        }
+        for e in entries(other, &eth.mac) {
+            new_nl.replace_entry(new_eth.index, &e, false)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn add_node(dir: &Path) -> Result<()> {
     let mut lab = Lab::load(dir)?.ok_or_else(|| anyhow!("no lab in {}", dir.display()))?;
     let next = lab.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
@@ -259,6 +301,7 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     });
     lab.save()?;
     plug(lab, &ns, &topo::port(i), &attachments)?;
+    pin_underlay_neighbours(lab, &name)?;
     println!("ok");
 
     step(&format!("{name}: podnetd"));
