@@ -13,8 +13,11 @@ fi
 # iptables: the reference portmap and firewall plugins drive it.
 # podman, runc, busybox-static: the real-runtime test.
 # iperf3, sockperf: the datapath benchmark.
+# etcd-server: the etcd store's tests start their own members, in network
+# namespaces of their own. protobuf-compiler: etcd-client's build.
 APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
-  podman runc busybox-static iperf3 sockperf ca-certificates)
+  podman runc busybox-static iperf3 sockperf ca-certificates
+  etcd-server protobuf-compiler)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,7 +25,17 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   apt-get update -qq
+  # No package may start a service: etcd-server would otherwise start an
+  # etcd in the root namespace on 127.0.0.1:2379.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$own_policy" ] || rm -f "$policy"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
