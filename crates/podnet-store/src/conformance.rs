@@ -241,11 +241,19 @@ pub async fn watch_from_revision<C: Cluster>(cluster: &C) {
         .expect("watch from NONE");
     assert_eq!(live_nodes(&start, now()), [name(0)]);
 
+    let t = Instant::now();
     let quiet = store
         .watch(&start.revision, Duration::from_millis(300))
         .await
         .expect("a quiet watch");
     assert_eq!(live_nodes(&quiet, now()), [name(0)], "nothing changed");
+    // Returning before the timeout without a change would make a watcher
+    // spin; timers never fire early, so this cannot be flaky.
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "a quiet watch returned after {:?}",
+        t.elapsed()
+    );
 
     // Committed between two watches: the next watch must not miss it.
     acquire(&writer, 1, &conf(), LONG).await;
@@ -297,6 +305,15 @@ pub async fn corrupt_record_among_good<C: Cluster>(cluster: &C) {
         .await
         .expect("watch with a corrupt record");
     assert_eq!(rewatched.leases.len(), 3);
+    // Its node repairs it by renewing, and keeps its subnet.
+    let repaired = store
+        .renew(&name(1), &attrs(1), LONG)
+        .await
+        .unwrap_or_else(|e| panic!("renew of a corrupt record: {e}"));
+    assert_eq!(repaired.subnets, held[1].subnets);
+    let healed = list(&store).await;
+    assert!(healed.corrupt.is_empty(), "{healed:?}");
+    assert_eq!(live_nodes(&healed, now()).len(), 4);
 }
 
 /// A full cluster CIDR is Exhausted, naming the CIDR and subnet length.

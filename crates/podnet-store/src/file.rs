@@ -112,11 +112,13 @@ impl FileStore {
 
     /// Every claimed subnet and the node that claimed it.
     fn claims(&self) -> Result<Vec<(IpNet, String)>> {
-        Ok(self
-            .claimed()?
-            .into_iter()
-            .map(|subnet| (subnet, self.claim_owner(&subnet)))
-            .collect())
+        let mut out = Vec::new();
+        for subnet in self.claimed()? {
+            if let Some(owner) = self.claim_owner(&subnet)? {
+                out.push((subnet, owner));
+            }
+        }
+        Ok(out)
     }
 
     /// Every claimed subnet, from the directory listing alone.
@@ -133,27 +135,36 @@ impl FileStore {
         Ok(out)
     }
 
-    /// The node holding a claim ("" if there is none).
-    fn claim_owner(&self, subnet: &IpNet) -> String {
-        std::fs::read_to_string(self.claim_path(subnet))
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
+    /// The node holding a claim; `None` if there is no claim. A claim that
+    /// cannot be read is Unavailable, never "nobody's".
+    fn claim_owner(&self, subnet: &IpNet) -> Result<Option<String>> {
+        let path = self.claim_path(subnet);
+        match std::fs::read_to_string(&path) {
+            Ok(owner) => Ok(Some(owner.trim().to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(&path)(e)),
+        }
+    }
+
+    fn claim_is(&self, subnet: &IpNet, node: &str) -> Result<bool> {
+        Ok(self.claim_owner(subnet)?.is_some_and(|o| o == node))
     }
 
     /// A claim may be taken over if its node's lease expired, or if it has
-    /// no lease and is older than the grace period (a crashed acquire). A
-    /// claim whose lease is corrupt is not stale: its node may be alive.
+    /// no lease (a crashed acquire), but never while it is younger than the
+    /// grace period: its taker may not have written its lease yet. A claim
+    /// whose lease is corrupt is not stale: its node may be alive.
     fn claim_is_stale(&self, subnet: &IpNet, owner: &str) -> Result<bool> {
+        let age = std::fs::metadata(self.claim_path(subnet))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if age.is_none_or(|a| a < ORPHAN_GRACE) {
+            return Ok(false);
+        }
         match self.read_lease(owner) {
             Ok(Some(lease)) => Ok(lease.expired(now()) || !lease.subnets.contains(subnet)),
-            Ok(None) => {
-                let age = std::fs::metadata(self.claim_path(subnet))
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok());
-                Ok(age.is_some_and(|a| a > ORPHAN_GRACE))
-            }
+            Ok(None) => Ok(true),
             Err(StoreError::Corrupt { .. }) => Ok(false),
             Err(e) => Err(e),
         }
@@ -172,9 +183,7 @@ impl FileStore {
             // agents cannot both take the same one.
             let _lock = self.lock()?;
             for (subnet, owner) in self.claims()? {
-                let in_family = subnet.addr().is_ipv4() == fam.network.addr().is_ipv4()
-                    && is_leasable(fam, &subnet);
-                if in_family && self.claim_is_stale(&subnet, &owner)? {
+                if is_leasable(fam, &subnet) && self.claim_is_stale(&subnet, &owner)? {
                     if owner != node {
                         let _ = std::fs::remove_file(self.lease_path(&owner));
                     }
@@ -283,9 +292,13 @@ impl FileStore {
                 Err(e) => return Err(unavailable(&path)(e)),
             };
             let modified = file.metadata().and_then(|m| m.modified()).ok();
+            // A file that cannot be read (a directory, an I/O error) is one
+            // bad record, like one that does not parse.
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(unavailable(&path))?;
-            let parsed = serde_json::from_slice::<Lease>(&bytes).map_err(|e| e.to_string());
+            let parsed = match file.read_to_end(&mut bytes) {
+                Ok(_) => serde_json::from_slice::<Lease>(&bytes).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             out.push((name.clone(), modified, parsed));
         }
         Ok(out)
@@ -323,12 +336,13 @@ impl FileStore {
         for fam in conf.families() {
             let kept = before
                 .iter()
-                .find(|s| {
-                    s.addr().is_ipv4() == fam.network.addr().is_ipv4()
-                        && is_leasable(fam, s)
-                        && self.claim_owner(s) == node
+                .filter(|s| is_leasable(fam, s))
+                .find_map(|s| match self.claim_is(s, node) {
+                    Ok(true) => Some(Ok(*s)),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
                 })
-                .copied();
+                .transpose()?;
             subnets.push(match kept {
                 Some(s) => s,
                 None => self.claim_new(node, fam)?,
@@ -347,16 +361,15 @@ impl FileStore {
             return Err(StoreError::NotFound(node.to_owned()));
         }
         for subnet in &subnets {
-            let holder = self.claim_owner(subnet);
-            if holder != node {
-                return Err(if holder.is_empty() {
-                    StoreError::NotFound(node.to_owned())
-                } else {
-                    StoreError::Conflict {
+            match self.claim_owner(subnet)? {
+                Some(holder) if holder == node => {}
+                Some(holder) => {
+                    return Err(StoreError::Conflict {
                         subnet: *subnet,
                         holder,
-                    }
-                });
+                    });
+                }
+                None => return Err(StoreError::NotFound(node.to_owned())),
             }
         }
         let lease = lease_for(node, subnets, attrs, ttl);

@@ -40,8 +40,13 @@ impl Default for MemStore {
 }
 
 impl MemStore {
+    /// The state, whether or not the store is "down".
+    fn state(&self) -> MutexGuard<'_, Mem> {
+        self.mem.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Mem>> {
-        let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        let mem = self.state();
         match &mem.down {
             Some(why) => Err(StoreError::Unavailable(why.clone())),
             None => Ok(mem),
@@ -62,7 +67,7 @@ impl MemStore {
 
     /// Every call fails as Unavailable while `why` is set.
     pub fn set_down(&self, why: Option<&str>) {
-        self.mem.lock().unwrap_or_else(|p| p.into_inner()).down = why.map(str::to_owned);
+        self.state().down = why.map(str::to_owned);
     }
 
     /// Makes `node`'s record unreadable.
@@ -78,7 +83,7 @@ impl MemStore {
 
     /// Writes a lease as given, as another node would.
     pub fn put(&self, lease: Lease) {
-        let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mem = self.state();
         for s in &lease.subnets {
             mem.claims.insert(*s, lease.node.clone());
         }
@@ -171,6 +176,9 @@ impl Store for MemStore {
             Some(Ok(lease)) => lease.subnets.clone(),
             Some(Err(_)) => held_by(&mem, node),
         };
+        if subnets.is_empty() {
+            return Err(StoreError::NotFound(node.to_owned()));
+        }
         for s in &subnets {
             match mem.claims.get(s) {
                 Some(holder) if holder == node => {}

@@ -8,13 +8,12 @@
 //! and each repeated failure is logged once, with a count.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
-use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, subnet_file};
+use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_core::cluster::vxlan;
@@ -24,12 +23,7 @@ use tokio::sync::mpsc;
 use crate::backoff::{self, Backoff, Repeated};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
-use crate::node;
 use crate::peers::{self, LeaseBook};
-
-/// Retries after a failure start here and double up to the cap.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
-pub const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
 /// What wakes the loop. Any task may send one: the store watcher and the
 /// signal handler today, a metrics endpoint or policy source tomorrow.
@@ -53,8 +47,6 @@ pub struct Setup {
     pub segments: Vec<IpNet>,
     pub links: HopLinks,
     pub masquerade: bool,
-    pub run_dir: PathBuf,
-    pub mtu: u32,
 }
 
 pub struct Agent<S, K> {
@@ -88,10 +80,12 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             setup,
             lease,
             ttl,
-            book: LeaseBook::default(),
+            // After an outage, peers get a renewal period and the longest
+            // backoff to renew before anyone is judged expired.
+            book: LeaseBook::new((ttl / 4 + backoff::CAP).as_secs() + 2),
             applied_masq: None,
             next_renew: Instant::now() + ttl / 4,
-            renew_backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
+            renew_backoff: Backoff::new(backoff::BASE, backoff::CAP),
             renew_failures: Repeated::default(),
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
@@ -108,7 +102,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
 
     /// Runs until a stop event (Ok) or a fatal error: another node holds
     /// this node's subnet.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, resync: Duration) -> Result<()> {
+    pub async fn run(&mut self, mut events: mpsc::Receiver<Event>, resync: Duration) -> Result<()> {
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -149,10 +143,11 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             }
             Event::StoreDown(e) => {
                 // The datapath stays as it is: the peers we know keep
-                // their routes, and expiry waits for a fresh read.
-                backoff::log("store", self.store_failures.failed(e.to_string()));
+                // their routes, and the expiry clock stops.
+                self.book.store_down();
+                backoff::log("store", self.store_failures.failed(e.kind(), e.to_string()));
             }
-            Event::Stop(_) => {}
+            Event::Stop(_) => {} // the loop stops before it gets here
         }
     }
 
@@ -192,7 +187,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         let result = self.try_reconcile();
         let report = match result {
             Ok(()) => self.reconcile_failures.succeeded(),
-            Err(e) => self.reconcile_failures.failed(format!("{e:#}")),
+            Err(e) => self
+                .reconcile_failures
+                .failed("reconcile", format!("{e:#}")),
         };
         backoff::log("reconcile", report);
     }
@@ -244,14 +241,15 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         Ok(())
     }
 
-    /// Renews the lease. Only NotFound makes the node acquire again; an
+    /// Renews the lease. Only NotFound makes the node acquire again, and
+    /// only its own subnet will do: pods hold addresses from it. An
     /// unavailable store is retried with backoff, keeping the subnet; a
-    /// subnet held by another node is fatal.
+    /// subnet another node holds is fatal.
     pub async fn renew(&mut self) -> Result<()> {
         let (name, attrs) = (&self.setup.name, &self.setup.attrs);
         let result = match self.store.renew(name, attrs, self.ttl).await {
             Err(StoreError::NotFound(_)) => {
-                tracing::warn!("this node's lease is gone from the store; acquiring one again");
+                tracing::warn!("this node's lease is gone from the store; acquiring it again");
                 self.store
                     .acquire(name, attrs, &self.setup.conf, self.ttl)
                     .await
@@ -259,24 +257,28 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             other => other,
         };
         match result {
-            Ok(lease) => {
+            Ok(lease) if lease.subnets == self.lease.subnets => {
                 backoff::log("lease renewal", self.renew_failures.succeeded());
                 self.renew_backoff.succeeded();
                 self.next_renew = Instant::now() + self.ttl / 4;
-                if lease.subnets != self.lease.subnets {
-                    tracing::warn!(old = ?self.lease.subnets, new = ?lease.subnets, "subnet changed");
-                    let file = subnet_file(&self.setup.conf, &lease, self.setup.mtu);
-                    node::write_subnet_file(&self.setup.run_dir, &file)?;
-                }
                 self.lease = lease;
             }
-            Err(StoreError::Conflict { subnet, holder }) => bail!(
-                "this node's subnet {subnet} is now held by node {holder}: stopping. \
-                 Pods keep their addresses and the datapath stays as it is; \
-                 drain this node, then restart podnetd to get a new subnet"
-            ),
+            Ok(other) => {
+                // Our subnet went to another node while we could not renew.
+                if let Err(e) = self.store.release(name).await {
+                    tracing::warn!("could not give back the new lease {:?}: {e}", other.subnets);
+                }
+                bail!(
+                    "this node's subnets {:?} were given to another node; stopping. {LOST}",
+                    self.lease.subnets
+                )
+            }
+            Err(StoreError::Conflict { subnet, holder }) => {
+                bail!("this node's subnet {subnet} is now held by node {holder}; stopping. {LOST}")
+            }
             Err(e) => {
-                backoff::log("lease renewal", self.renew_failures.failed(e.to_string()));
+                let report = self.renew_failures.failed(e.kind(), e.to_string());
+                backoff::log("lease renewal", report);
                 self.next_renew = Instant::now() + self.renew_backoff.failed(fastrand::f64());
             }
         }
@@ -284,10 +286,14 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     }
 }
 
+/// What an operator does when a node lost its subnet.
+const LOST: &str = "Pods keep their addresses and the datapath stays as it is; \
+     drain this node, then restart podnetd to lease a new subnet";
+
 /// Watches the store and sends what it sees, backing off while it fails.
 pub async fn watch_store<S: Store>(store: Arc<S>, events: mpsc::Sender<Event>, wait: Duration) {
     let mut revision = Revision::NONE;
-    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
+    let mut backoff = Backoff::new(backoff::BASE, backoff::CAP);
     loop {
         let event = match store.watch(&revision, wait).await {
             Ok(snap) => {

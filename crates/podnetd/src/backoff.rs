@@ -1,7 +1,14 @@
 //! Failing well: retries that back off, and logs that say a repeated
 //! failure once, with a count, instead of once per try.
 
+use std::future::Future;
 use std::time::Duration;
+
+use podnet_store::StoreError;
+
+/// Retries after a failure start here and double up to the cap.
+pub const BASE: Duration = Duration::from_millis(500);
+pub const CAP: Duration = Duration::from_secs(10);
 
 /// Exponential backoff, capped, with jitter; used only after failures
 /// (a healthy agent keeps its normal resync period).
@@ -50,32 +57,56 @@ pub enum Report {
 }
 
 /// Tracks one kind of failure so that it is logged when it begins, when
-/// its reason changes and when it ends, never once per retry.
+/// its kind changes and when it ends, never once per retry. The kind is a
+/// coarse key (an error's kind, not its text, whose details may differ
+/// from one try to the next).
 #[derive(Debug, Default)]
 pub struct Repeated {
-    reason: Option<String>,
+    kind: Option<String>,
     count: u64,
 }
 
 impl Repeated {
-    pub fn failed(&mut self, reason: String) -> Option<Report> {
+    pub fn failed(&mut self, kind: &str, reason: String) -> Option<Report> {
         self.count += 1;
-        let report = match &self.reason {
-            None => Report::Began(reason.clone()),
-            Some(r) if *r != reason => Report::Changed {
-                now: reason.clone(),
+        let report = match &self.kind {
+            None => Report::Began(reason),
+            Some(k) if k != kind => Report::Changed {
+                now: reason,
                 after: self.count - 1,
             },
             Some(_) => return None,
         };
-        self.reason = Some(reason);
+        self.kind = Some(kind.to_owned());
         Some(report)
     }
 
     pub fn succeeded(&mut self) -> Option<Report> {
-        self.reason.take()?;
+        self.kind.take()?;
         let failures = std::mem::take(&mut self.count);
         Some(Report::Ended { failures })
+    }
+}
+
+/// Runs `attempt` until the store answers: an Unavailable store is
+/// retried with backoff and logged once; any other outcome is returned.
+pub async fn until_available<T, F: Future<Output = Result<T, StoreError>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, StoreError> {
+    let mut backoff = Backoff::new(BASE, CAP);
+    let mut failures = Repeated::default();
+    loop {
+        match attempt().await {
+            Err(e @ StoreError::Unavailable(_)) => {
+                log(what, failures.failed(e.kind(), e.to_string()));
+                tokio::time::sleep(backoff.failed(fastrand::f64())).await;
+            }
+            other => {
+                log(what, failures.succeeded());
+                return other;
+            }
+        }
     }
 }
 
@@ -115,13 +146,16 @@ mod tests {
     fn a_repeated_failure_is_reported_once_per_change() {
         let mut r = Repeated::default();
         assert_eq!(r.succeeded(), None);
-        assert_eq!(r.failed("down".into()), Some(Report::Began("down".into())));
-        assert_eq!(r.failed("down".into()), None);
-        assert_eq!(r.failed("down".into()), None);
         assert_eq!(
-            r.failed("refused".into()),
+            r.failed("unavailable", "down: 1".into()),
+            Some(Report::Began("down: 1".into()))
+        );
+        assert_eq!(r.failed("unavailable", "down: 2".into()), None);
+        assert_eq!(r.failed("unavailable", "down: 3".into()), None);
+        assert_eq!(
+            r.failed("corrupt", "bad".into()),
             Some(Report::Changed {
-                now: "refused".into(),
+                now: "bad".into(),
                 after: 3
             })
         );

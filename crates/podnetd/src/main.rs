@@ -92,7 +92,7 @@ fn main() -> Result<()> {
 async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     let store = Arc::new(store);
     let resync = Duration::from_millis(args.resync_ms);
-    let agent = start::start(&args, store.clone())
+    let mut agent = start::start(&args, store.clone())
         .await
         .context("podnetd could not start")?;
     let (events, inbox) = mpsc::channel(16);

@@ -38,21 +38,73 @@ struct Damage {
     snapshots: u64,
 }
 
+/// The time at which leases are judged expired (Unix seconds). It stops
+/// while the store is away, and once the store is back it waits `grace`
+/// (time for every peer to renew) before it moves on: a peer that could
+/// not renew during an outage is not expired for it.
+#[derive(Debug, Default)]
+pub struct ExpiryClock {
+    grace: u64,
+    now: u64,
+    /// Since the store went away: where the clock stopped, and (once the
+    /// store is back) when it resumes.
+    stopped: Option<(u64, Option<u64>)>,
+}
+
+impl ExpiryClock {
+    pub fn new(grace: u64) -> ExpiryClock {
+        ExpiryClock {
+            grace,
+            ..ExpiryClock::default()
+        }
+    }
+
+    pub fn store_down(&mut self) {
+        self.stopped = Some((self.now, None));
+    }
+
+    /// A successful read at `at`; returns the time to judge expiry at.
+    pub fn read(&mut self, at: u64) -> u64 {
+        if let Some((_, resume)) = &mut self.stopped {
+            let resume = *resume.get_or_insert(at + self.grace);
+            if at < resume {
+                return self.now;
+            }
+            self.stopped = None;
+        }
+        self.now = at;
+        at
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LeaseBook {
     revision: Revision,
-    /// When the newest snapshot was read (Unix seconds): expiry is judged
-    /// at this time, so a store outage expires no one.
+    /// When leases are judged expired: the newest read, held back across a
+    /// store outage (see [`ExpiryClock`]).
+    clock: ExpiryClock,
     read_at: u64,
     good: BTreeMap<String, Lease>,
     damaged: BTreeMap<String, Damage>,
 }
 
 impl LeaseBook {
+    /// `grace`: how long after a store outage expiry waits (seconds).
+    pub fn new(grace: u64) -> LeaseBook {
+        LeaseBook {
+            clock: ExpiryClock::new(grace),
+            ..LeaseBook::default()
+        }
+    }
+
+    pub fn store_down(&mut self) {
+        self.clock.store_down();
+    }
+
     /// Takes a snapshot read at `read_at`; returns what changed in the
     /// records' health.
     pub fn update(&mut self, snap: Snapshot, read_at: u64) -> Vec<Note> {
-        self.read_at = read_at;
+        self.read_at = self.clock.read(read_at);
         if snap.revision == self.revision && snap.revision != Revision::NONE {
             return Vec::new();
         }
@@ -116,6 +168,7 @@ impl LeaseBook {
         &self.revision
     }
 
+    /// The time to judge expiry at.
     pub fn read_at(&self) -> u64 {
         self.read_at
     }
@@ -222,6 +275,18 @@ mod tests {
         let b_lease = b.leases().find(|l| l.node == "b").unwrap();
         assert_eq!(b_lease.subnets[0].to_string(), "10.244.9.0/24");
         assert_eq!(b.read_at(), 13);
+    }
+
+    #[test]
+    fn expiry_waits_out_an_outage_and_the_grace_after_it() {
+        let mut c = ExpiryClock::new(20);
+        assert_eq!(c.read(100), 100);
+        c.store_down();
+        c.store_down();
+        assert_eq!(c.read(150), 100, "back at 150: resumes at 170");
+        assert_eq!(c.read(169), 100);
+        assert_eq!(c.read(170), 170);
+        assert_eq!(c.read(171), 171);
     }
 
     #[test]

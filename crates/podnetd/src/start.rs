@@ -17,6 +17,7 @@ use podnet_store::Store;
 use serde_json::Value;
 
 use crate::agent::{Agent, Setup};
+use crate::backoff::until_available;
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Host;
 use crate::{Args, node};
@@ -36,7 +37,7 @@ async fn net_conf(args: &Args, store: &impl Store) -> Result<ClusterConf> {
         // Refuse a bad file before it can become the cluster's config.
         ClusterConf::parse(p)?;
     }
-    let stored = store.net_conf(proposed.as_deref()).await?;
+    let stored = until_available("store", || store.net_conf(proposed.as_deref())).await?;
     if proposed.as_deref().is_some_and(|p| p != stored) {
         tracing::warn!("the store already holds a different net-conf; using the stored one");
     }
@@ -77,7 +78,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     let name = node::name(args)?;
     let attrs = lease_attrs(&conf, args, public_ip);
     let ttl = std::time::Duration::from_secs(conf.lease_ttl);
-    let lease = store.acquire(&name, &attrs, &conf, ttl).await?;
+    let lease = until_available("store", || store.acquire(&name, &attrs, &conf, ttl)).await?;
     let vxlan = match conf.backend.kind {
         BackendType::Vxlan => vxlan_devices(&mut nl, &conf, &attrs, &lease, &uplink)?,
         BackendType::HostGw => Default::default(),
@@ -116,8 +117,6 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         segments,
         links: HopLinks { vxlan, underlay },
         masquerade: args.masquerade,
-        run_dir: args.run_dir.clone(),
-        mtu,
     };
     let kernel = Host {
         nl,

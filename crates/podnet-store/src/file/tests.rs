@@ -43,6 +43,15 @@ fn expired_leases_are_taken_over_only_when_full() {
     }
     assert!(matches!(take(9, TTL), Err(StoreError::Exhausted { .. })));
     let expired = take(3, Duration::ZERO).unwrap();
+    // A young claim is never taken over: its taker may be mid-acquire.
+    assert!(matches!(take(9, TTL), Err(StoreError::Exhausted { .. })));
+    let claim = std::fs::File::options()
+        .write(true)
+        .open(store.claim_path(&expired.subnets[0]))
+        .unwrap();
+    claim
+        .set_modified(SystemTime::now() - ORPHAN_GRACE * 2)
+        .unwrap();
     let taker = take(9, TTL).unwrap();
     assert_eq!(taker.subnets, expired.subnets);
     let snap = store.snapshot().unwrap();

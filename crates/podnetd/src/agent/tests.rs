@@ -8,6 +8,7 @@ use podnet_linux::netlink::Nexthop;
 use podnet_store::conformance::attrs;
 use podnet_store::memory::MemStore;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 const UPLINK: u32 = 2;
 const VXLAN: u32 = 10;
@@ -41,7 +42,7 @@ fn peer(i: usize, backend: &str, ttl: u64) -> Lease {
     }
 }
 
-fn setup(backend: &str, run_dir: &std::path::Path) -> Setup {
+fn setup(backend: &str) -> Setup {
     Setup {
         name: "node0".into(),
         attrs: node_attrs(0, backend),
@@ -55,20 +56,16 @@ fn setup(backend: &str, run_dir: &std::path::Path) -> Setup {
             underlay: [Some(UPLINK), None],
         },
         masquerade: false,
-        run_dir: run_dir.to_path_buf(),
-        mtu: 1450,
     }
 }
 
 struct Rig {
     store: MemStore,
     agent: Agent<MemStore, FakeKernel>,
-    _dir: tempfile::TempDir,
 }
 
 async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let setup = setup(backend, dir.path());
+    let setup = setup(backend);
     let lease = store
         .acquire(
             &setup.name,
@@ -79,11 +76,7 @@ async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
         .await
         .unwrap();
     let agent = Agent::new(Arc::new(store.clone()), kernel, setup, lease);
-    Rig {
-        store,
-        agent,
-        _dir: dir,
-    }
+    Rig { store, agent }
 }
 
 impl Rig {
@@ -226,10 +219,13 @@ async fn an_unavailable_store_keeps_the_datapath_and_the_lease() {
     assert_eq!(r.agent.lease, lease, "the subnet is kept");
     assert!(r.agent.next_renew > Instant::now(), "renewal backs off");
 
-    // Back: now node1 is seen to have expired.
+    // Back: node1 gets time to renew before it counts as expired.
     r.store.set_down(None);
     r.sync().await;
-    assert_eq!(r.routes(), routes(&[("10.244.102.0/24", "192.168.0.4")]));
+    assert_eq!(r.routes(), before, "expiry waits for the peers to renew");
+    r.store.put(peer(1, "host-gw", LONG));
+    r.sync().await;
+    assert_eq!(r.routes(), before);
 }
 
 #[tokio::test]
@@ -246,12 +242,66 @@ async fn only_not_found_makes_the_node_acquire_again() {
     let snap = r.store.list().await.unwrap();
     assert!(snap.leases.contains_key("node0"));
 
+    // Unavailable: the lease is kept, nothing is acquired.
+    r.store.set_down(Some("partitioned"));
+    r.agent.renew().await.unwrap();
+    assert_eq!(r.agent.lease.subnets, mine);
+    r.store.set_down(None);
+
     // Another node holds our subnet: stop, with a clear error.
     let mut thief = peer(7, "host-gw", LONG);
     thief.subnets = mine.clone();
     r.store.put(thief);
     let err = r.agent.renew().await.unwrap_err().to_string();
     assert!(err.contains("held by node node7"), "{err}");
+}
+
+#[tokio::test]
+async fn a_node_whose_subnet_was_given_away_stops_instead_of_moving() {
+    let store = MemStore::default();
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    let mine = r.agent.lease.subnets.clone();
+    // Our lease ran out and a new node took the subnet, as a takeover does.
+    r.store.release("node0").await.unwrap();
+    let newcomer = r
+        .store
+        .acquire(
+            "node9",
+            &node_attrs(9, "host-gw"),
+            &r.agent.setup.conf,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(newcomer.subnets, mine);
+    let err = r.agent.renew().await.unwrap_err().to_string();
+    assert!(err.contains("given to another node"), "{err}");
+    let snap = r.store.list().await.unwrap();
+    assert!(
+        !snap.leases.contains_key("node0"),
+        "the new lease was given back"
+    );
+}
+
+#[tokio::test]
+async fn the_loop_runs_its_sources_until_stopped() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    let (events, inbox) = mpsc::channel(4);
+    let watcher = tokio::spawn(watch_store(
+        Arc::new(r.store.clone()),
+        events.clone(),
+        Duration::from_millis(50),
+    ));
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        events.send(Event::Stop("test".into())).await.unwrap();
+    });
+    r.agent.run(inbox, Duration::from_millis(50)).await.unwrap();
+    stopper.await.unwrap();
+    assert_eq!(r.routes().len(), 1, "the watcher's lease set was applied");
+    watcher.abort();
 }
 
 #[tokio::test]
