@@ -13,11 +13,12 @@ fi
 # iptables: the reference portmap and firewall plugins drive it.
 # podman, runc, busybox-static: the real-runtime test.
 # iperf3, sockperf: the datapath benchmark.
-# etcd-server: the etcd store's tests start their own members, in network
-# namespaces of their own. protobuf-compiler: etcd-client's build.
+# etcd-server, etcd-client (etcdctl): the etcd store's tests start their
+# own members, in network namespaces of their own. protobuf-compiler:
+# the etcd-client crate's build.
 APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
   podman runc busybox-static iperf3 sockperf ca-certificates
-  etcd-server protobuf-compiler)
+  etcd-server etcd-client protobuf-compiler)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

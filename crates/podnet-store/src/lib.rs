@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod etcd;
 pub mod file;
 #[cfg(any(test, feature = "conformance"))]
 pub mod memory;
@@ -146,13 +147,23 @@ pub trait Store: Send + Sync {
 /// Every backend, so that callers hold one type without boxing futures.
 pub enum AnyStore {
     File(file::FileStore),
+    /// Boxed: the client is large, and a store is made once.
+    Etcd(Box<etcd::EtcdStore>),
+}
+
+/// Runs `$call` on whichever backend `$store` is.
+macro_rules! on_backend {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            AnyStore::File($s) => $call,
+            AnyStore::Etcd($s) => $call,
+        }
+    };
 }
 
 impl Store for AnyStore {
     async fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
-        match self {
-            AnyStore::File(s) => s.net_conf(proposed).await,
-        }
+        on_backend!(self, s => s.net_conf(proposed).await)
     }
 
     async fn acquire(
@@ -162,42 +173,49 @@ impl Store for AnyStore {
         conf: &ClusterConf,
         ttl: Duration,
     ) -> Result<Lease> {
-        match self {
-            AnyStore::File(s) => s.acquire(node, attrs, conf, ttl).await,
-        }
+        on_backend!(self, s => s.acquire(node, attrs, conf, ttl).await)
     }
 
     async fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
-        match self {
-            AnyStore::File(s) => s.renew(node, attrs, ttl).await,
-        }
+        on_backend!(self, s => s.renew(node, attrs, ttl).await)
     }
 
     async fn release(&self, node: &str) -> Result<()> {
-        match self {
-            AnyStore::File(s) => s.release(node).await,
-        }
+        on_backend!(self, s => s.release(node).await)
     }
 
     async fn list(&self) -> Result<Snapshot> {
-        match self {
-            AnyStore::File(s) => s.list().await,
-        }
+        on_backend!(self, s => s.list().await)
     }
 
     async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
-        match self {
-            AnyStore::File(s) => s.watch(since, timeout).await,
-        }
+        on_backend!(self, s => s.watch(since, timeout).await)
     }
 }
 
-/// Opens a store from a `--store` spec such as `file:/var/lib/podnet/store`.
-pub fn open(spec: &str) -> Result<AnyStore> {
+/// What a `--store` spec does not say.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub etcd: etcd::EtcdOptions,
+}
+
+/// Opens a store from a `--store` spec: `file:/var/lib/podnet/store`, or
+/// `etcd:http://10.0.0.1:2379,http://10.0.0.2:2379` (every member).
+pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
     match spec.split_once(':') {
         Some(("file", dir)) if !dir.is_empty() => Ok(AnyStore::File(file::FileStore::open(dir)?)),
+        Some(("etcd", endpoints)) => {
+            let endpoints: Vec<String> = endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let store = etcd::EtcdStore::connect(&endpoints, &opts.etcd).await?;
+            Ok(AnyStore::Etcd(Box::new(store)))
+        }
         _ => Err(StoreError::Invalid(format!(
-            "--store \"{spec}\" is not supported; use file:DIR"
+            "--store \"{spec}\" is not supported; use file:DIR or etcd:URL[,URL...]"
         ))),
     }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use podnet_store::StoreOptions;
+use podnet_store::etcd::EtcdOptions;
 
 #[derive(Parser)]
 #[command(name = "podnetctl", version, about = "Operate and measure podnet")]
@@ -23,6 +25,9 @@ enum Top {
         /// The cluster store, as podnetd's --store.
         #[arg(long, global = true, default_value = "file:/var/lib/podnet/store")]
         store: String,
+        /// The etcd store's key prefix, as podnetd's --etcd-prefix.
+        #[arg(long, global = true, default_value = podnet_store::etcd::layout::DEFAULT_PREFIX)]
+        etcd_prefix: String,
         #[command(subcommand)]
         what: NodeCmd,
     },
@@ -191,8 +196,16 @@ fn main() -> ExitCode {
         },
         Top::Node {
             store,
+            etcd_prefix,
             what: NodeCmd::Remove { name },
-        } => node::remove(&store, &name),
+        } => {
+            let opts = StoreOptions {
+                etcd: EtcdOptions {
+                    prefix: etcd_prefix,
+                },
+            };
+            node::remove(&store, &opts, &name)
+        }
         Top::Bench { what } => match what {
             Bench::Cni {
                 iterations,

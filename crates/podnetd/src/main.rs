@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use podnet_store::Store;
+use podnet_store::etcd::EtcdOptions;
+use podnet_store::{Store, StoreOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -43,9 +44,13 @@ pub struct Args {
     /// Where the subnet file for the plugin is written.
     #[arg(long, default_value = "/run/podnet")]
     pub run_dir: PathBuf,
-    /// The cluster store, e.g. file:/var/lib/podnet/store.
+    /// The cluster store: file:DIR (agents that share DIR: one machine,
+    /// the lab) or etcd:URL[,URL...] (every member).
     #[arg(long, default_value = "file:/var/lib/podnet/store")]
     pub store: String,
+    /// The etcd store's key prefix (flannel's is /coreos.com/network).
+    #[arg(long, default_value = podnet_store::etcd::layout::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
     /// The cluster config (flannel's net-conf.json format). Stored on first
     /// use; every node then uses the stored one.
     #[arg(long)]
@@ -79,7 +84,12 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let store = podnet_store::open(&args.store)?;
+        let opts = StoreOptions {
+            etcd: EtcdOptions {
+                prefix: args.etcd_prefix.clone(),
+            },
+        };
+        let store = podnet_store::open(&args.store, &opts).await?;
         serve(args, store).await
     });
     // Do not wait out a store watch in progress: nothing it reads matters

@@ -2,6 +2,8 @@
 
 use ipnet::IpNet;
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ipam::addr::{from_u128, to_u128};
@@ -49,15 +51,37 @@ pub fn index_of(net: &IpNet, sub: &IpNet) -> Option<u128> {
 /// The first subnet between SubnetMin and SubnetMax that `taken` does not
 /// hold, in order, so a busy cluster fills from the bottom.
 pub fn first_free(fam: &FamilyConf, taken: &[IpNet]) -> Option<IpNet> {
-    let lo = index_of(&fam.network, &fam.subnet_min)?;
-    let hi = index_of(&fam.network, &fam.subnet_max)?;
+    free_subnets(fam, taken, 1).pop()
+}
+
+/// Up to `n` subnets between SubnetMin and SubnetMax that overlap nothing
+/// in `taken`, in order.
+pub fn free_subnets(fam: &FamilyConf, taken: &[IpNet], n: usize) -> Vec<IpNet> {
+    let (Some(lo), Some(hi)) = (
+        index_of(&fam.network, &fam.subnet_min),
+        index_of(&fam.network, &fam.subnet_max),
+    ) else {
+        return Vec::new();
+    };
+    // Same-length subnets are looked up; only others need an overlap test.
+    let same: BTreeSet<&IpNet> = taken
+        .iter()
+        .filter(|t| t.prefix_len() == fam.subnet_len)
+        .collect();
+    let other: Vec<&IpNet> = taken
+        .iter()
+        .filter(|t| t.prefix_len() != fam.subnet_len)
+        .collect();
     (lo..=hi)
         .filter_map(|i| nth_subnet(&fam.network, fam.subnet_len, i))
-        .find(|s| {
-            !taken
-                .iter()
-                .any(|t| t.contains(&s.network()) || s.contains(&t.network()))
+        .filter(|s| {
+            !same.contains(s)
+                && !other
+                    .iter()
+                    .any(|t| t.contains(&s.network()) || s.contains(&t.network()))
         })
+        .take(n)
+        .collect()
 }
 
 /// Whether `sub` is a subnet this family could lease.
@@ -123,6 +147,17 @@ mod tests {
             .map(|i| format!("10.244.{i}.0/24").parse().unwrap())
             .collect();
         assert_eq!(first_free(&fam, &all), None);
+        let some: Vec<String> = free_subnets(&fam, &taken, 3)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(some, ["10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"]);
+        let wide: Vec<IpNet> = vec!["10.244.0.0/22".parse().unwrap()];
+        assert_eq!(
+            first_free(&fam, &wide).unwrap().to_string(),
+            "10.244.4.0/24",
+            "a wider taken subnet covers its /24s"
+        );
         assert!(is_leasable(&fam, &"10.244.9.0/24".parse().unwrap()));
         assert!(
             !is_leasable(&fam, &"10.244.0.0/24".parse().unwrap()),

@@ -435,7 +435,8 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
         "{name}: stop podnetd, release its lease, remove it"
     ));
     stop_agent(node.pid);
-    crate::node::remove(&format!("file:{}", lab.store_dir().display()), name)?;
+    let store = format!("file:{}", lab.store_dir().display());
+    crate::node::remove(&store, &Default::default(), name)?;
     let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
     lab.pods = kept;
     // Delete the underlay port first: that is synchronous, whereas a

@@ -1,0 +1,129 @@
+//! The etcd store against a real etcd, in a namespace of the test's own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use podnet_testkit::TestNetns;
+use podnet_testkit::etcd::EtcdMember;
+
+use super::*;
+use crate::conformance::{self, Backend, Cluster};
+
+/// One etcd; every conformance case gets a prefix of its own.
+struct Etcd {
+    endpoint: String,
+    cases: AtomicUsize,
+}
+
+struct Prefix {
+    endpoint: String,
+    prefix: String,
+}
+
+impl Cluster for Prefix {
+    type S = EtcdStore;
+
+    async fn client(&self) -> EtcdStore {
+        let opts = EtcdOptions {
+            prefix: self.prefix.clone(),
+        };
+        EtcdStore::connect(std::slice::from_ref(&self.endpoint), &opts)
+            .await
+            .unwrap()
+    }
+
+    async fn corrupt(&self, node: &str) {
+        let store = self.client().await;
+        let (_, records) = store.records().await.unwrap();
+        let key = records
+            .iter()
+            .find(|r| r.lease.as_ref().is_ok_and(|l| l.node == node))
+            .map(|r| r.key.clone())
+            .unwrap();
+        store.client().put(key, "{ not json", None).await.unwrap();
+    }
+}
+
+impl Backend for Etcd {
+    type C = Prefix;
+    async fn fresh(&self) -> Prefix {
+        let n = self.cases.fetch_add(1, Ordering::Relaxed);
+        Prefix {
+            endpoint: self.endpoint.clone(),
+            prefix: format!("/podnet-test/{n}"),
+        }
+    }
+}
+
+/// Runs `test` on a runtime whose one thread lives in `ns`, so every
+/// connection it makes stays in the namespace.
+fn in_ns<T: Send>(ns: &TestNetns, test: impl Future<Output = T> + Send) -> T {
+    ns.in_ns(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test)
+    })
+}
+
+#[test]
+fn privileged_the_etcd_store_keeps_the_store_contract() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let backend = Etcd {
+        endpoint: member.client_url.clone(),
+        cases: AtomicUsize::new(0),
+    };
+    in_ns(&ns, conformance::run(&backend));
+}
+
+/// A prefix flannel wrote, as its documentation shows it, read as it is.
+#[test]
+fn privileged_a_flannel_prefix_is_read_as_it_is() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let opts = EtcdOptions {
+            prefix: "/coreos.com/network".into(),
+        };
+        let store = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
+        let mut c = store.client();
+        let conf = r#"{"Network":"10.5.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+        c.put("/coreos.com/network/config", conf, None)
+            .await
+            .unwrap();
+        c.put(
+            "/coreos.com/network/subnets/10.5.34.0-24",
+            r#"{"PublicIP":"172.17.8.101","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"ae:8f:a3:9b:21:5c"}}"#,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.net_conf(Some("{}")).await.unwrap(), conf, "kept");
+        let snap = store.list().await.unwrap();
+        let lease = &snap.leases["/coreos.com/network/subnets/10.5.34.0-24"];
+        assert_eq!(lease.attrs.public_ip.to_string(), "172.17.8.101");
+        assert_eq!(lease.subnets[0].to_string(), "10.5.34.0/24");
+
+        // podnet's own lease goes beside it, in the same layout.
+        let conf = ClusterConf::parse(conf).unwrap();
+        let mine = store
+            .acquire(
+                "node1",
+                &conformance::attrs(1),
+                &conf,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_ne!(mine.subnets, lease.subnets);
+        let key = layout::subnet_key("/coreos.com/network", &mine.subnets);
+        let raw = c.get(key, None).await.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(raw.kvs()[0].value()).unwrap();
+        assert_eq!(value["PublicIP"], "192.168.0.3");
+        assert_eq!(value["BackendType"], "host-gw");
+        assert_eq!(value["node"], "node1");
+        assert_ne!(raw.kvs()[0].lease(), 0, "the key lives on an etcd lease");
+    });
+}
