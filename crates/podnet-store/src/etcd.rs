@@ -14,6 +14,8 @@
 pub mod layout;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,11 +57,15 @@ struct Held {
 }
 
 pub struct EtcdStore {
-    client: Client,
+    /// One client per member: a call goes to the member that answered
+    /// last and fails over to the next (tonic's balancer would keep
+    /// sending every other call to a dead member).
+    members: Vec<Client>,
+    current: AtomicUsize,
     prefix: String,
     held: Mutex<BTreeMap<String, Held>>,
     /// Lost races so far, for benchmarks and logs.
-    conflicts: std::sync::atomic::AtomicUsize,
+    conflicts: AtomicUsize,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -75,53 +81,78 @@ struct Record {
 }
 
 impl EtcdStore {
-    /// A client of every endpoint (it fails over between them). The
-    /// connection is made on first use, so an unreachable cluster is
-    /// Unavailable then, not here.
+    /// A client of every member. Connections are made on first use, so an
+    /// unreachable cluster is Unavailable then, not here.
     pub async fn connect(endpoints: &[String], opts: &EtcdOptions) -> Result<EtcdStore> {
         if endpoints.is_empty() {
             return Err(StoreError::Invalid(
                 "etcd: no endpoints (etcd:http://HOST:2379,...)".into(),
             ));
         }
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(unavailable)?;
+        let mut members = Vec::new();
+        for endpoint in endpoints {
+            let options = ConnectOptions::new()
+                .with_connect_timeout(CALL_TIMEOUT)
+                .with_timeout(CALL_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
+            let client = Client::connect([endpoint], Some(options))
+                .await
+                .map_err(|e| StoreError::Invalid(format!("etcd endpoint {endpoint}: {e}")))?;
+            members.push(client);
+        }
         Ok(EtcdStore {
-            client,
+            members,
+            current: AtomicUsize::new(0),
             prefix: opts.prefix.trim_end_matches('/').to_owned(),
             held: Mutex::default(),
-            conflicts: Default::default(),
+            conflicts: AtomicUsize::new(0),
         })
     }
 
     /// Lost races retried so far.
     pub fn conflicts(&self) -> usize {
-        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     fn held(&self) -> MutexGuard<'_, BTreeMap<String, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn client(&self) -> Client {
-        self.client.clone()
+    /// Runs `op` on the member that answered last; on an error, on each
+    /// other member in turn. A member that failed is left for the next.
+    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let n = self.members.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            match op(self.members[i].clone()).await {
+                Ok(v) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        self.current.store((first + 1) % n, Ordering::Relaxed);
+        Err(last.map_or_else(
+            || StoreError::Unavailable("etcd: no member".into()),
+            unavailable,
+        ))
     }
 
     /// Every lease key, with the revision of the read.
     async fn records(&self) -> Result<(i64, Vec<Record>)> {
+        let prefix = layout::subnets_prefix(&self.prefix);
         let resp = self
-            .client()
-            .get(
-                layout::subnets_prefix(&self.prefix),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await
-            .map_err(unavailable)?;
+            .call(|mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let records = resp
             .kvs()
@@ -143,16 +174,15 @@ impl EtcdStore {
     /// Puts `lease` under its key if `guard` holds; returns whether it did.
     async fn put_if(&self, guard: Compare, lease: &Lease, etcd_lease: i64) -> Result<bool> {
         let key = layout::subnet_key(&self.prefix, &lease.subnets);
-        let put = TxnOp::put(
-            key,
-            serde_json::to_vec(lease).map_err(|e| StoreError::Invalid(e.to_string()))?,
-            Some(PutOptions::new().with_lease(etcd_lease)),
-        );
+        let value = serde_json::to_vec(lease).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let put = TxnOp::put(key, value, Some(PutOptions::new().with_lease(etcd_lease)));
+        let txn = Txn::new().when([guard]).and_then([put]);
         let resp = self
-            .client()
-            .txn(Txn::new().when([guard]).and_then([put]))
-            .await
-            .map_err(unavailable)?;
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         Ok(resp.succeeded())
     }
 
@@ -170,10 +200,21 @@ impl EtcdStore {
             .iter()
             .any(|r| r.key != key && r.subnets.iter().any(|s| lease.subnets.contains(s)));
         if shared {
-            self.client().delete(key, None).await.map_err(unavailable)?;
+            self.delete(&key).await?;
             return Ok(false);
         }
         Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.call(|mut c| async move { c.delete(key, None).await })
+            .await
+            .map(drop)
+    }
+
+    async fn get(&self, key: &str) -> Result<etcd_client::GetResponse> {
+        self.call(|mut c| async move { c.get(key, None).await })
+            .await
     }
 
     fn fits(conf: &ClusterConf, subnets: &[IpNet]) -> bool {
@@ -187,15 +228,18 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
         let key = layout::config_key(&self.prefix);
-        let mut c = self.client();
         if let Some(p) = proposed {
             let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
-            let put = TxnOp::put(key.clone(), p, None);
-            c.txn(Txn::new().when([absent]).and_then([put]))
-                .await
-                .map_err(unavailable)?;
+            let txn = Txn::new()
+                .when([absent])
+                .and_then([TxnOp::put(key.clone(), p, None)]);
+            self.call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         }
-        let resp = c.get(key.clone(), None).await.map_err(unavailable)?;
+        let resp = self.get(&key).await?;
         let kv = resp
             .kvs()
             .first()
@@ -212,10 +256,8 @@ impl Store for EtcdStore {
     ) -> Result<Lease> {
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let etcd_lease = self
-            .client()
-            .lease_grant(ttl_secs, None)
-            .await
-            .map_err(unavailable)?
+            .call(|mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .await?
             .id();
         let remembered = self.held().get(node).map(|h| h.subnets.clone());
         let mut conflicts = 0;
@@ -261,8 +303,7 @@ impl Store for EtcdStore {
                 }
             }
             conflicts += 1;
-            self.conflicts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.conflicts.fetch_add(1, Ordering::Relaxed);
             if conflicts >= MAX_CONFLICTS {
                 return Err(StoreError::Unavailable(format!(
                     "etcd: lost {conflicts} races for a subnet in a row"
@@ -284,22 +325,19 @@ impl Store for EtcdStore {
         let Some(held) = held else {
             return Err(StoreError::NotFound(node.to_owned()));
         };
-        let mut c = self.client();
-        let (mut keeper, mut stream) = c
-            .lease_keep_alive(held.etcd_lease)
-            .await
-            .map_err(unavailable)?;
-        keeper.keep_alive().await.map_err(unavailable)?;
-        let alive = stream
-            .message()
-            .await
-            .map_err(unavailable)?
-            .is_some_and(|r| r.ttl() > 0);
-        if !alive {
+        let id = held.etcd_lease;
+        let ttl_left = self
+            .call(|mut c| async move {
+                let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                keeper.keep_alive().await?;
+                Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+            })
+            .await?;
+        if ttl_left <= 0 {
             return Err(StoreError::NotFound(node.to_owned()));
         }
         let key = layout::subnet_key(&self.prefix, &held.subnets);
-        let resp = c.get(key.clone(), None).await.map_err(unavailable)?;
+        let resp = self.get(&key).await?;
         let Some(kv) = resp.kvs().first() else {
             return Err(StoreError::NotFound(node.to_owned()));
         };
@@ -330,18 +368,20 @@ impl Store for EtcdStore {
 
     async fn release(&self, node: &str) -> Result<()> {
         let (_, records) = self.records().await?;
-        let mut c = self.client();
         for r in records
             .iter()
             .filter(|r| r.lease.as_ref().is_ok_and(|l| l.node == node))
         {
-            c.delete(r.key.clone(), None).await.map_err(unavailable)?;
+            self.delete(&r.key).await?;
         }
         let held = self.held().remove(node);
         if let Some(h) = held {
             // The keys are gone already; a lease that expired meanwhile is
             // no error.
-            let _ = c.lease_revoke(h.etcd_lease).await;
+            let id = h.etcd_lease;
+            let _ = self
+                .call(|mut c| async move { c.lease_revoke(id).await })
+                .await;
         }
         Ok(())
     }
@@ -372,11 +412,13 @@ impl Store for EtcdStore {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(since + 1);
+        let prefix = layout::subnets_prefix(&self.prefix);
         let mut stream = self
-            .client()
-            .watch(layout::subnets_prefix(&self.prefix), Some(options))
-            .await
-            .map_err(unavailable)?;
+            .call(|mut c| {
+                let (prefix, options) = (prefix.clone(), options.clone());
+                async move { c.watch(prefix, Some(options)).await }
+            })
+            .await?;
         let changed = async {
             loop {
                 match stream.message().await {
@@ -388,8 +430,10 @@ impl Store for EtcdStore {
                 }
             }
         };
-        if let Ok(result) = tokio::time::timeout(timeout, changed).await {
-            result?;
+        if let Ok(Err(e)) = tokio::time::timeout(timeout, changed).await {
+            // The member went away mid-watch: the next call tries another.
+            self.current.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
         }
         self.list().await
     }

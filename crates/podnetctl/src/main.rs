@@ -75,6 +75,10 @@ enum Lab {
         /// Lease TTL in seconds (net-conf `LeaseTTL`).
         #[arg(long)]
         lease_ttl: Option<u64>,
+        /// The agents' store: `file` (a shared directory) or `etcd` (a
+        /// 3-member cluster on the underlay; flat underlay only).
+        #[arg(long, default_value = "file", value_parser = ["file", "etcd"])]
+        store: String,
     },
     /// Stop, start or restart one node's podnetd.
     Agent {
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
                 routed,
                 dual_stack,
                 lease_ttl,
+                store,
             } => lab::up::up(lab::up::UpOptions {
                 dir,
                 lease_ttl,
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
                 direct_routing,
                 shape: lab::topology::Shape { routed, dual_stack },
                 masquerade: true,
+                etcd: store == "etcd",
             }),
             Lab::Check { json } => lab::check::run(&dir, json),
             Lab::Status { json } => lab::status(&dir, json),

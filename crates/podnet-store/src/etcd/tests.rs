@@ -39,7 +39,11 @@ impl Cluster for Prefix {
             .find(|r| r.lease.as_ref().is_ok_and(|l| l.node == node))
             .map(|r| r.key.clone())
             .unwrap();
-        store.client().put(key, "{ not json", None).await.unwrap();
+        store.members[0]
+            .clone()
+            .put(key, "{ not json", None)
+            .await
+            .unwrap();
     }
 }
 
@@ -88,7 +92,7 @@ fn privileged_a_flannel_prefix_is_read_as_it_is() {
             prefix: "/coreos.com/network".into(),
         };
         let store = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
-        let mut c = store.client();
+        let mut c = store.members[0].clone();
         let conf = r#"{"Network":"10.5.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
         c.put("/coreos.com/network/config", conf, None)
             .await

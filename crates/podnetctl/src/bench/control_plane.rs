@@ -64,6 +64,7 @@ fn convergence(opts: &Options) -> Result<()> {
         shape: Default::default(),
         lease_ttl: None,
         masquerade: true,
+        etcd: false,
     })?;
     let measured = join_rounds(&dir, opts.rounds);
     lab::down(&dir)?;

@@ -86,6 +86,7 @@ pub fn run(opts: Options) -> Result<()> {
             shape: Default::default(),
             lease_ttl: None,
             masquerade: opts.masquerade,
+            etcd: false,
         })?;
         let result = (|| -> Result<()> {
             let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use podnet_core::ipam::addr::first_host;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_store::Snapshot;
+use podnet_store::Store;
 use serde::Serialize;
 
 use super::probe;
@@ -185,13 +186,14 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let Some(lab) = Lab::load(dir)? else {
         bail!("no lab in {}", dir.display());
     };
-    let store = podnet_store::file::FileStore::open(lab.store_dir())?;
     // The matrix does not need the store: without it, the nodes' subnet
     // files say what each node holds.
-    let snap = store.snapshot().unwrap_or_else(|e| {
-        eprintln!("lab check: {e}; using the nodes' subnet files");
-        Snapshot::default()
-    });
+    let snap = lab
+        .with_store(|s| async move { s.list().await })
+        .unwrap_or_else(|e| {
+            eprintln!("lab check: {e:#}; using the nodes' subnet files");
+            Snapshot::default()
+        });
     let cells = matrix(&lab, &node_subnets(&lab, &snap))?;
     let failed = cells.iter().filter(|c| !c.ok).count();
     if json {
@@ -321,6 +323,7 @@ mod tests {
             external_ns: "x-ext".into(),
             nodes: vec![node(1), node(2)],
             pods: vec![pod(1, "10.244.1.2"), pod(2, "10.244.2.2")],
+            etcd: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! recorded in `<dir>/lab.json`, so `down` can remove it all.
 
 pub mod check;
+pub mod etcd;
 pub mod probe;
 pub mod state;
 pub mod topology;
@@ -19,6 +20,7 @@ pub mod up;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use podnet_store::Store;
 
 use state::Lab;
 
@@ -29,8 +31,13 @@ pub fn down(dir: &Path) -> Result<()> {
         bail!("no lab in {}", dir.display());
     };
     println!("stopping {} agents", lab.nodes.len());
-    for node in &lab.nodes {
-        up::stop_agent(node.pid);
+    for pid in lab
+        .nodes
+        .iter()
+        .map(|n| n.pid)
+        .chain(lab.etcd.iter().map(|m| m.pid))
+    {
+        up::stop_agent(pid);
     }
     for ns in lab.namespaces() {
         if let Err(e) = podnet_linux::netns::NamedNetns::delete(&ns) {
@@ -46,8 +53,8 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
     let Some(lab) = Lab::load(dir)? else {
         bail!("no lab in {}", dir.display());
     };
-    let store = podnet_store::file::FileStore::open(lab.store_dir())?;
-    let leases: Vec<_> = store.snapshot()?.leases.into_values().collect();
+    let snap = lab.with_store(|s| async move { s.list().await })?;
+    let leases: Vec<_> = snap.leases.into_values().collect();
     let report = state::status_report(&lab, &leases)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -10,7 +10,9 @@ use podnet_core::cluster::lease::Lease;
 use podnet_linux::files::write_private_atomic;
 use podnet_linux::netlink::Netlink;
 use podnet_linux::netns::Netns;
+use podnet_store::AnyStore;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 use super::topology::Shape;
 
@@ -48,6 +50,24 @@ pub struct Lab {
     pub external_ns: String,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
+    /// The etcd members, when the lab runs on the etcd store.
+    #[serde(default)]
+    pub etcd: Vec<EtcdMember>,
+}
+
+/// One etcd member: its own namespace on the underlay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtcdMember {
+    pub name: String,
+    pub ns: String,
+    pub addr: IpAddr,
+    pub pid: i32,
+}
+
+impl EtcdMember {
+    pub fn client_url(&self) -> String {
+        format!("http://{}:2379", self.addr)
+    }
 }
 
 /// Labs recorded before the field existed masqueraded.
@@ -77,6 +97,43 @@ impl Lab {
         self.dir.join("store")
     }
 
+    /// The agents' `--store`: the shared directory, or every etcd member.
+    pub fn store_spec(&self) -> String {
+        if self.etcd.is_empty() {
+            format!("file:{}", self.store_dir().display())
+        } else {
+            let urls: Vec<String> = self.etcd.iter().map(EtcdMember::client_url).collect();
+            format!("etcd:{}", urls.join(","))
+        }
+    }
+
+    /// Runs `op` on the lab's store from inside the lab: etcd members are
+    /// reachable only on the underlay, so the client runs on a thread in
+    /// the external host's namespace, never in the machine's own.
+    pub fn with_store<T, F>(&self, op: impl FnOnce(AnyStore) -> F + Send) -> Result<T>
+    where
+        T: Send,
+        F: Future<Output = podnet_store::Result<T>>,
+    {
+        let ns = Netns::open(format!("/var/run/netns/{}", self.external_ns))?;
+        let spec = self.store_spec();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<T> {
+                    let _inside = ns.enter()?;
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async {
+                        let store = podnet_store::open(&spec, &Default::default()).await?;
+                        Ok(op(store).await?)
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the store client panicked"))?
+        })
+    }
+
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir.join(node)
     }
@@ -85,6 +142,7 @@ impl Lab {
     pub fn namespaces(&self) -> Vec<String> {
         let mut out: Vec<String> = self.pods.iter().map(|p| p.ns.clone()).collect();
         out.extend(self.nodes.iter().map(|n| n.ns.clone()));
+        out.extend(self.etcd.iter().map(|m| m.ns.clone()));
         out.push(self.external_ns.clone());
         out.push(self.underlay_ns.clone());
         out
@@ -110,6 +168,8 @@ pub struct StatusReport {
     pub shape: Shape,
     pub direct_routing: bool,
     pub nodes: Vec<NodeStatus>,
+    /// The etcd members and their roles (empty on the file store).
+    pub etcd: Vec<super::etcd::MemberStatus>,
 }
 
 pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
@@ -150,6 +210,11 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
         shape: lab.shape,
         direct_routing: lab.direct_routing,
         nodes,
+        etcd: if lab.etcd.is_empty() {
+            Vec::new()
+        } else {
+            super::etcd::status(lab)
+        },
     })
 }
 
@@ -170,6 +235,15 @@ pub fn render_status(r: &StatusReport) -> String {
             ""
         },
     );
+    for m in &r.etcd {
+        out += &format!(
+            "etcd {:4} {:15} pid {:7} {}\n",
+            m.name,
+            m.addr.to_string(),
+            m.pid,
+            m.role
+        );
+    }
     for n in &r.nodes {
         let subnets: Vec<String> = n.subnets.iter().map(ToString::to_string).collect();
         out += &format!(

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use podnet_linux::netlink::{Entry, Link, Netlink};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_linux::sysctl;
+use podnet_store::Store;
 use serde_json::json;
 
 use super::state::{Lab, Node, Pod};
@@ -32,6 +33,8 @@ pub struct UpOptions {
     /// The agents' egress masquerade (`podnetd --masquerade`); only the
     /// datapath benchmark turns it off, to measure the datapath without it.
     pub masquerade: bool,
+    /// Run the agents on a 3-member etcd instead of the file store.
+    pub etcd: bool,
 }
 
 /// The binaries the lab runs, found next to podnetctl.
@@ -68,7 +71,7 @@ fn ip(ns: Option<&str>, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn step(msg: &str) {
+pub(super) fn step(msg: &str) {
     print!("  {msg} ... ");
     let _ = std::io::stdout().flush();
 }
@@ -108,6 +111,9 @@ pub fn up(opts: UpOptions) -> Result<()> {
         ("host-gw" | "vxlan", _) => {}
         (other, _) => bail!("--backend {other} is not supported (use host-gw or vxlan)"),
     }
+    if opts.etcd && opts.shape.routed {
+        bail!("--store etcd puts its members on the flat underlay: it does not go with --routed");
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -126,6 +132,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         masquerade: opts.masquerade,
         nodes: Vec::new(),
         pods: Vec::new(),
+        etcd: Vec::new(),
     };
     std::fs::write(lab.dir.join("net-conf.json"), net_conf(&opts).to_string())?;
     lab.save()?;
@@ -147,7 +154,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         },
         lab.dir.display()
     );
-    let built = build(&mut lab, opts.nodes);
+    let built = build(&mut lab, opts.nodes, opts.etcd);
     if let Err(e) = built {
         eprintln!("lab up failed: {e:#}; removing what was made");
         lab.save()?;
@@ -158,7 +165,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     Ok(())
 }
 
-fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
+fn build(lab: &mut Lab, nodes: usize, etcd: bool) -> Result<()> {
     step(if lab.shape.routed {
         "underlay (router, external host)"
     } else {
@@ -180,6 +187,9 @@ fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
     let ext = NamedNetns::create(&lab.external_ns)?.keep();
     plug(lab, &ext, "ext", &lab.shape.external())?;
     println!("ok");
+    if etcd {
+        super::etcd::start(lab)?;
+    }
     for i in 1..=nodes {
         add_node_at(lab, i)?;
     }
@@ -189,7 +199,7 @@ fn build(lab: &mut Lab, nodes: usize) -> Result<()> {
 /// Connects `ns` to the underlay as `eth0`: to the fabric bridge (flat),
 /// or to its own router port (routed); addresses and default routes per
 /// `attachments`.
-fn plug(lab: &Lab, ns: &str, port: &str, attachments: &[Attachment]) -> Result<()> {
+pub(super) fn plug(lab: &Lab, ns: &str, port: &str, attachments: &[Attachment]) -> Result<()> {
     let under = lab.underlay_ns.as_str();
     ip(
         Some(under),
@@ -351,7 +361,7 @@ fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32>
         .arg("--run-dir")
         .arg(dir.join("run"))
         .arg("--store")
-        .arg(format!("file:{}", lab.store_dir().display()))
+        .arg(lab.store_spec())
         .arg("--net-conf")
         .arg(lab.dir.join("net-conf.json"))
         .arg(format!("--masquerade={}", lab.masquerade))
@@ -435,8 +445,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
         "{name}: stop podnetd, release its lease, remove it"
     ));
     stop_agent(node.pid);
-    let store = format!("file:{}", lab.store_dir().display());
-    crate::node::remove(&store, &Default::default(), name)?;
+    lab.with_store(|s| async move { s.release(name).await })?;
     let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
     lab.pods = kept;
     // Delete the underlay port first: that is synchronous, whereas a

@@ -1,0 +1,130 @@
+//! The lab on a real 3-member etcd: the same matrix as on the file store,
+//! a killed leader, and every member frozen for 30 s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestLab;
+use serde_json::Value;
+
+fn members(lab: &TestLab) -> Vec<Value> {
+    let (ok, status) = lab.json(&["status"]);
+    assert!(ok, "{status:#}");
+    status["etcd"].as_array().unwrap().clone()
+}
+
+fn with_role<'a>(members: &'a [Value], role: &str) -> Vec<&'a Value> {
+    members.iter().filter(|m| m["role"] == role).collect()
+}
+
+fn signal(pids: &[i64], sig: &str) {
+    for pid in pids {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+}
+
+fn log_lines(lab: &TestLab, node: &str, needle: &str) -> usize {
+    std::fs::read_to_string(lab.path().join(node).join("podnetd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+#[test]
+fn privileged_etcd_lab_passes_and_survives_losing_its_leader() {
+    let lab = TestLab::up_with(3, 1, &["--store", "etcd", "--backend", "vxlan"]);
+    lab.check_until_ok("vxlan lab on etcd");
+    let all = members(&lab);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let leader = with_role(&all, "leader");
+    assert_eq!(leader.len(), 1, "one leader: {all:?}");
+
+    signal(&[leader[0]["pid"].as_i64().unwrap()], "-KILL");
+    let started = Instant::now();
+    let (ok, text) = lab.ctl(&["add-node"]);
+    assert!(ok, "add-node after the leader died:\n{text}");
+    lab.check_until_ok("a node joined through the remaining members");
+    eprintln!("join after losing the leader: {:?}", started.elapsed());
+    let after = members(&lab);
+    assert_eq!(with_role(&after, "down").len(), 1, "{after:?}");
+    assert_eq!(
+        with_role(&after, "leader").len(),
+        1,
+        "a new leader: {after:?}"
+    );
+}
+
+#[test]
+fn privileged_frozen_etcd_loses_no_packet() {
+    let lab = TestLab::up_with(2, 1, &["--store", "etcd"]);
+    lab.check_until_ok("host-gw lab on etcd");
+    let r = lab.record();
+    let pod = |i: usize, field: &str| -> String {
+        let p = &r["pods"][i];
+        match field {
+            "ns" => p["ns"].as_str().unwrap().to_owned(),
+            _ => p["ips"][0].as_str().unwrap().to_owned(),
+        }
+    };
+    let pids: Vec<i64> = members(&lab)
+        .iter()
+        .map(|m| m["pid"].as_i64().unwrap())
+        .collect();
+
+    // 36 s of pings at 20/s: 2 s before, 30 s with every member stopped.
+    let ping = common::start_ping(&pod(0, "ns"), &pod(1, "ip"), 720);
+    std::thread::sleep(Duration::from_secs(2));
+    let _thaw = Thaw(pids.clone());
+    signal(&pids, "-STOP");
+    std::thread::sleep(Duration::from_secs(30));
+    signal(&pids, "-CONT");
+    let summary = common::ping_summary(ping);
+    eprintln!("30 s with etcd frozen: {summary}");
+    assert!(
+        summary.starts_with("720 packets transmitted, 720 received"),
+        "{summary}"
+    );
+    for node in ["node1", "node2"] {
+        let down = log_lines(&lab, node, "store unavailable");
+        eprintln!("{node}: {down} lines on the outage");
+        assert!(
+            (1..=2).contains(&down),
+            "{node}: {down} lines on the outage"
+        );
+        assert_eq!(
+            log_lines(&lab, node, "route removed"),
+            0,
+            "{node} dropped a route"
+        );
+    }
+    // Thawed: a node that joins, and one that leaves, are seen by all.
+    let (ok, text) = lab.ctl(&["add-node"]);
+    assert!(ok, "add-node after the freeze:\n{text}");
+    lab.check_until_ok("a node joined after the freeze");
+    let (ok, text) = lab.ctl(&["remove-node", "node2"]);
+    assert!(ok, "{text}");
+    lab.check_until_ok("a node left after the freeze");
+}
+
+/// Lets the members run again even if the test fails midway, so that the
+/// lab can be taken down.
+struct Thaw(Vec<i64>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+}
