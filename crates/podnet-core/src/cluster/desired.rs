@@ -75,9 +75,11 @@ pub fn desired<'a>(
     now: u64,
 ) -> Datapath {
     let mut out = Datapath::default();
+    // A peer of another backend type cannot be reached this way: skipped.
+    let backend = conf.backend.kind.as_str();
     for peer in leases
         .into_iter()
-        .filter(|l| l.node != me.name && !l.expired(now))
+        .filter(|l| l.node != me.name && !l.expired(now) && l.attrs.backend_type == backend)
     {
         for subnet in &peer.subnets {
             let v4 = subnet.addr().is_ipv4();

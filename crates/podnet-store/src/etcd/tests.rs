@@ -131,3 +131,98 @@ fn privileged_a_flannel_prefix_is_read_as_it_is() {
         assert_ne!(raw.kvs()[0].lease(), 0, "the key lives on an etcd lease");
     });
 }
+
+/// 100 agents, each with its own client, lease at once: no subnet twice.
+#[test]
+fn privileged_a_hundred_racing_agents_never_share_a_subnet() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let opts = EtcdOptions {
+            prefix: "/race".into(),
+        };
+        let conf = conformance::conf();
+        let started = std::time::Instant::now();
+        let mut agents = Vec::new();
+        for i in 0..100 {
+            let store = EtcdStore::connect(std::slice::from_ref(&endpoint), &opts)
+                .await
+                .unwrap();
+            let conf = conf.clone();
+            agents.push(tokio::spawn(async move {
+                let name = conformance::name(i);
+                let lease = store
+                    .acquire(
+                        &name,
+                        &conformance::attrs(i),
+                        &conf,
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .unwrap();
+                (lease.subnets, store.conflicts())
+            }));
+        }
+        let mut subnets = std::collections::BTreeSet::new();
+        let mut conflicts = 0;
+        for a in agents {
+            let (got, lost) = a.await.unwrap();
+            conflicts += lost;
+            for s in got {
+                assert!(subnets.insert(s), "{s} leased twice");
+            }
+        }
+        eprintln!(
+            "100 agents leased 100 distinct subnets in {:?}, {conflicts} lost races retried",
+            started.elapsed()
+        );
+        assert_eq!(subnets.len(), 100);
+    });
+}
+
+/// Nothing listens: every call is Unavailable, promptly, never a panic.
+#[test]
+fn privileged_unreachable_endpoints_are_unavailable() {
+    let ns = TestNetns::new("pnetcd");
+    ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    in_ns(&ns, async {
+        let endpoints = [
+            "http://127.0.0.1:1".to_owned(),
+            "http://127.0.0.1:2".to_owned(),
+        ];
+        let store = EtcdStore::connect(&endpoints, &EtcdOptions::default())
+            .await
+            .unwrap();
+        for result in [
+            store.list().await.map(drop),
+            store.net_conf(Some("{}")).await.map(drop),
+            store
+                .acquire(
+                    "n",
+                    &conformance::attrs(0),
+                    &conformance::conf(),
+                    Duration::from_secs(9),
+                )
+                .await
+                .map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+    });
+    let bad = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(EtcdStore::connect(
+            &["not a url".to_owned()],
+            &EtcdOptions::default(),
+        ));
+    assert!(
+        matches!(bad, Err(StoreError::Invalid(_))),
+        "a bad endpoint is configuration"
+    );
+}

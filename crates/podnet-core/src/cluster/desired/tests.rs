@@ -22,6 +22,13 @@ fn lease(node: &str, ip: &str, subnet: &str, expires: u64) -> Lease {
     }
 }
 
+/// The same lease as a host-gw node writes it.
+fn host_gw(mut l: Lease) -> Lease {
+    l.attrs.backend_type = "host-gw".into();
+    l.attrs.backend_data = Value::Null;
+    l
+}
+
 fn route(dst: &str, via: &str, vxlan: bool) -> PeerRoute {
     PeerRoute {
         dst: dst.parse().unwrap(),
@@ -41,10 +48,13 @@ const ME: Me<'static> = Me {
 
 #[test]
 fn host_gw_routes_to_live_peers_only() {
+    let mut wireguard = lease("d", "192.168.1.5", "10.244.4.0/24", 100);
+    wireguard.attrs.backend_type = "wireguard".into();
     let leases = [
-        lease("a", "192.168.1.2", "10.244.1.0/24", 100),
-        lease("b", "192.168.1.3", "10.244.2.0/24", 100),
-        lease("c", "192.168.1.4", "10.244.3.0/24", 5),
+        host_gw(lease("a", "192.168.1.2", "10.244.1.0/24", 100)),
+        host_gw(lease("b", "192.168.1.3", "10.244.2.0/24", 100)),
+        host_gw(lease("c", "192.168.1.4", "10.244.3.0/24", 5)),
+        wireguard,
     ];
     let d = desired(&ME, &conf(r#"{"Backend":{"Type":"host-gw"}}"#), &leases, 10);
     assert_eq!(
@@ -121,7 +131,7 @@ fn dual_stack_uses_each_familys_underlay_and_device() {
     assert_eq!(d.fdb[1].iter().next().unwrap().dst.to_string(), "fd00:1::3");
     let hg =
         conf(r#"{"EnableIPv6":true,"IPv6Network":"fd00:244::/56","Backend":{"Type":"host-gw"}}"#);
-    let d = desired(&ME, &hg, &[b], 10);
+    let d = desired(&ME, &hg, &[host_gw(b)], 10);
     assert!(
         d.routes
             .contains(&route("fd00:244:0:2::/64", "fd00:1::3", false))
