@@ -10,17 +10,20 @@
 //!   gets its own subnet back if it is still free.
 //! - `watch(R)` waits for the first change after R on the subnets prefix,
 //!   then lists; a compacted R just lists.
+//! - TLS with client certificates: `https://` endpoints and [`TlsFiles`].
 
 pub mod layout;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use ipnet::IpNet;
 use podnet_core::cluster::carve::{free_subnets, is_leasable};
@@ -39,13 +42,87 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct EtcdOptions {
     /// The key prefix (flannel's `--etcd-prefix`).
     pub prefix: String,
+    pub tls: TlsFiles,
 }
 
 impl Default for EtcdOptions {
     fn default() -> Self {
         EtcdOptions {
             prefix: layout::DEFAULT_PREFIX.to_owned(),
+            tls: TlsFiles::default(),
         }
+    }
+}
+
+/// PEM files for TLS to etcd (`https://` endpoints): the CA that signed
+/// the members' certificates, and this client's certificate and key.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The etcd flags, shared by podnetd and `podnetctl node`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdFlags {
+    /// The etcd store's key prefix (flannel's is /coreos.com/network).
+    #[arg(long, global = true, default_value = layout::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// The CA that signed the etcd members' certificates (PEM).
+    #[arg(long, global = true)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// This client's certificate for etcd (PEM), with --etcd-keyfile.
+    #[arg(long, global = true)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// This client's key for etcd (PEM).
+    #[arg(long, global = true)]
+    pub etcd_keyfile: Option<PathBuf>,
+}
+
+impl EtcdFlags {
+    pub fn options(&self) -> EtcdOptions {
+        EtcdOptions {
+            prefix: self.etcd_prefix.clone(),
+            tls: TlsFiles {
+                ca: self.etcd_cafile.clone(),
+                cert: self.etcd_certfile.clone(),
+                key: self.etcd_keyfile.clone(),
+            },
+        }
+    }
+}
+
+impl TlsFiles {
+    /// The client's TLS settings; `None` without any file. A file that
+    /// cannot be read is a configuration error naming its flag.
+    fn options(&self) -> Result<Option<TlsOptions>> {
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read(path)
+                .map_err(|e| StoreError::Invalid(format!("--etcd-{flag} {}: {e}", path.display())))
+        };
+        let mut tls = match (&self.ca, &self.cert, &self.key) {
+            (None, None, None) => return Ok(None),
+            _ => TlsOptions::new(),
+        };
+        if let Some(ca) = &self.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca, "cafile")?));
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(cert, "certfile")?,
+                    read(key, "keyfile")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::Invalid(
+                    "--etcd-certfile and --etcd-keyfile go together".into(),
+                ));
+            }
+        }
+        Ok(Some(tls))
     }
 }
 
@@ -89,12 +166,16 @@ impl EtcdStore {
                 "etcd: no endpoints (etcd:http://HOST:2379,...)".into(),
             ));
         }
+        let tls = opts.tls.options()?;
         let mut members = Vec::new();
         for endpoint in endpoints {
-            let options = ConnectOptions::new()
+            let mut options = ConnectOptions::new()
                 .with_connect_timeout(CALL_TIMEOUT)
                 .with_timeout(CALL_TIMEOUT)
                 .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
+            if let Some(tls) = &tls {
+                options = options.with_tls(tls.clone());
+            }
             let client = Client::connect([endpoint], Some(options))
                 .await
                 .map_err(|e| StoreError::Invalid(format!("etcd endpoint {endpoint}: {e}")))?;

@@ -2,7 +2,8 @@
 //! loopback: started with a temp data dir, stopped by PID and removed on
 //! drop, even when the test fails.
 
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::TestNetns;
@@ -16,18 +17,114 @@ pub struct EtcdMember {
 /// How long a member may take to answer.
 const START_CAP: Duration = Duration::from_secs(30);
 
+/// A CA, a server certificate for 127.0.0.1 and a client certificate,
+/// made with `openssl` (EC P-256, valid one day).
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certs {
+    pub fn make(dir: &Path) -> Certs {
+        let at = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            crate::run_ok(Command::new("openssl").current_dir(dir).args(args));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509", "-days", "1", "-subj", "/CN=podnet-test-ca"],
+                &ec[..],
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+        );
+        for (name, san) in [("server", "IP:127.0.0.1"), ("client", "DNS:podnet-node")] {
+            let (key, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            let subj = format!("/CN={name}");
+            let ext = format!("subjectAltName={san}");
+            openssl(
+                &[
+                    &["req"],
+                    &ec[..],
+                    &[
+                        "-keyout", &key, "-out", &csr, "-subj", &subj, "-addext", &ext,
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-copy_extensions",
+                "copy",
+            ]);
+        }
+        Certs {
+            ca: at("ca.pem"),
+            server_cert: at("server.pem"),
+            server_key: at("server.key"),
+            client_cert: at("client.pem"),
+            client_key: at("client.key"),
+        }
+    }
+}
+
 impl EtcdMember {
     /// One single-member cluster on `ns`'s loopback, port `port` (peers on
     /// `port + 1`). `lo` is brought up.
     pub fn start(ns: &TestNetns, port: u16) -> EtcdMember {
+        EtcdMember::start_with(ns, port, None)
+    }
+
+    /// The same, serving TLS that requires a client certificate.
+    pub fn start_tls(ns: &TestNetns, port: u16, certs: &Certs) -> EtcdMember {
+        EtcdMember::start_with(ns, port, Some(certs))
+    }
+
+    fn start_with(ns: &TestNetns, port: u16, certs: Option<&Certs>) -> EtcdMember {
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         let data = std::env::temp_dir().join(format!("podnet-etcd-{}-{port}", ns.name()));
         let _ = std::fs::remove_dir_all(&data);
-        let client_url = format!("http://127.0.0.1:{port}");
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{}", port + 1);
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
-        let child = ns
-            .command("etcd")
+        let mut cmd = ns.command("etcd");
+        if let Some(c) = certs {
+            cmd.arg("--cert-file")
+                .arg(&c.server_cert)
+                .arg("--key-file")
+                .arg(&c.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&c.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "m1", "--data-dir"])
             .arg(&data)
             .args(["--listen-client-urls", &client_url])
@@ -45,15 +142,23 @@ impl EtcdMember {
             data,
             client_url,
         };
-        member.wait_healthy(ns);
+        member.wait_healthy(ns, certs);
         member
     }
 
-    fn wait_healthy(&self, ns: &TestNetns) {
+    fn wait_healthy(&self, ns: &TestNetns, certs: Option<&Certs>) {
         let started = Instant::now();
         loop {
-            let out = ns
-                .command("etcdctl")
+            let mut cmd = ns.command("etcdctl");
+            if let Some(c) = certs {
+                cmd.arg("--cacert")
+                    .arg(&c.ca)
+                    .arg("--cert")
+                    .arg(&c.client_cert)
+                    .arg("--key")
+                    .arg(&c.client_key);
+            }
+            let out = cmd
                 .env("ETCDCTL_API", "3")
                 .args(["--endpoints", &self.client_url, "endpoint", "health"])
                 .output()
@@ -88,13 +193,4 @@ impl Drop for EtcdMember {
         let _ = std::fs::remove_dir_all(&self.data);
         let _ = std::fs::remove_file(self.data.with_extension("log"));
     }
-}
-
-/// Runs `etcdctl` (API v3) against `endpoint` inside `ns`.
-pub fn etcdctl(ns: &TestNetns, endpoint: &str, args: &[&str]) -> String {
-    let mut cmd = ns.command("etcdctl");
-    cmd.env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args);
-    crate::run_ok(&mut cmd)
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use podnet_store::StoreOptions;
-use podnet_store::etcd::EtcdOptions;
+use podnet_store::etcd::EtcdFlags;
 
 #[derive(Parser)]
 #[command(name = "podnetctl", version, about = "Operate and measure podnet")]
@@ -25,9 +25,8 @@ enum Top {
         /// The cluster store, as podnetd's --store.
         #[arg(long, global = true, default_value = "file:/var/lib/podnet/store")]
         store: String,
-        /// The etcd store's key prefix, as podnetd's --etcd-prefix.
-        #[arg(long, global = true, default_value = podnet_store::etcd::layout::DEFAULT_PREFIX)]
-        etcd_prefix: String,
+        #[command(flatten)]
+        etcd: EtcdFlags,
         #[command(subcommand)]
         what: NodeCmd,
     },
@@ -202,13 +201,11 @@ fn main() -> ExitCode {
         },
         Top::Node {
             store,
-            etcd_prefix,
+            etcd,
             what: NodeCmd::Remove { name },
         } => {
             let opts = StoreOptions {
-                etcd: EtcdOptions {
-                    prefix: etcd_prefix,
-                },
+                etcd: etcd.options(),
             };
             node::remove(&store, &opts, &name)
         }

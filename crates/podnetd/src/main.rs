@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use podnet_store::etcd::EtcdOptions;
+use podnet_store::etcd::EtcdFlags;
 use podnet_store::{Store, StoreOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -48,9 +48,8 @@ pub struct Args {
     /// the lab) or etcd:URL[,URL...] (every member).
     #[arg(long, default_value = "file:/var/lib/podnet/store")]
     pub store: String,
-    /// The etcd store's key prefix (flannel's is /coreos.com/network).
-    #[arg(long, default_value = podnet_store::etcd::layout::DEFAULT_PREFIX)]
-    pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd: EtcdFlags,
     /// The cluster config (flannel's net-conf.json format). Stored on first
     /// use; every node then uses the stored one.
     #[arg(long)]
@@ -85,9 +84,7 @@ fn main() -> Result<()> {
         .build()?;
     let result = runtime.block_on(async {
         let opts = StoreOptions {
-            etcd: EtcdOptions {
-                prefix: args.etcd_prefix.clone(),
-            },
+            etcd: args.etcd.options(),
         };
         let store = podnet_store::open(&args.store, &opts).await?;
         serve(args, store).await

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use podnet_testkit::TestNetns;
-use podnet_testkit::etcd::EtcdMember;
+use podnet_testkit::etcd::{Certs, EtcdMember};
 
 use super::*;
 use crate::conformance::{self, Backend, Cluster};
@@ -25,6 +25,7 @@ impl Cluster for Prefix {
     async fn client(&self) -> EtcdStore {
         let opts = EtcdOptions {
             prefix: self.prefix.clone(),
+            ..EtcdOptions::default()
         };
         EtcdStore::connect(std::slice::from_ref(&self.endpoint), &opts)
             .await
@@ -90,6 +91,7 @@ fn privileged_a_flannel_prefix_is_read_as_it_is() {
     in_ns(&ns, async move {
         let opts = EtcdOptions {
             prefix: "/coreos.com/network".into(),
+            ..EtcdOptions::default()
         };
         let store = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
         let mut c = store.members[0].clone();
@@ -141,6 +143,7 @@ fn privileged_a_hundred_racing_agents_never_share_a_subnet() {
     in_ns(&ns, async move {
         let opts = EtcdOptions {
             prefix: "/race".into(),
+            ..EtcdOptions::default()
         };
         let conf = conformance::conf();
         let started = std::time::Instant::now();
@@ -225,4 +228,80 @@ fn privileged_unreachable_endpoints_are_unavailable() {
         matches!(bad, Err(StoreError::Invalid(_))),
         "a bad endpoint is configuration"
     );
+}
+
+/// TLS with client certificates made by the test; a client without one,
+/// and TLS files that are missing or not PEM, are refused clearly.
+#[test]
+fn privileged_tls_with_client_certificates() {
+    let ns = TestNetns::new("pnetcd");
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let member = EtcdMember::start_tls(&ns, 2379, &certs);
+    let endpoint = member.client_url.clone();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    in_ns(&ns, async move {
+        let connect = |tls: TlsFiles| {
+            let endpoint = endpoint.clone();
+            async move {
+                let opts = EtcdOptions {
+                    prefix: "/tls".into(),
+                    tls,
+                };
+                EtcdStore::connect(&[endpoint], &opts).await
+            }
+        };
+        let full = TlsFiles {
+            ca: Some(certs.ca.clone()),
+            cert: Some(certs.client_cert.clone()),
+            key: Some(certs.client_key.clone()),
+        };
+        let store = connect(full).await.unwrap();
+        store.net_conf(Some("{}")).await.unwrap();
+        let lease = store
+            .acquire(
+                "node1",
+                &conformance::attrs(1),
+                &conformance::conf(),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.list().await.unwrap().leases.len(), 1, "{lease:?}");
+
+        let anonymous = TlsFiles {
+            ca: Some(certs.ca.clone()),
+            ..TlsFiles::default()
+        };
+        let refused = match connect(anonymous).await {
+            Ok(s) => s.list().await.map(drop),
+            Err(e) => Err(e),
+        };
+        assert!(refused.is_err(), "a client without a certificate got in");
+
+        let missing = TlsFiles {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..TlsFiles::default()
+        };
+        match connect(missing).await {
+            Err(StoreError::Invalid(why)) => assert!(why.contains("--etcd-cafile"), "{why}"),
+            Err(e) => panic!("a missing CA file: want Invalid, got {e}"),
+            Ok(_) => panic!("a missing CA file was accepted"),
+        }
+        let half = TlsFiles {
+            cert: Some(certs.client_cert.clone()),
+            ..TlsFiles::default()
+        };
+        assert!(matches!(connect(half).await, Err(StoreError::Invalid(_))));
+        let not_pem = TlsFiles {
+            ca: Some(garbage),
+            ..TlsFiles::default()
+        };
+        let result = match connect(not_pem).await {
+            Ok(s) => s.list().await.map(drop),
+            Err(e) => Err(e),
+        };
+        assert!(result.is_err(), "a CA file that is not PEM was accepted");
+    });
 }
