@@ -406,15 +406,23 @@ impl Store for EtcdStore {
         let Some(held) = held else {
             return Err(StoreError::NotFound(node.to_owned()));
         };
+        // Opening a keep-alive stream sends one keep-alive; an etcd lease
+        // that expired answers "not found".
         let id = held.etcd_lease;
-        let ttl_left = self
+        let alive = self
             .call(|mut c| async move {
-                let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-                keeper.keep_alive().await?;
-                Ok(stream.message().await?.map_or(0, |r| r.ttl()))
+                match c.lease_keep_alive(id).await {
+                    Ok(_) => Ok(true),
+                    Err(etcd_client::Error::LeaseKeepAliveError(why))
+                        if why.contains("not found") =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
             })
             .await?;
-        if ttl_left <= 0 {
+        if !alive {
             return Err(StoreError::NotFound(node.to_owned()));
         }
         let key = layout::subnet_key(&self.prefix, &held.subnets);

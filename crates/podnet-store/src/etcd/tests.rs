@@ -305,3 +305,74 @@ fn privileged_tls_with_client_certificates() {
         assert!(result.is_err(), "a CA file that is not PEM was accepted");
     });
 }
+
+/// Partitioned past its TTL: the node's lease is gone (NotFound), and it
+/// gets its own subnet back while nobody took it.
+#[test]
+fn privileged_an_expired_node_gets_its_free_subnet_back() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let store = EtcdStore::connect(&[endpoint], &EtcdOptions::default())
+            .await
+            .unwrap();
+        let conf = conformance::conf();
+        let attrs = conformance::attrs(1);
+        let first = store
+            .acquire("node1", &attrs, &conf, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !store.list().await.unwrap().leases.is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(30), "never expired");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let renewed = store.renew("node1", &attrs, Duration::from_secs(60)).await;
+        assert!(
+            matches!(renewed, Err(StoreError::NotFound(_))),
+            "{renewed:?}"
+        );
+        let again = store
+            .acquire("node1", &attrs, &conf, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(again.subnets, first.subnets, "taken back");
+    });
+}
+
+/// A watch from a revision etcd compacted away lists again, promptly.
+#[test]
+fn privileged_a_watch_from_a_compacted_revision_lists_again() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let store = EtcdStore::connect(&[endpoint], &EtcdOptions::default())
+            .await
+            .unwrap();
+        let conf = conformance::conf();
+        let old = store.list().await.unwrap().revision;
+        for i in 0..3 {
+            store
+                .acquire(
+                    &conformance::name(i),
+                    &conformance::attrs(i),
+                    &conf,
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        let now = store.list().await.unwrap().revision;
+        let mut c = store.members[0].clone();
+        c.compact(now.as_str().parse().unwrap(), None)
+            .await
+            .unwrap();
+        let cap = Duration::from_secs(60);
+        let t = std::time::Instant::now();
+        let snap = store.watch(&old, cap).await.unwrap();
+        assert!(t.elapsed() < cap, "waited out the timeout");
+        assert_eq!(snap.leases.len(), 3);
+    });
+}
