@@ -14,11 +14,11 @@
 
 pub mod layout;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use etcd_client::{
@@ -35,7 +35,9 @@ use crate::{Result, Revision, Snapshot, Store, StoreError, lease_for};
 /// Racing nodes pick among this many free subnets.
 const PICK_AMONG: usize = 100;
 /// Lost races tolerated before giving up.
-const MAX_CONFLICTS: usize = 64;
+const MAX_CONFLICTS: usize = 256;
+/// Lost races before the keys are listed again.
+const RETRIES_PER_LIST: usize = 8;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -141,8 +143,18 @@ pub struct EtcdStore {
     current: AtomicUsize,
     prefix: String,
     held: Mutex<BTreeMap<String, Held>>,
+    /// What this client knows is taken: the last listing, and every subnet
+    /// it has claimed or lost a race for since. A client that leases for
+    /// many nodes at once (a benchmark, a migration) then lists once, not
+    /// once per node; a restarted node's client lists afresh.
+    known: tokio::sync::Mutex<Option<Known>>,
     /// Lost races so far, for benchmarks and logs.
     conflicts: AtomicUsize,
+}
+
+struct Known {
+    records: Arc<Vec<Record>>,
+    taken: BTreeSet<IpNet>,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -186,6 +198,7 @@ impl EtcdStore {
             current: AtomicUsize::new(0),
             prefix: opts.prefix.trim_end_matches('/').to_owned(),
             held: Mutex::default(),
+            known: tokio::sync::Mutex::default(),
             conflicts: AtomicUsize::new(0),
         })
     }
@@ -231,7 +244,11 @@ impl EtcdStore {
         let resp = self
             .call(|mut c| {
                 let prefix = prefix.clone();
-                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+                // Serializable: a member answers from its own copy, with no
+                // round of consensus. A stale read costs at most a lost
+                // race: claims are transactions.
+                let options = GetOptions::new().with_prefix().with_serializable();
+                async move { c.get(prefix, Some(options)).await }
             })
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
@@ -254,27 +271,63 @@ impl EtcdStore {
 
     /// Puts `lease` under its key if `guard` holds; returns whether it did.
     async fn put_if(&self, guard: Compare, lease: &Lease, etcd_lease: i64) -> Result<bool> {
+        Ok(self
+            .put_txn(guard, lease, etcd_lease, Vec::new())
+            .await?
+            .succeeded())
+    }
+
+    /// Puts `lease` under its key if `guard` holds, else runs `otherwise`.
+    async fn put_txn(
+        &self,
+        guard: Compare,
+        lease: &Lease,
+        etcd_lease: i64,
+        otherwise: Vec<TxnOp>,
+    ) -> Result<etcd_client::TxnResponse> {
         let key = layout::subnet_key(&self.prefix, &lease.subnets);
         let value = serde_json::to_vec(lease).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let put = TxnOp::put(key, value, Some(PutOptions::new().with_lease(etcd_lease)));
-        let txn = Txn::new().when([guard]).and_then([put]);
-        let resp = self
-            .call(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        let txn = Txn::new().when([guard]).and_then([put]).or_else(otherwise);
+        self.call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 
     /// Claims `subnets` for `node` if no key holds them; after a success,
     /// gives them back if an older key turned out to share one (two
-    /// dual-stack keys can differ yet share a family's subnet).
+    /// dual-stack keys can differ yet share a family's subnet). A lost
+    /// race brings back every key (names only) in the same round trip, so
+    /// that the next pick knows what is taken now.
     async fn claim(&self, lease: &Lease, etcd_lease: i64) -> Result<bool> {
         let key = layout::subnet_key(&self.prefix, &lease.subnets);
         let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
-        if !self.put_if(absent, lease, etcd_lease).await? {
+        let keys = TxnOp::get(
+            layout::subnets_prefix(&self.prefix),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        );
+        let resp = self.put_txn(absent, lease, etcd_lease, vec![keys]).await?;
+        if !resp.succeeded() {
+            let now_taken: Vec<IpNet> = resp
+                .op_responses()
+                .iter()
+                .filter_map(|op| match op {
+                    etcd_client::TxnOpResponse::Get(get) => Some(get),
+                    _ => None,
+                })
+                .flat_map(|get| get.kvs().iter())
+                .filter_map(|kv| {
+                    layout::parse_subnet_key(&self.prefix, &String::from_utf8_lossy(kv.key()))
+                })
+                .flatten()
+                .collect();
+            self.taken(&now_taken).await;
             return Ok(false);
+        }
+        if lease.subnets.len() < 2 {
+            return Ok(true); // one family: its key is the subnet itself
         }
         let (_, records) = self.records().await?;
         let shared = records
@@ -296,6 +349,57 @@ impl EtcdStore {
     async fn get(&self, key: &str) -> Result<etcd_client::GetResponse> {
         self.call(|mut c| async move { c.get(key, None).await })
             .await
+    }
+
+    /// The listing to claim against (a fresh one if `fresh`), and every
+    /// subnet this client knows to be taken.
+    async fn known(&self, fresh: bool) -> Result<(Arc<Vec<Record>>, Vec<IpNet>)> {
+        let mut known = self.known.lock().await;
+        if fresh || known.is_none() {
+            let (_, records) = self.records().await?;
+            let taken = records.iter().flat_map(|r| r.subnets.clone()).collect();
+            *known = Some(Known {
+                records: Arc::new(records),
+                taken,
+            });
+        }
+        let k = known.as_ref().ok_or_else(|| StoreError::Unavailable("etcd: no listing".into()))?;
+        Ok((k.records.clone(), k.taken.iter().copied().collect()))
+    }
+
+    /// Records subnets as taken (claimed, or lost to another node).
+    async fn taken(&self, subnets: &[IpNet]) {
+        if let Some(k) = self.known.lock().await.as_mut() {
+            k.taken.extend(subnets.iter().copied());
+        }
+    }
+
+    /// One free subnet per family, at random among the first free ones.
+    fn pick(conf: &ClusterConf, taken: &[IpNet]) -> Result<Vec<IpNet>> {
+        let mut pick = Vec::new();
+        for fam in conf.families() {
+            let free = free_subnets(fam, taken, PICK_AMONG);
+            if free.is_empty() {
+                return Err(StoreError::Exhausted {
+                    cidr: fam.network,
+                    subnet_len: fam.subnet_len,
+                });
+            }
+            pick.push(free[fastrand::usize(..free.len())]);
+        }
+        Ok(pick)
+    }
+
+    /// Counts a lost race; too many in a row is an error.
+    fn lost_race(&self, in_a_row: &mut usize) -> Result<()> {
+        *in_a_row += 1;
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+        if *in_a_row >= MAX_CONFLICTS {
+            return Err(StoreError::Unavailable(format!(
+                "etcd: lost {in_a_row} races for a subnet in a row"
+            )));
+        }
+        Ok(())
     }
 
     fn fits(conf: &ClusterConf, subnets: &[IpNet]) -> bool {
@@ -342,8 +446,12 @@ impl Store for EtcdStore {
             .id();
         let remembered = self.held().get(node).map(|h| h.subnets.clone());
         let mut conflicts = 0;
-        let lease = loop {
-            let (_, records) = self.records().await?;
+        // A node that held subnets before (its etcd lease expired) needs
+        // to know whether they are still free: list afresh.
+        let mut fresh = remembered.is_some();
+        let lease = 'listed: loop {
+            let (records, mut taken) = self.known(fresh).await?;
+            fresh = true;
             // Its own key (a restart): keep it, if nobody changed it since.
             let mine = records
                 .iter()
@@ -354,41 +462,28 @@ impl Store for EtcdStore {
                 if self.put_if(same, &lease, etcd_lease).await? {
                     break lease;
                 }
-            } else {
-                let taken: Vec<IpNet> = records.iter().flat_map(|r| r.subnets.clone()).collect();
-                // Its subnets from before an expiry, if still free; else a
-                // random one among the first free.
-                let wanted = match remembered
-                    .as_ref()
-                    .filter(|s| Self::fits(conf, s) && !s.iter().any(|x| taken.contains(x)))
-                {
-                    Some(s) => s.clone(),
-                    None => {
-                        let mut pick = Vec::new();
-                        for fam in conf.families() {
-                            let free = free_subnets(fam, &taken, PICK_AMONG);
-                            if free.is_empty() {
-                                return Err(StoreError::Exhausted {
-                                    cidr: fam.network,
-                                    subnet_len: fam.subnet_len,
-                                });
-                            }
-                            pick.push(free[fastrand::usize(..free.len())]);
-                        }
-                        pick
-                    }
-                };
-                let lease = lease_for(node, wanted, attrs, ttl);
-                if self.claim(&lease, etcd_lease).await? {
-                    break lease;
-                }
+                self.lost_race(&mut conflicts)?;
+                continue;
             }
-            conflicts += 1;
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-            if conflicts >= MAX_CONFLICTS {
-                return Err(StoreError::Unavailable(format!(
-                    "etcd: lost {conflicts} races for a subnet in a row"
-                )));
+            // Its subnets from before an expiry, if still free; else a
+            // random one among the first free. A lost race marks the
+            // subnet taken and tries another without listing again.
+            let mut wanted = remembered
+                .clone()
+                .filter(|s| Self::fits(conf, s) && !s.iter().any(|x| taken.contains(x)));
+            for _ in 0..RETRIES_PER_LIST {
+                let subnets = match wanted.take() {
+                    Some(s) => s,
+                    None => Self::pick(conf, &taken)?,
+                };
+                let lease = lease_for(node, subnets, attrs, ttl);
+                let won = self.claim(&lease, etcd_lease).await?;
+                self.taken(&lease.subnets).await;
+                if won {
+                    break 'listed lease;
+                }
+                self.lost_race(&mut conflicts)?;
+                taken = self.known(false).await?.1;
             }
         };
         self.held().insert(

@@ -143,6 +143,10 @@ enum Bench {
         /// A short run for CI: 3 nodes, 1 round, 500 peers.
         #[arg(long)]
         quick: bool,
+        /// `etcd`: also lease every simulated node through a real etcd and
+        /// converge one agent on it, beside the file store's figures.
+        #[arg(long, default_value = "file", value_parser = ["file", "etcd"])]
+        store: String,
     },
     /// ADD/DEL latency and concurrent throughput of the podnet plugin
     /// against the reference bridge + host-local plugins, measured in one
@@ -233,16 +237,19 @@ fn main() -> ExitCode {
                 rounds,
                 peers,
                 quick,
+                store,
             } => bench::control_plane::run(match quick {
                 true => bench::control_plane::Options {
                     nodes: 3,
                     rounds: 1,
                     peers: 500,
+                    etcd: store == "etcd",
                 },
                 false => bench::control_plane::Options {
                     nodes,
                     rounds,
                     peers,
+                    etcd: store == "etcd",
                 },
             }),
             Bench::Datapath {

@@ -24,6 +24,8 @@ pub struct Options {
     pub nodes: usize,
     pub rounds: usize,
     pub peers: usize,
+    /// Also measure the etcd store, beside the file store.
+    pub etcd: bool,
 }
 
 const CAP: Duration = Duration::from_secs(30);
@@ -37,6 +39,9 @@ pub fn run(opts: Options) -> Result<()> {
     convergence(&opts)?;
     for backend in ["host-gw", "vxlan"] {
         scale(backend, opts.peers)?;
+    }
+    if opts.etcd {
+        super::etcd::scale(opts.peers)?;
     }
     Ok(())
 }
@@ -144,90 +149,98 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
     Ok(samples)
 }
 
-/// One agent, `peers` simulated peer leases in 10.0.0.0/8: time to program
-/// them all, its peak RSS, and the kernel's floor for the same changes.
-fn scale(backend: &str, peers: usize) -> Result<()> {
-    let work = tempfile::tempdir()?;
-    let tag = format!("pnbench{}", std::process::id());
-    let node = NamedNetns::create(&format!("{tag}-node"))?;
-    let hub = NamedNetns::create(&format!("{tag}-hub"))?;
-    let node_ip = IpAddr::V4(Ipv4Addr::new(172, 16, 255, 254));
-    // An underlay /16 holds every simulated peer address on-link.
-    let ip = |ns: &str, args: &[&str]| -> Result<()> {
-        let ok = Command::new("ip")
-            .arg("-n")
-            .arg(ns)
-            .args(args)
-            .status()?
-            .success();
-        if ok {
-            Ok(())
-        } else {
-            bail!("ip -n {ns} {}", args.join(" "))
-        }
-    };
-    ip(
-        hub.name(),
-        &[
-            "link",
-            "add",
-            "up0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            node.name(),
-        ],
-    )?;
-    ip(hub.name(), &["link", "set", "up0", "up"])?;
-    ip(
-        node.name(),
-        &["addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
-    )?;
-    ip(node.name(), &["link", "set", "eth0", "up"])?;
+/// A node namespace on an underlay /16 that holds every simulated peer
+/// address on-link, and the hub namespace at its other end.
+pub(super) struct Underlay {
+    pub node: NamedNetns,
+    pub hub: NamedNetns,
+    pub node_ip: IpAddr,
+}
 
-    let store_dir = work.path().join("store");
-    let store = FileStore::open(&store_dir)?;
-    for i in 0..peers {
-        // Subnets from 10.0.16.0/24 up: clear of the agent's own lease,
-        // which is the first free one (10.0.1.0/24).
-        let n = i + 16;
-        let public_ip = sim_peer(i);
-        store.import(&Lease {
-            node: format!("sim{i}"),
-            subnets: vec![sim_subnet(n)?],
-            expires: u64::MAX,
-            attrs: LeaseAttrs {
-                public_ip,
-                public_ipv6: None,
-                backend_type: backend.to_owned(),
-                backend_data: VxlanData {
-                    vni: 1,
-                    vtep_mac: format_mac(&vtep_mac(&public_ip)),
-                }
-                .to_value(),
-                backend_v6_data: serde_json::Value::Null,
-            },
-        })?;
+pub(super) fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    let ok = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .status()?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        bail!("ip -n {ns} {}", args.join(" "))
     }
-    let conf = work.path().join("net-conf.json");
-    std::fs::write(
-        &conf,
-        format!(r#"{{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#),
-    )?;
+}
+
+impl Underlay {
+    pub fn new(tag: &str) -> Result<Underlay> {
+        let node = NamedNetns::create(&format!("{tag}-node"))?;
+        let hub = NamedNetns::create(&format!("{tag}-hub"))?;
+        let node_ip = IpAddr::V4(Ipv4Addr::new(172, 16, 255, 254));
+        ip(
+            hub.name(),
+            &[
+                "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns",
+                node.name(),
+            ],
+        )?;
+        ip(hub.name(), &["link", "set", "up0", "up"])?;
+        ip(
+            node.name(),
+            &["addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
+        )?;
+        ip(node.name(), &["link", "set", "eth0", "up"])?;
+        Ok(Underlay { node, hub, node_ip })
+    }
+}
+
+/// The simulated peer `i`'s lease attributes.
+pub(super) fn sim_attrs(i: usize, backend: &str) -> LeaseAttrs {
+    let public_ip = sim_peer(i);
+    LeaseAttrs {
+        public_ip,
+        public_ipv6: None,
+        backend_type: backend.to_owned(),
+        backend_data: VxlanData {
+            vni: 1,
+            vtep_mac: format_mac(&vtep_mac(&public_ip)),
+        }
+        .to_value(),
+        backend_v6_data: serde_json::Value::Null,
+    }
+}
+
+pub(super) fn net_conf(backend: &str) -> String {
+    format!(r#"{{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#)
+}
+
+/// What one agent did with `peers` peers: the time from its start to all
+/// routes present, its own reconcile time, and its peak RSS (KiB).
+pub(super) struct AgentRun {
+    pub took: Duration,
+    pub reconcile_ms: Option<u64>,
+    pub rss_kib: u64,
+}
+
+/// Starts podnetd in `u.node` on `store`, waits for `peers` routes, stops it.
+pub(super) fn run_agent(
+    u: &Underlay,
+    work: &Path,
+    store: &str,
+    backend: &str,
+    peers: usize,
+) -> Result<AgentRun> {
+    let conf = work.join("net-conf.json");
+    std::fs::write(&conf, net_conf(backend))?;
     let podnetd = lab::up::sibling("podnetd")?;
-    let log = work.path().join("podnetd.log");
+    let log = work.join("podnetd.log");
     let spawned = Instant::now();
     let mut child = Command::new("ip")
-        .args(["netns", "exec", node.name()])
+        .args(["netns", "exec", u.node.name()])
         .arg(&podnetd)
-        .args(["--node-name", "bench", "--public-ip", &node_ip.to_string()])
+        .args(["--node-name", "bench", "--public-ip", &u.node_ip.to_string()])
         .arg("--run-dir")
-        .arg(work.path().join("run"))
-        .arg("--store")
-        .arg(format!("file:{}", store_dir.display()))
+        .arg(work.join("run"))
+        .args(["--store", store])
         .arg("--net-conf")
         .arg(&conf)
         .stdin(Stdio::null())
@@ -237,7 +250,7 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
         .context("start podnetd")?;
     let pid = child.id();
     let outcome = (|| -> Result<(Duration, u64)> {
-        while our_routes(node.name())?.len() < peers {
+        while our_routes(u.node.name())?.len() < peers {
             if spawned.elapsed() > CAP {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -255,8 +268,8 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
-    let (took, rss) = outcome?;
-    let agent_ms = std::fs::read_to_string(&log)?
+    let (took, rss_kib) = outcome?;
+    let reconcile_ms = std::fs::read_to_string(&log)?
         .lines()
         .filter(|l| l.contains("routes reconciled"))
         .find_map(|l| {
@@ -267,6 +280,37 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
                 .parse::<u64>()
                 .ok()
         });
+    Ok(AgentRun {
+        took,
+        reconcile_ms,
+        rss_kib,
+    })
+}
+
+/// One agent, `peers` simulated peer leases in 10.0.0.0/8: time to program
+/// them all, its peak RSS, and the kernel's floor for the same changes.
+fn scale(backend: &str, peers: usize) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let tag = format!("pnbench{}", std::process::id());
+    let u = Underlay::new(&tag)?;
+    let store_dir = work.path().join("store");
+    let store = FileStore::open(&store_dir)?;
+    for i in 0..peers {
+        // Subnets from 10.0.16.0/24 up: clear of the agent's own lease,
+        // which is the first free one (10.0.1.0/24).
+        store.import(&Lease {
+            node: format!("sim{i}"),
+            subnets: vec![sim_subnet(i + 16)?],
+            expires: u64::MAX,
+            attrs: sim_attrs(i, backend),
+        })?;
+    }
+    let spec = format!("file:{}", store_dir.display());
+    let AgentRun {
+        took,
+        reconcile_ms: agent_ms,
+        rss_kib: rss,
+    } = run_agent(&u, work.path(), &spec, backend, peers)?;
     let floor = kernel_floor(&format!("{tag}-floor"), backend, peers)?;
     let target = if backend == "host-gw" { 0.2 } else { 1.0 };
     println!();
@@ -293,7 +337,7 @@ fn scale(backend: &str, peers: usize) -> Result<()> {
         rss as f64 / 1024.0,
         if rss < 64 * 1024 { "met" } else { "MISSED" }
     );
-    drop((node, hub));
+    drop(u);
     Ok(())
 }
 
@@ -381,12 +425,12 @@ fn sim_peer(i: usize) -> IpAddr {
 }
 
 /// The `n`th /24 of 10.0.0.0/8.
-fn sim_subnet(n: usize) -> Result<IpNet> {
+pub(super) fn sim_subnet(n: usize) -> Result<IpNet> {
     let addr = Ipv4Addr::new(10, (n >> 8) as u8, n as u8, 0);
     Ok(IpNet::new(IpAddr::V4(addr), 24)?)
 }
 
-fn peak_rss_kib(pid: u32) -> Result<u64> {
+pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

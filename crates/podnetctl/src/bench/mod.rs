@@ -3,4 +3,5 @@
 pub mod cni;
 pub mod control_plane;
 pub mod datapath;
+pub mod etcd;
 pub mod stats;

@@ -6,7 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -52,24 +53,8 @@ pub fn start(lab: &mut Lab) -> Result<()> {
             router: None,
         };
         plug(lab, &ns, &name, &[attach])?;
-        let url = |port: u16| format!("http://{}:{port}", addr(k));
         let log = std::fs::File::create(data_root.join(format!("{name}.log")))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns, "etcd", "--name", &name])
-            .arg("--data-dir")
-            .arg(data_root.join(&name))
-            .args(["--listen-client-urls", &url(2379)])
-            .args(["--advertise-client-urls", &url(2379)])
-            .args(["--listen-peer-urls", &url(2380)])
-            .args(["--initial-advertise-peer-urls", &url(2380)])
-            .args(["--initial-cluster", &peers.join(",")])
-            .args(["--initial-cluster-token", &lab.id])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("start etcd (Debian's etcd-server; scripts/install-deps.sh installs it)")?;
+        let child = spawn(&ns, &name, addr(k), &peers.join(","), &data_root, &lab.id, log)?;
         if let Some(m) = lab.etcd.iter_mut().find(|m| m.name == name) {
             m.pid = child.id() as i32;
         }
@@ -77,18 +62,53 @@ pub fn start(lab: &mut Lab) -> Result<()> {
         println!("ok (pid {})", child.id());
     }
     step("etcd cluster healthy");
+    let first = lab.etcd[0].ns.clone();
+    let took = wait_healthy(&first, &endpoints(lab))
+        .with_context(|| format!("see {}", data_root.display()))?;
+    println!("ok ({took:?})");
+    Ok(())
+}
+
+/// Starts member `name` of the cluster `peers` (`n1=http://a:2380,...`)
+/// in namespace `ns`, serving on `addr`, with its data dir under `data`.
+pub fn spawn(
+    ns: &str,
+    name: &str,
+    addr: IpAddr,
+    peers: &str,
+    data: &Path,
+    token: &str,
+    log: std::fs::File,
+) -> Result<Child> {
+    let url = |port: u16| format!("http://{addr}:{port}");
+    Command::new("ip")
+        .args(["netns", "exec", ns, "etcd", "--name", name])
+        .arg("--data-dir")
+        .arg(data.join(name))
+        .args(["--listen-client-urls", &url(2379)])
+        .args(["--advertise-client-urls", &url(2379)])
+        .args(["--listen-peer-urls", &url(2380)])
+        .args(["--initial-advertise-peer-urls", &url(2380)])
+        .args(["--initial-cluster", peers])
+        .args(["--initial-cluster-token", token])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("start etcd (Debian's etcd-server; scripts/install-deps.sh installs it)")
+}
+
+/// Waits until every endpoint answers, asking from inside `ns`.
+pub fn wait_healthy(ns: &str, endpoints: &str) -> Result<Duration> {
     let started = Instant::now();
-    while !healthy(lab) {
+    while !etcdctl(ns, endpoints, &["endpoint", "health"]).is_ok_and(|o| o.status.success()) {
         if started.elapsed() > HEALTHY_CAP {
-            bail!(
-                "etcd did not become healthy in {HEALTHY_CAP:?}; see {}",
-                data_root.display()
-            );
+            bail!("etcd at {endpoints} did not become healthy in {HEALTHY_CAP:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("ok ({:?})", started.elapsed());
-    Ok(())
+    Ok(started.elapsed())
 }
 
 fn endpoints(lab: &Lab) -> String {
@@ -96,27 +116,13 @@ fn endpoints(lab: &Lab) -> String {
     urls.join(",")
 }
 
-/// `etcdctl` against every member, from inside the first member's namespace.
-fn etcdctl(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {
-    let Some(first) = lab.etcd.first() else {
-        bail!("this lab runs no etcd");
-    };
+/// `etcdctl` against `endpoints`, from inside `ns`.
+fn etcdctl(ns: &str, endpoints: &str, args: &[&str]) -> Result<std::process::Output> {
     Ok(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &first.ns,
-            "etcdctl",
-            "--endpoints",
-            &endpoints(lab),
-        ])
+        .args(["netns", "exec", ns, "etcdctl", "--endpoints", endpoints])
         .args(args)
         .env("ETCDCTL_API", "3")
         .output()?)
-}
-
-fn healthy(lab: &Lab) -> bool {
-    etcdctl(lab, &["endpoint", "health"]).is_ok_and(|o| o.status.success())
 }
 
 #[derive(Debug, Serialize)]
@@ -130,7 +136,11 @@ pub struct MemberStatus {
 
 /// Each member, and which one leads.
 pub fn status(lab: &Lab) -> Vec<MemberStatus> {
-    let answers: Vec<serde_json::Value> = etcdctl(lab, &["endpoint", "status", "-w", "json"])
+    let Some(first) = lab.etcd.first() else {
+        return Vec::new();
+    };
+    let status = ["endpoint", "status", "-w", "json"];
+    let answers: Vec<serde_json::Value> = etcdctl(&first.ns, &endpoints(lab), &status)
         .ok()
         .and_then(|o| serde_json::from_slice(&o.stdout).ok())
         .unwrap_or_default();
