@@ -363,7 +363,9 @@ impl EtcdStore {
                 taken,
             });
         }
-        let k = known.as_ref().ok_or_else(|| StoreError::Unavailable("etcd: no listing".into()))?;
+        let k = known
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("etcd: no listing".into()))?;
         Ok((k.records.clone(), k.taken.iter().copied().collect()))
     }
 

@@ -179,7 +179,15 @@ impl Underlay {
         ip(
             hub.name(),
             &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns",
+                "link",
+                "add",
+                "up0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
                 node.name(),
             ],
         )?;
@@ -237,7 +245,12 @@ pub(super) fn run_agent(
     let mut child = Command::new("ip")
         .args(["netns", "exec", u.node.name()])
         .arg(&podnetd)
-        .args(["--node-name", "bench", "--public-ip", &u.node_ip.to_string()])
+        .args([
+            "--node-name",
+            "bench",
+            "--public-ip",
+            &u.node_ip.to_string(),
+        ])
         .arg("--run-dir")
         .arg(work.join("run"))
         .args(["--store", store])

@@ -25,10 +25,21 @@ pub fn scale(peers: usize) -> Result<()> {
     let work = tempfile::tempdir()?;
     let u = Underlay::new(&format!("pnbenche{}", std::process::id()))?;
     let etcd_ip: IpAddr = "172.16.255.253".parse()?;
-    ip(u.hub.name(), &["addr", "add", &format!("{etcd_ip}/16"), "dev", "up0"])?;
+    ip(
+        u.hub.name(),
+        &["addr", "add", &format!("{etcd_ip}/16"), "dev", "up0"],
+    )?;
     let log = std::fs::File::create(work.path().join("etcd.log"))?;
     let peers_spec = format!("m1=http://{etcd_ip}:2380");
-    let mut member = spawn(u.hub.name(), "m1", etcd_ip, &peers_spec, work.path(), "bench", log)?;
+    let mut member = spawn(
+        u.hub.name(),
+        "m1",
+        etcd_ip,
+        &peers_spec,
+        work.path(),
+        "bench",
+        log,
+    )?;
     let result = (|| -> Result<()> {
         let endpoint = format!("http://{etcd_ip}:2379");
         wait_healthy(u.hub.name(), &endpoint)?;
@@ -127,7 +138,11 @@ async fn lease_all(endpoint: &str, peers: usize) -> Result<Leased> {
     }
     let took = started.elapsed();
     let snap = clients[0].list().await?;
-    let all: Vec<_> = snap.leases.values().flat_map(|l| l.subnets.clone()).collect();
+    let all: Vec<_> = snap
+        .leases
+        .values()
+        .flat_map(|l| l.subnets.clone())
+        .collect();
     let distinct: BTreeSet<_> = all.iter().collect();
     if snap.leases.len() != peers {
         bail!("{} leases listed, {peers} acquired", snap.leases.len());

@@ -54,7 +54,15 @@ pub fn start(lab: &mut Lab) -> Result<()> {
         };
         plug(lab, &ns, &name, &[attach])?;
         let log = std::fs::File::create(data_root.join(format!("{name}.log")))?;
-        let child = spawn(&ns, &name, addr(k), &peers.join(","), &data_root, &lab.id, log)?;
+        let child = spawn(
+            &ns,
+            &name,
+            addr(k),
+            &peers.join(","),
+            &data_root,
+            &lab.id,
+            log,
+        )?;
         if let Some(m) = lab.etcd.iter_mut().find(|m| m.name == name) {
             m.pid = child.id() as i32;
         }
