@@ -31,14 +31,6 @@ fn signal(pids: &[i64], sig: &str) {
     }
 }
 
-fn log_lines(lab: &TestLab, node: &str, needle: &str) -> usize {
-    std::fs::read_to_string(lab.path().join(node).join("podnetd.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 #[test]
 fn privileged_etcd_lab_passes_and_survives_losing_its_leader() {
     let lab = TestLab::up_with(3, 1, &["--store", "etcd", "--backend", "vxlan"]);
@@ -94,14 +86,14 @@ fn privileged_frozen_etcd_loses_no_packet() {
         "{summary}"
     );
     for node in ["node1", "node2"] {
-        let down = log_lines(&lab, node, "store unavailable");
+        let down = common::log_lines(&lab, node, "store unavailable");
         eprintln!("{node}: {down} lines on the outage");
         assert!(
             (1..=2).contains(&down),
             "{node}: {down} lines on the outage"
         );
         assert_eq!(
-            log_lines(&lab, node, "route removed"),
+            common::log_lines(&lab, node, "route removed"),
             0,
             "{node} dropped a route"
         );

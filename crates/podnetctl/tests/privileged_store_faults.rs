@@ -29,15 +29,6 @@ fn field(list: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// How many lines of a node's agent log mention `needle`.
-fn log_lines(lab: &TestLab, node: &str, needle: &str) -> usize {
-    std::fs::read_to_string(lab.path().join(node).join("podnetd.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 /// A node's pod subnet, from the subnet file its agent wrote.
 fn subnet_of(lab: &TestLab, node: &str) -> String {
     let raw = std::fs::read_to_string(lab.path().join(node).join("run/subnet.json")).unwrap();
@@ -79,7 +70,7 @@ fn privileged_a_corrupt_lease_record_costs_only_itself() {
             "{ns} lost node2's route:\n{routes}"
         );
         assert_eq!(
-            log_lines(&lab, node, "route removed"),
+            common::log_lines(&lab, node, "route removed"),
             0,
             "{node} dropped a route"
         );
@@ -106,7 +97,7 @@ fn privileged_a_corrupt_lease_record_costs_only_itself() {
     assert!(ok, "30 s with node3's record unreadable: {report:#}");
     for node in ["node1", "node2", "node4"] {
         for record in ["node2.json", "node3.json"] {
-            let n = log_lines(&lab, node, record);
+            let n = common::log_lines(&lab, node, record);
             eprintln!("{node}: {n} log lines about {record} in {quiet:?}");
             assert!(n <= 2, "{node} logged {n} lines about {record}");
         }
@@ -151,8 +142,8 @@ fn privileged_an_unreadable_store_loses_no_packet() {
     // Each agent said so once for its watch and once for its renewal, and
     // once each when they recovered: never once per retry.
     for node in ["node1", "node2"] {
-        let down = log_lines(&lab, node, "store unavailable");
-        let back = log_lines(&lab, node, "recovered after");
+        let down = common::log_lines(&lab, node, "store unavailable");
+        let back = common::log_lines(&lab, node, "recovered after");
         eprintln!("{node}: {down} lines on the outage, {back} on recovering");
         assert!(
             (1..=2).contains(&down),
@@ -163,7 +154,7 @@ fn privileged_an_unreadable_store_loses_no_packet() {
             "{node}: {back} lines on recovering"
         );
         assert_eq!(
-            log_lines(&lab, node, "route removed"),
+            common::log_lines(&lab, node, "route removed"),
             0,
             "{node} dropped a route"
         );

@@ -71,6 +71,22 @@ fn in_ns<T: Send>(ns: &TestNetns, test: impl Future<Output = T> + Send) -> T {
     })
 }
 
+/// Runs `test` with a store on a fresh single-member etcd (prefix `prefix`),
+/// inside the member's namespace.
+fn on_etcd<F: Future<Output = ()> + Send>(prefix: &str, test: impl FnOnce(EtcdStore) -> F + Send) {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    let opts = EtcdOptions {
+        prefix: prefix.to_owned(),
+        ..EtcdOptions::default()
+    };
+    in_ns(&ns, async move {
+        let store = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
+        test(store).await;
+    });
+}
+
 #[test]
 fn privileged_the_etcd_store_keeps_the_store_contract() {
     let ns = TestNetns::new("pnetcd");
@@ -85,15 +101,7 @@ fn privileged_the_etcd_store_keeps_the_store_contract() {
 /// A prefix flannel wrote, as its documentation shows it, read as it is.
 #[test]
 fn privileged_a_flannel_prefix_is_read_as_it_is() {
-    let ns = TestNetns::new("pnetcd");
-    let member = EtcdMember::start(&ns, 2379);
-    let endpoint = member.client_url.clone();
-    in_ns(&ns, async move {
-        let opts = EtcdOptions {
-            prefix: "/coreos.com/network".into(),
-            ..EtcdOptions::default()
-        };
-        let store = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
+    on_etcd("/coreos.com/network", |store| async move {
         let mut c = store.members[0].clone();
         let conf = r#"{"Network":"10.5.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
         c.put("/coreos.com/network/config", conf, None)
@@ -310,13 +318,7 @@ fn privileged_tls_with_client_certificates() {
 /// gets its own subnet back while nobody took it.
 #[test]
 fn privileged_an_expired_node_gets_its_free_subnet_back() {
-    let ns = TestNetns::new("pnetcd");
-    let member = EtcdMember::start(&ns, 2379);
-    let endpoint = member.client_url.clone();
-    in_ns(&ns, async move {
-        let store = EtcdStore::connect(&[endpoint], &EtcdOptions::default())
-            .await
-            .unwrap();
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
         let conf = conformance::conf();
         let attrs = conformance::attrs(1);
         let first = store
@@ -344,13 +346,7 @@ fn privileged_an_expired_node_gets_its_free_subnet_back() {
 /// A watch from a revision etcd compacted away lists again, promptly.
 #[test]
 fn privileged_a_watch_from_a_compacted_revision_lists_again() {
-    let ns = TestNetns::new("pnetcd");
-    let member = EtcdMember::start(&ns, 2379);
-    let endpoint = member.client_url.clone();
-    in_ns(&ns, async move {
-        let store = EtcdStore::connect(&[endpoint], &EtcdOptions::default())
-            .await
-            .unwrap();
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
         let conf = conformance::conf();
         let old = store.list().await.unwrap().revision;
         for i in 0..3 {

@@ -130,3 +130,12 @@ pub fn ping_summary(ping: Child) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// How many lines of a lab node's agent log mention `needle`.
+pub fn log_lines(lab: &TestLab, node: &str, needle: &str) -> usize {
+    std::fs::read_to_string(lab.path().join(node).join("podnetd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
