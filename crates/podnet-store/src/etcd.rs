@@ -99,9 +99,19 @@ impl TlsFiles {
     /// The client's TLS settings; `None` without any file. A file that
     /// cannot be read is a configuration error naming its flag.
     fn options(&self) -> Result<Option<TlsOptions>> {
+        // Read, and checked to be PEM, here: tonic would only find out at
+        // the first handshake, as an outage.
         let read = |path: &PathBuf, flag: &str| {
-            std::fs::read(path)
-                .map_err(|e| StoreError::Invalid(format!("--etcd-{flag} {}: {e}", path.display())))
+            let bytes = std::fs::read(path).map_err(|e| {
+                StoreError::Invalid(format!("--etcd-{flag} {}: {e}", path.display()))
+            })?;
+            if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(StoreError::Invalid(format!(
+                    "--etcd-{flag} {}: not a PEM file",
+                    path.display()
+                )));
+            }
+            Ok(bytes)
         };
         let mut tls = match (&self.ca, &self.cert, &self.key) {
             (None, None, None) => return Ok(None),
@@ -184,7 +194,10 @@ impl EtcdStore {
             let mut options = ConnectOptions::new()
                 .with_connect_timeout(CALL_TIMEOUT)
                 .with_timeout(CALL_TIMEOUT)
-                .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
+                .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT)
+                // A member cut off from the others fails calls and watches
+                // instead of serving an old view.
+                .with_require_leader(true);
             if let Some(tls) = &tls {
                 options = options.with_tls(tls.clone());
             }
@@ -244,11 +257,7 @@ impl EtcdStore {
         let resp = self
             .call(|mut c| {
                 let prefix = prefix.clone();
-                // Serializable: a member answers from its own copy, with no
-                // round of consensus. A stale read costs at most a lost
-                // race: claims are transactions.
-                let options = GetOptions::new().with_prefix().with_serializable();
-                async move { c.get(prefix, Some(options)).await }
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
@@ -376,6 +385,66 @@ impl EtcdStore {
         }
     }
 
+    /// Claims this node's subnets on `etcd_lease`: its own key back, else
+    /// its old subnets if free, else new ones.
+    async fn claim_for(
+        &self,
+        node: &str,
+        attrs: &LeaseAttrs,
+        conf: &ClusterConf,
+        ttl: Duration,
+        etcd_lease: i64,
+    ) -> Result<Lease> {
+        let remembered = self.held().get(node).map(|h| h.subnets.clone());
+        let mut conflicts = 0;
+        // A node that held subnets before (its etcd lease expired) needs
+        // to know whether they are still free: list afresh.
+        let mut fresh = remembered.is_some();
+        let lease = 'listed: loop {
+            let was_fresh = fresh;
+            let (records, mut taken) = self.known(fresh).await?;
+            fresh = true;
+            // Its own key (a restart): keep it, if nobody changed it since.
+            let mine = records
+                .iter()
+                .find(|r| r.lease.as_ref().is_ok_and(|l| l.node == node));
+            if let Some(r) = mine.filter(|r| Self::fits(conf, &r.subnets)) {
+                let lease = lease_for(node, r.subnets.clone(), attrs, ttl);
+                let same = Compare::mod_revision(r.key.clone(), CompareOp::Equal, r.mod_revision);
+                if self.put_if(same, &lease, etcd_lease).await? {
+                    break lease;
+                }
+                self.lost_race(&mut conflicts)?;
+                continue;
+            }
+            // Its subnets from before an expiry, if still free; else a
+            // random one among the first free. A lost race marks the
+            // subnet taken and tries another without listing again.
+            let mut wanted = remembered
+                .clone()
+                .filter(|s| Self::fits(conf, s) && !s.iter().any(|x| taken.contains(x)));
+            for _ in 0..RETRIES_PER_LIST {
+                let subnets = match wanted.take() {
+                    Some(s) => s,
+                    None => match Self::pick(conf, &taken) {
+                        // What this client knew may be old: look again.
+                        Err(StoreError::Exhausted { .. }) if !was_fresh => continue 'listed,
+                        other => other?,
+                    },
+                };
+                let lease = lease_for(node, subnets, attrs, ttl);
+                let won = self.claim(&lease, etcd_lease).await?;
+                self.taken(&lease.subnets).await;
+                if won {
+                    break 'listed lease;
+                }
+                self.lost_race(&mut conflicts)?;
+                taken = self.known(false).await?.1;
+            }
+        };
+        Ok(lease)
+    }
+
     /// One free subnet per family, at random among the first free ones.
     fn pick(conf: &ClusterConf, taken: &[IpNet]) -> Result<Vec<IpNet>> {
         let mut pick = Vec::new();
@@ -446,56 +515,27 @@ impl Store for EtcdStore {
             .call(|mut c| async move { c.lease_grant(ttl_secs, None).await })
             .await?
             .id();
-        let remembered = self.held().get(node).map(|h| h.subnets.clone());
-        let mut conflicts = 0;
-        // A node that held subnets before (its etcd lease expired) needs
-        // to know whether they are still free: list afresh.
-        let mut fresh = remembered.is_some();
-        let lease = 'listed: loop {
-            let (records, mut taken) = self.known(fresh).await?;
-            fresh = true;
-            // Its own key (a restart): keep it, if nobody changed it since.
-            let mine = records
-                .iter()
-                .find(|r| r.lease.as_ref().is_ok_and(|l| l.node == node));
-            if let Some(r) = mine.filter(|r| Self::fits(conf, &r.subnets)) {
-                let lease = lease_for(node, r.subnets.clone(), attrs, ttl);
-                let same = Compare::mod_revision(r.key.clone(), CompareOp::Equal, r.mod_revision);
-                if self.put_if(same, &lease, etcd_lease).await? {
-                    break lease;
-                }
-                self.lost_race(&mut conflicts)?;
-                continue;
-            }
-            // Its subnets from before an expiry, if still free; else a
-            // random one among the first free. A lost race marks the
-            // subnet taken and tries another without listing again.
-            let mut wanted = remembered
-                .clone()
-                .filter(|s| Self::fits(conf, s) && !s.iter().any(|x| taken.contains(x)));
-            for _ in 0..RETRIES_PER_LIST {
-                let subnets = match wanted.take() {
-                    Some(s) => s,
-                    None => Self::pick(conf, &taken)?,
-                };
-                let lease = lease_for(node, subnets, attrs, ttl);
-                let won = self.claim(&lease, etcd_lease).await?;
-                self.taken(&lease.subnets).await;
-                if won {
-                    break 'listed lease;
-                }
-                self.lost_race(&mut conflicts)?;
-                taken = self.known(false).await?.1;
-            }
+        let claimed = self.claim_for(node, attrs, conf, ttl, etcd_lease).await;
+        let old = match &claimed {
+            Ok(lease) => self
+                .held()
+                .insert(
+                    node.to_owned(),
+                    Held {
+                        etcd_lease,
+                        subnets: lease.subnets.clone(),
+                    },
+                )
+                .map(|h| h.etcd_lease),
+            // Nothing was claimed on it: give the etcd lease back.
+            Err(_) => Some(etcd_lease),
         };
-        self.held().insert(
-            node.to_owned(),
-            Held {
-                etcd_lease,
-                subnets: lease.subnets.clone(),
-            },
-        );
-        Ok(lease)
+        if let Some(id) = old.filter(|id| *id != etcd_lease || claimed.is_err()) {
+            let _ = self
+                .call(|mut c| async move { c.lease_revoke(id).await })
+                .await;
+        }
+        claimed
     }
 
     async fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
@@ -558,7 +598,16 @@ impl Store for EtcdStore {
             .iter()
             .filter(|r| r.lease.as_ref().is_ok_and(|l| l.node == node))
         {
-            self.delete(&r.key).await?;
+            // Only as listed: a key re-claimed since is another node's.
+            let same = Compare::mod_revision(r.key.clone(), CompareOp::Equal, r.mod_revision);
+            let txn = Txn::new()
+                .when([same])
+                .and_then([TxnOp::delete(r.key.clone(), None)]);
+            self.call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         }
         let held = self.held().remove(node);
         if let Some(h) = held {
@@ -610,6 +659,13 @@ impl Store for EtcdStore {
                 match stream.message().await {
                     // Created, or a progress note: keep waiting.
                     Ok(Some(r)) if r.events().is_empty() && !r.canceled() => continue,
+                    // Cancelled for any reason but compaction: an error.
+                    Ok(Some(r)) if r.canceled() && r.compact_revision() == 0 => {
+                        let why = r.cancel_reason().to_owned();
+                        return Err(StoreError::Unavailable(format!(
+                            "etcd: watch cancelled: {why}"
+                        )));
+                    }
                     // An event, or a compacted revision: list again.
                     Ok(_) => return Ok(()),
                     Err(e) => return Err(unavailable(e)),

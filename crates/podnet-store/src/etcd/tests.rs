@@ -306,11 +306,11 @@ fn privileged_tls_with_client_certificates() {
             ca: Some(garbage),
             ..TlsFiles::default()
         };
-        let result = match connect(not_pem).await {
-            Ok(s) => s.list().await.map(drop),
-            Err(e) => Err(e),
-        };
-        assert!(result.is_err(), "a CA file that is not PEM was accepted");
+        match connect(not_pem).await {
+            Err(StoreError::Invalid(why)) => assert!(why.contains("not a PEM file"), "{why}"),
+            Err(e) => panic!("a CA file that is not PEM: want Invalid, got {e}"),
+            Ok(_) => panic!("a CA file that is not PEM was accepted"),
+        }
     });
 }
 
@@ -370,5 +370,36 @@ fn privileged_a_watch_from_a_compacted_revision_lists_again() {
         let snap = store.watch(&old, cap).await.unwrap();
         assert!(t.elapsed() < cap, "waited out the timeout");
         assert_eq!(snap.leases.len(), 3);
+    });
+}
+
+/// A client that leased for many nodes looks again before it says
+/// Exhausted: a subnet may have been freed since it last listed.
+#[test]
+fn privileged_a_freed_subnet_is_found_before_exhausted() {
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
+        let conf = conformance::small_conf();
+        let ttl = Duration::from_secs(60);
+        for i in 0..4 {
+            let attrs = conformance::attrs(i);
+            store
+                .acquire(&conformance::name(i), &attrs, &conf, ttl)
+                .await
+                .unwrap();
+        }
+        let full = store
+            .acquire("node9", &conformance::attrs(9), &conf, ttl)
+            .await;
+        assert!(
+            matches!(full, Err(StoreError::Exhausted { .. })),
+            "{full:?}"
+        );
+        // node0's subnet is given back; what this client knew still holds
+        // it as taken.
+        store.release("node0").await.unwrap();
+        let got = store
+            .acquire("node9", &conformance::attrs(9), &conf, ttl)
+            .await;
+        assert!(got.is_ok(), "{got:?}");
     });
 }

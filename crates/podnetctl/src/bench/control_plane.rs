@@ -13,6 +13,7 @@ use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::nexthops::NEXTHOP_ID_BASE;
 use podnet_core::cluster::vxlan::VxlanData;
 use podnet_core::names::{format_mac, vtep_mac};
+use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::netlink::{Change, Netlink, Nexthop};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_store::file::FileStore;
@@ -36,7 +37,10 @@ pub fn run(opts: Options) -> Result<()> {
          one agent with {} simulated peers",
         opts.nodes, opts.rounds, opts.peers
     );
-    convergence(&opts)?;
+    convergence(&opts, false)?;
+    if opts.etcd {
+        convergence(&opts, true)?;
+    }
     for backend in ["host-gw", "vxlan"] {
         scale(backend, opts.peers)?;
     }
@@ -57,7 +61,9 @@ fn our_routes(ns: &str) -> Result<Vec<IpNet>> {
         .collect())
 }
 
-fn convergence(opts: &Options) -> Result<()> {
+/// Join convergence on a lab of `opts.nodes` nodes, on the file store or
+/// on a 3-member etcd (then beside etcd's own put-to-watch latency).
+fn convergence(opts: &Options, etcd: bool) -> Result<()> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("lab");
     lab::up::up(lab::up::UpOptions {
@@ -69,15 +75,22 @@ fn convergence(opts: &Options) -> Result<()> {
         shape: Default::default(),
         lease_ttl: None,
         masquerade: true,
-        etcd: false,
+        etcd,
     })?;
-    let measured = join_rounds(&dir, opts.rounds);
+    let measured = join_rounds(&dir, opts.rounds).and_then(|joins| {
+        let floor = match etcd {
+            true => Some(super::etcd::put_to_watch(&dir, 20)?),
+            false => None,
+        };
+        Ok((joins, floor))
+    });
     lab::down(&dir)?;
-    let samples = measured?;
+    let (samples, floor) = measured?;
     let s = Summary::of(&samples).ok_or_else(|| anyhow!("no rounds"))?;
     println!();
+    let store = if etcd { "etcd" } else { "file store" };
     println!(
-        "join convergence ({} nodes, lease -> routes on every other node): {s}   target < 1 s  {}",
+        "join convergence, {store} ({} nodes, lease -> routes on every other node): {s}   target < 1 s  {}",
         opts.nodes,
         if s.median < Duration::from_secs(1) {
             "met"
@@ -85,11 +98,20 @@ fn convergence(opts: &Options) -> Result<()> {
             "MISSED"
         }
     );
+    if let Some(floor) = floor {
+        let f = Summary::of(&floor).ok_or_else(|| anyhow!("no floor samples"))?;
+        let target = f.median + Duration::from_millis(20);
+        println!(
+            "etcd's own put -> watch event, same cluster ({} samples): {f}   join target < {:.1} ms  {}",
+            floor.len(),
+            target.as_secs_f64() * 1e3,
+            if s.median < target { "met" } else { "MISSED" }
+        );
+    }
     Ok(())
 }
 
 fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
-    let store = FileStore::open(dir.join("store"))?;
     let mut samples = Vec::new();
     for round in 0..rounds {
         let record = lab::state::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
@@ -102,26 +124,25 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
             let dir = dir.to_path_buf();
             std::thread::spawn(move || lab::up::add_node(&dir))
         };
-        // t0: the new node's lease is in the store.
+        // t0: the new node holds its lease: its agent writes the subnet
+        // file right after the store answered (the same on every store).
         let started = Instant::now();
-        let lease = loop {
-            if let Some(l) = store
-                .snapshot()?
-                .leases
-                .into_values()
-                .find(|l| l.node == name)
+        let subnet_file = dir.join(&name).join("run/subnet.json");
+        let subnet = loop {
+            let read = std::fs::read_to_string(&subnet_file).ok();
+            if let Some(file) = read.and_then(|raw| SubnetFile::parse(&raw).ok())
+                && let Some(first) = file.node_subnets.first()
             {
-                break l;
+                break first.subnet.parse::<IpNet>()?;
             }
             if adder.is_finished() || started.elapsed() > CAP {
                 adder.join().map_err(|_| anyhow!("add-node panicked"))??;
                 bail!("{name} never got a lease");
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         };
         let t0 = Instant::now();
         // t1: every other node routes to its subnet.
-        let subnet = lease.subnets[0];
         for ns in &others {
             while !our_routes(ns)?.contains(&subnet) {
                 if t0.elapsed() > CAP {

@@ -153,3 +153,39 @@ async fn lease_all(endpoint: &str, peers: usize) -> Result<Leased> {
         duplicates: all.len() - distinct.len(),
     })
 }
+
+/// etcd's own latency from a put to the watch event, on the lab's cluster,
+/// seen from the external host: the floor for join convergence.
+pub fn put_to_watch(dir: &std::path::Path, samples: usize) -> Result<Vec<Duration>> {
+    let lab = crate::lab::state::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+    let endpoints: Vec<String> = lab.etcd.iter().map(|m| m.client_url()).collect();
+    let ext = Netns::open(format!("/var/run/netns/{}", lab.external_ns))?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<Vec<Duration>> {
+            let _inside = ext.enter()?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let mut client = etcd_client::Client::connect(&endpoints, None).await?;
+                    let key = "/podnet-bench/floor";
+                    let mut out = Vec::with_capacity(samples);
+                    for i in 0..samples {
+                        let mut watch = client.watch(key, None).await?;
+                        watch.message().await?; // created
+                        let t = Instant::now();
+                        client.put(key, i.to_string(), None).await?;
+                        while watch
+                            .message()
+                            .await?
+                            .is_some_and(|r| r.events().is_empty())
+                        {}
+                        out.push(t.elapsed());
+                    }
+                    Ok(out)
+                })
+        })
+        .join()
+        .map_err(|_| anyhow!("the floor thread panicked"))?
+    })
+}
