@@ -14,14 +14,6 @@ use serde_json::Value;
 
 const CAP: Duration = Duration::from_secs(30);
 
-fn sh(ns: &str, script: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Runs a command to success, showing its stderr if it fails.
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -74,7 +66,7 @@ fn names(lab: &TestLab) -> Names {
 
 /// podnetd's view of a peer in one node: its routes, FDB and neighbours.
 fn owned_state(node_ns: &str) -> String {
-    sh(
+    common::sh(
         node_ns,
         "ip route show proto 112; bridge fdb show dev podnet.vxlan 2>/dev/null | grep permanent; \
          ip neigh show dev podnet.vxlan 2>/dev/null",
@@ -186,19 +178,19 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
             .arg("--run-dir")
             .arg(&run_dir),
     );
-    assert_eq!(sh(&n.node_ns[0], "ip route show proto 112"), "");
-    assert_eq!(sh(&n.node_ns[0], "ip nexthop show proto 112"), "");
+    assert_eq!(common::sh(&n.node_ns[0], "ip route show proto 112"), "");
+    assert_eq!(common::sh(&n.node_ns[0], "ip nexthop show proto 112"), "");
     assert_eq!(
-        sh(
+        common::sh(
             &n.node_ns[0],
             "ip link show podnet.vxlan 2>&1 >/dev/null | grep -c . || true"
         ),
         "1"
     );
-    assert_eq!(sh(&n.node_ns[0], "nft list tables"), "");
+    assert_eq!(common::sh(&n.node_ns[0], "nft list tables"), "");
     assert!(!run_dir.join("subnet.json").exists());
     // What is not the agent's stays: the pod's attachment.
-    assert!(sh(&n.node_ns[0], "ip -o link show").contains("podnet0"));
+    assert!(common::sh(&n.node_ns[0], "ip -o link show").contains("podnet0"));
 }
 
 #[test]
@@ -207,20 +199,20 @@ fn privileged_drift_is_repaired() {
     lab.check_until_ok("vxlan lab");
     let n = names(&lab);
     let node1 = n.node_ns[0].as_str();
-    let route = sh(node1, "ip route show proto 112 | head -n 1");
+    let route = common::sh(node1, "ip route show proto 112 | head -n 1");
     let dst = route.split_whitespace().next().unwrap().to_owned();
-    let fdb = sh(
+    let fdb = common::sh(
         node1,
         "bridge fdb show dev podnet.vxlan | grep permanent | grep dst | head -n 1",
     );
     let mac = fdb.split_whitespace().next().unwrap().to_owned();
-    let neigh = sh(node1, "ip neigh show dev podnet.vxlan | head -n 1");
+    let neigh = common::sh(node1, "ip neigh show dev podnet.vxlan | head -n 1");
     let neigh_ip = neigh.split_whitespace().next().unwrap().to_owned();
 
-    sh(node1, &format!("ip route del {dst}"));
-    assert!(!sh(node1, "ip route show proto 112").contains(&dst));
+    common::sh(node1, &format!("ip route del {dst}"));
+    assert!(!common::sh(node1, "ip route show proto 112").contains(&dst));
     wait_for("a deleted route restored", || {
-        sh(node1, "ip route show proto 112").contains(&dst)
+        common::sh(node1, "ip route show proto 112").contains(&dst)
     });
 
     // Deleting the route's nexthop object takes the route along; both
@@ -231,33 +223,33 @@ fn privileged_drift_is_repaired() {
         .nth(1)
         .expect("the route goes through a nexthop object")
         .to_owned();
-    sh(node1, &format!("ip nexthop del id {nhid}"));
-    assert!(!sh(node1, "ip route show proto 112").contains(&dst));
+    common::sh(node1, &format!("ip nexthop del id {nhid}"));
+    assert!(!common::sh(node1, "ip route show proto 112").contains(&dst));
     wait_for("a deleted nexthop object and its route restored", || {
-        sh(node1, "ip route show proto 112").contains(&dst)
+        common::sh(node1, "ip route show proto 112").contains(&dst)
     });
 
     // "<mac> dst <ip> self permanent"
     let fdb_dst = fdb.split_whitespace().nth(2).unwrap();
-    sh(
+    common::sh(
         node1,
         &format!("bridge fdb del {mac} dev podnet.vxlan dst {fdb_dst}"),
     );
     assert!(
-        !sh(node1, "bridge fdb show dev podnet.vxlan").contains(&mac),
+        !common::sh(node1, "bridge fdb show dev podnet.vxlan").contains(&mac),
         "the FDB entry was not deleted"
     );
     wait_for("a deleted FDB entry restored", || {
-        sh(node1, "bridge fdb show dev podnet.vxlan").contains(&mac)
+        common::sh(node1, "bridge fdb show dev podnet.vxlan").contains(&mac)
     });
 
-    sh(node1, &format!("ip neigh del {neigh_ip} dev podnet.vxlan"));
+    common::sh(node1, &format!("ip neigh del {neigh_ip} dev podnet.vxlan"));
     assert!(
-        !sh(node1, "ip neigh show dev podnet.vxlan").contains(&neigh_ip),
+        !common::sh(node1, "ip neigh show dev podnet.vxlan").contains(&neigh_ip),
         "the neighbour was not deleted"
     );
     wait_for("a deleted neighbour entry restored", || {
-        sh(node1, "ip neigh show dev podnet.vxlan").contains(&neigh_ip)
+        common::sh(node1, "ip neigh show dev podnet.vxlan").contains(&neigh_ip)
     });
     lab.check_until_ok("after drift repair");
 }

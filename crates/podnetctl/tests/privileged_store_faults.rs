@@ -7,19 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestLab;
 use serde_json::Value;
-
-fn sh(ns: &str, script: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn field(list: &Value, key: &str) -> Vec<String> {
     list.as_array()
@@ -64,7 +55,7 @@ fn privileged_a_corrupt_lease_record_costs_only_itself() {
         .collect();
     assert!(froms.contains("node4-pod1"), "the new node's pod is probed");
     for (ns, node) in [(&node_ns[0], "node1"), (&node_ns[2], "node3")] {
-        let routes = sh(ns, "ip route show proto 112");
+        let routes = common::sh(ns, "ip route show proto 112");
         assert!(
             routes.contains(&node2_subnet),
             "{ns} lost node2's route:\n{routes}"

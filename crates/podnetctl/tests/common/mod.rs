@@ -139,3 +139,12 @@ pub fn log_lines(lab: &TestLab, node: &str, needle: &str) -> usize {
         .filter(|l| l.contains(needle))
         .count()
 }
+
+/// Runs a shell script inside `ns`; its trimmed stdout.
+pub fn sh(ns: &str, script: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
