@@ -38,6 +38,8 @@ const PICK_AMONG: usize = 100;
 const MAX_CONFLICTS: usize = 256;
 /// Lost races before the keys are listed again.
 const RETRIES_PER_LIST: usize = 8;
+/// Renewals raced by another write before giving up for this round.
+const RENEW_ATTEMPTS: usize = 3;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -165,6 +167,9 @@ pub struct EtcdStore {
 struct Known {
     records: Arc<Vec<Record>>,
     taken: BTreeSet<IpNet>,
+    /// The store revision `taken` is complete up to: a lost race asks
+    /// only for keys created since.
+    revision: i64,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -264,15 +269,17 @@ impl EtcdStore {
         let records = resp
             .kvs()
             .iter()
-            .filter_map(|kv| {
+            .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let subnets = layout::parse_subnet_key(&self.prefix, &key)?;
-                Some(Record {
+                // A key that names no subnet is listed as corrupt, not
+                // dropped: `lab check` and the logs name it.
+                let subnets = layout::parse_subnet_key(&self.prefix, &key).unwrap_or_default();
+                Record {
                     lease: layout::parse_lease(&self.prefix, &key, kv.value()),
                     key,
                     subnets,
                     mod_revision: kv.mod_revision(),
-                })
+                }
             })
             .collect();
         Ok((revision, records))
@@ -308,40 +315,77 @@ impl EtcdStore {
     /// Claims `subnets` for `node` if no key holds them; after a success,
     /// gives them back if an older key turned out to share one (two
     /// dual-stack keys can differ yet share a family's subnet). A lost
-    /// race brings back every key (names only) in the same round trip, so
-    /// that the next pick knows what is taken now.
+    /// race brings back, in the same round trip, the names of the keys
+    /// created since this client last looked, so that the next pick
+    /// knows what is taken now without listing every lease again, and
+    /// the key itself: a claim retried on another member after its
+    /// answer was lost finds its own key there, on its own etcd lease.
     async fn claim(&self, lease: &Lease, etcd_lease: i64) -> Result<bool> {
         let key = layout::subnet_key(&self.prefix, &lease.subnets);
         let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
-        let keys = TxnOp::get(
+        let since = self.known.lock().await.as_ref().map_or(0, |k| k.revision);
+        let created_since = TxnOp::get(
             layout::subnets_prefix(&self.prefix),
-            Some(GetOptions::new().with_prefix().with_keys_only()),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_min_create_revision(since + 1),
+            ),
         );
-        let resp = self.put_txn(absent, lease, etcd_lease, vec![keys]).await?;
+        let holder = TxnOp::get(key.clone(), None);
+        let resp = self
+            .put_txn(absent, lease, etcd_lease, vec![created_since, holder])
+            .await?;
         if !resp.succeeded() {
-            let now_taken: Vec<IpNet> = resp
+            let gets: Vec<_> = resp
                 .op_responses()
-                .iter()
+                .into_iter()
                 .filter_map(|op| match op {
                     etcd_client::TxnOpResponse::Get(get) => Some(get),
                     _ => None,
                 })
-                .flat_map(|get| get.kvs().iter())
-                .filter_map(|kv| {
-                    layout::parse_subnet_key(&self.prefix, &String::from_utf8_lossy(kv.key()))
-                })
-                .flatten()
                 .collect();
-            self.taken(&now_taken).await;
-            return Ok(false);
+            let ours = gets
+                .get(1)
+                .and_then(|g| g.kvs().first())
+                .is_some_and(|kv| kv.lease() == etcd_lease);
+            if !ours {
+                let now_taken: Vec<IpNet> = gets
+                    .first()
+                    .into_iter()
+                    .flat_map(|get| get.kvs().iter())
+                    .filter_map(|kv| {
+                        layout::parse_subnet_key(&self.prefix, &String::from_utf8_lossy(kv.key()))
+                    })
+                    .flatten()
+                    .collect();
+                let revision = resp.header().map_or(since, |h| h.revision());
+                self.taken(&now_taken, Some(revision)).await;
+                return Ok(false);
+            }
         }
         if lease.subnets.len() < 2 {
             return Ok(true); // one family: its key is the subnet itself
         }
-        let (_, records) = self.records().await?;
-        let shared = records
-            .iter()
-            .any(|r| r.key != key && r.subnets.iter().any(|s| lease.subnets.contains(s)));
+        let keys = self
+            .call(|mut c| {
+                let prefix = layout::subnets_prefix(&self.prefix);
+                async move {
+                    c.get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    )
+                    .await
+                }
+            })
+            .await?;
+        let shared = keys.kvs().iter().any(|kv| {
+            let other = String::from_utf8_lossy(kv.key());
+            other != key
+                && layout::parse_subnet_key(&self.prefix, &other)
+                    .is_some_and(|subnets| subnets.iter().any(|s| lease.subnets.contains(s)))
+        });
         if shared {
             self.delete(&key).await?;
             return Ok(false);
@@ -365,11 +409,12 @@ impl EtcdStore {
     async fn known(&self, fresh: bool) -> Result<(Arc<Vec<Record>>, Vec<IpNet>)> {
         let mut known = self.known.lock().await;
         if fresh || known.is_none() {
-            let (_, records) = self.records().await?;
+            let (revision, records) = self.records().await?;
             let taken = records.iter().flat_map(|r| r.subnets.clone()).collect();
             *known = Some(Known {
                 records: Arc::new(records),
                 taken,
+                revision,
             });
         }
         let k = known
@@ -378,10 +423,12 @@ impl EtcdStore {
         Ok((k.records.clone(), k.taken.iter().copied().collect()))
     }
 
-    /// Records subnets as taken (claimed, or lost to another node).
-    async fn taken(&self, subnets: &[IpNet]) {
+    /// Records subnets as taken (claimed, or lost to another node), and
+    /// the revision they bring this client's view up to.
+    async fn taken(&self, subnets: &[IpNet], revision: Option<i64>) {
         if let Some(k) = self.known.lock().await.as_mut() {
             k.taken.extend(subnets.iter().copied());
+            k.revision = k.revision.max(revision.unwrap_or(0));
         }
     }
 
@@ -434,7 +481,7 @@ impl EtcdStore {
                 };
                 let lease = lease_for(node, subnets, attrs, ttl);
                 let won = self.claim(&lease, etcd_lease).await?;
-                self.taken(&lease.subnets).await;
+                self.taken(&lease.subnets, None).await;
                 if won {
                     break 'listed lease;
                 }
@@ -563,33 +610,35 @@ impl Store for EtcdStore {
             return Err(StoreError::NotFound(node.to_owned()));
         }
         let key = layout::subnet_key(&self.prefix, &held.subnets);
-        let resp = self.get(&key).await?;
-        let Some(kv) = resp.kvs().first() else {
-            return Err(StoreError::NotFound(node.to_owned()));
-        };
-        let stored = layout::parse_lease(&self.prefix, &key, kv.value());
-        if let Ok(other) = &stored
-            && other.node != node
-        {
-            return Err(StoreError::Conflict {
-                subnet: held.subnets[0],
-                holder: other.node.clone(),
-            });
-        }
-        let lease = lease_for(node, held.subnets.clone(), attrs, ttl);
-        // Rewrite only what changed (or went bad): a renewal is not news
-        // for every watcher.
-        let unchanged =
-            matches!(&stored, Ok(l) if l.attrs == *attrs) && kv.lease() == held.etcd_lease;
-        if !unchanged {
-            let same = Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision());
-            if !self.put_if(same, &lease, held.etcd_lease).await? {
-                return Err(StoreError::Unavailable(
-                    "etcd: the lease changed while it was renewed".into(),
-                ));
+        // A write between our read and our put is looked at again: it may
+        // have removed the key (NotFound) or given it to another (Conflict).
+        for _ in 0..RENEW_ATTEMPTS {
+            let resp = self.get(&key).await?;
+            let Some(kv) = resp.kvs().first() else {
+                return Err(StoreError::NotFound(node.to_owned()));
+            };
+            let stored = layout::parse_lease(&self.prefix, &key, kv.value());
+            if let Ok(other) = &stored
+                && other.node != node
+            {
+                return Err(StoreError::Conflict {
+                    subnet: held.subnets[0],
+                    holder: other.node.clone(),
+                });
+            }
+            let lease = lease_for(node, held.subnets.clone(), attrs, ttl);
+            // Rewrite only what changed (or went bad): a renewal is not
+            // news for every watcher.
+            let unchanged =
+                matches!(&stored, Ok(l) if l.attrs == *attrs) && kv.lease() == held.etcd_lease;
+            let same = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision());
+            if unchanged || self.put_if(same, &lease, held.etcd_lease).await? {
+                return Ok(lease);
             }
         }
-        Ok(lease)
+        Err(StoreError::Unavailable(format!(
+            "etcd: {key} changed under each of {RENEW_ATTEMPTS} renewals"
+        )))
     }
 
     async fn release(&self, node: &str) -> Result<()> {
@@ -648,13 +697,15 @@ impl Store for EtcdStore {
             .with_prefix()
             .with_start_revision(since + 1);
         let prefix = layout::subnets_prefix(&self.prefix);
-        let mut stream = self
-            .call(|mut c| {
-                let (prefix, options) = (prefix.clone(), options.clone());
-                async move { c.watch(prefix, Some(options)).await }
-            })
-            .await?;
+        // The timeout covers opening the watch too: a member that hangs
+        // rather than refuses must not hold the caller past it.
         let changed = async {
+            let mut stream = self
+                .call(|mut c| {
+                    let (prefix, options) = (prefix.clone(), options.clone());
+                    async move { c.watch(prefix, Some(options)).await }
+                })
+                .await?;
             loop {
                 match stream.message().await {
                     // Created, or a progress note: keep waiting.

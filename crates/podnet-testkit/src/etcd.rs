@@ -184,6 +184,22 @@ impl EtcdMember {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stops the member (SIGSTOP) until the guard drops, even in a panic:
+    /// a member that hangs rather than refuses.
+    pub fn freeze(&self) -> Frozen {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Frozen(pid)
+    }
+}
+
+pub struct Frozen(nix::unistd::Pid);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 impl Drop for EtcdMember {

@@ -57,7 +57,8 @@ struct Value {
 /// The lease a listed key holds. A listed key is live (its etcd lease
 /// keeps it), so it never counts as expired.
 pub fn parse_lease(prefix: &str, key: &str, value: &[u8]) -> Result<Lease, String> {
-    let subnets = parse_subnet_key(prefix, key).ok_or("not a subnet key")?;
+    let subnets =
+        parse_subnet_key(prefix, key).ok_or("not a subnet key (IP-LEN, or IP-LEN&IP6-LEN6)")?;
     let v: Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
     Ok(Lease {
         node: v.node.unwrap_or_else(|| v.attrs.public_ip.to_string()),

@@ -403,3 +403,105 @@ fn privileged_a_freed_subnet_is_found_before_exhausted() {
         assert!(got.is_ok(), "{got:?}");
     });
 }
+
+/// A claim whose answer was lost is retried on another member, where it
+/// finds its own key: that is a won claim, not a lost race that would
+/// make the node claim a second subnet.
+#[test]
+fn privileged_a_retried_claim_finds_its_own_key() {
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
+        let conf = conformance::conf();
+        let subnets = EtcdStore::pick(&conf, &[]).unwrap();
+        let lease = lease_for(
+            "node1",
+            subnets,
+            &conformance::attrs(1),
+            Duration::from_secs(60),
+        );
+        let mut c = store.members[0].clone();
+        let mine = c.lease_grant(60, None).await.unwrap().id();
+        // The first attempt landed; its answer never came back.
+        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
+        let value = serde_json::to_vec(&lease).unwrap();
+        c.put(key.clone(), value, Some(PutOptions::new().with_lease(mine)))
+            .await
+            .unwrap();
+        assert!(store.claim(&lease, mine).await.unwrap(), "its own key");
+        let other = c.lease_grant(60, None).await.unwrap().id();
+        assert!(!store.claim(&lease, other).await.unwrap(), "another's key");
+        assert_eq!(store.conflicts(), 0, "claim() itself counts nothing");
+        assert_eq!(store.list().await.unwrap().leases.len(), 1);
+    });
+}
+
+/// A key under `subnets/` that names no subnet is listed as corrupt, by
+/// name, beside the good leases: never dropped unseen, never fatal.
+#[test]
+fn privileged_a_key_that_names_no_subnet_is_listed_as_corrupt() {
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
+        let conf = conformance::conf();
+        let ttl = Duration::from_secs(60);
+        store
+            .acquire("node1", &conformance::attrs(1), &conf, ttl)
+            .await
+            .unwrap();
+        let bad = format!(
+            "{}not-a-subnet",
+            layout::subnets_prefix(layout::DEFAULT_PREFIX)
+        );
+        store.members[0]
+            .clone()
+            .put(bad.clone(), "{}", None)
+            .await
+            .unwrap();
+        let snap = store.list().await.unwrap();
+        assert_eq!(snap.leases.len(), 1, "{snap:?}");
+        let why = snap.corrupt.get(&bad).expect("the bad key is named");
+        assert!(why.contains("not a subnet key"), "{why}");
+        // It takes no subnet from anyone.
+        store
+            .acquire("node2", &conformance::attrs(2), &conf, ttl)
+            .await
+            .unwrap();
+    });
+}
+
+/// A member that hangs (stopped, not gone) holds a watch no longer than
+/// its timeout and the calls' own, and the store works again once the
+/// member does.
+#[test]
+fn privileged_a_watch_on_a_hung_member_returns() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let store = EtcdStore::connect(&[endpoint], &EtcdOptions::default())
+            .await
+            .unwrap();
+        let since = store.list().await.unwrap().revision;
+        let frozen = member.freeze();
+        let started = std::time::Instant::now();
+        let cap = Duration::from_secs(60);
+        let watched = tokio::time::timeout(cap, store.watch(&since, Duration::from_secs(1))).await;
+        eprintln!(
+            "the watch on a hung member returned after {:?}",
+            started.elapsed()
+        );
+        let watched = watched.expect("the watch returned");
+        assert!(
+            matches!(watched, Err(StoreError::Unavailable(_))),
+            "{watched:?}"
+        );
+        drop(frozen);
+        let conf = conformance::conf();
+        let lease = store
+            .acquire(
+                "node1",
+                &conformance::attrs(1),
+                &conf,
+                Duration::from_secs(60),
+            )
+            .await;
+        assert!(lease.is_ok(), "{lease:?}");
+    });
+}
