@@ -15,10 +15,11 @@ fi
 # iperf3, sockperf: the datapath benchmark.
 # etcd-server, etcd-client (etcdctl): the etcd store's tests start their
 # own members, in network namespaces of their own. protobuf-compiler:
-# the etcd-client crate's build.
+# the etcd-client crate's build. containerd: the CRI tests start their own,
+# in network namespaces of their own.
 APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
   podman runc busybox-static iperf3 sockperf ca-certificates
-  etcd-server etcd-client protobuf-compiler)
+  etcd-server etcd-client protobuf-compiler containerd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -27,7 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   apt-get update -qq
   # No package may start a service: etcd-server would otherwise start an
-  # etcd in the root namespace on 127.0.0.1:2379.
+  # etcd in the root namespace on 127.0.0.1:2379, and containerd its
+  # daemon on /run/containerd.
   policy=/usr/sbin/policy-rc.d
   own_policy=
   if [ ! -e "$policy" ]; then
