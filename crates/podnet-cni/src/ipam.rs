@@ -11,8 +11,8 @@ use podnet_core::ipam::{Allocation, Attachment};
 use podnet_core::subnet_file::SubnetFile;
 use serde_json::Value;
 
-use crate::ipam_store::IpamStore;
 use crate::{delegate, node};
+use podnet_linux::ipam_store::IpamStore;
 
 /// What IPAM gave one attachment.
 pub struct Lease {

@@ -4,8 +4,8 @@
 mod bridge;
 mod cmd;
 mod delegate;
+mod install;
 mod ipam;
-mod ipam_store;
 mod logging;
 mod masq;
 mod node;
@@ -17,6 +17,15 @@ use podnet_core::cni::config::{MAX_CONFIG_BYTES, error_version};
 use podnet_core::cni::{CniError, Code, Env};
 
 fn main() -> ExitCode {
+    // A runtime runs the plugin without arguments; an operator (or the
+    // DaemonSet) runs these.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(command @ ("install-cni" | "uninstall-cni")) = args.first().map(String::as_str) {
+        return install::main(command, &args[1..]);
+    }
     let stdin = match read_stdin() {
         Ok(bytes) => bytes,
         Err(e) => return fail(&e, &[]),

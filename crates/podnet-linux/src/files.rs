@@ -1,7 +1,7 @@
 //! Owned files: private (0600) and replaced atomically.
 
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,7 +11,17 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// in the same directory and a rename: a reader sees the old content or
 /// the new, never a torn file.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    through_temp(path, bytes, |temp| std::fs::rename(temp, path))
+    through_temp(path, bytes, 0o600, false, |temp| {
+        std::fs::rename(temp, path)
+    })
+}
+
+/// Installs `bytes` at `path` with `mode`, durably (synced before the
+/// rename): a program exec'd or a config read at `path` is the old file
+/// or the new one, never a half-written one, and never a file still open
+/// for writing ("text file busy").
+pub fn install_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    through_temp(path, bytes, mode, true, |temp| std::fs::rename(temp, path))
 }
 
 /// Creates `path` with `bytes` only if it does not exist yet, atomically:
@@ -19,21 +29,27 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// taken. `Ok(false)` if it was.
 pub fn create_private_exclusive(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let mut created = true;
-    through_temp(path, bytes, |temp| match std::fs::hard_link(temp, path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            created = false;
-            Ok(())
+    through_temp(path, bytes, 0o600, false, |temp| {
+        match std::fs::hard_link(temp, path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                created = false;
+                Ok(())
+            }
+            other => other,
         }
-        other => other,
     })?;
     Ok(created)
 }
 
-/// Writes a complete temp file beside `path`, hands it to `place`, and
-/// removes whatever of it is left, whether `place` worked or not.
+/// Writes a complete temp file beside `path` (synced, and given `mode`
+/// whatever the umask, if `durable`), closes
+/// it, hands it to `place`, and removes whatever of it is left, whether
+/// `place` worked or not.
 fn through_temp(
     path: &Path,
     bytes: &[u8],
+    mode: u32,
+    durable: bool,
     place: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
     let temp = path.with_extension(format!(
@@ -41,13 +57,21 @@ fn through_temp(
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let done = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .create_new(true)
         .write(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&temp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| place(&temp));
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            if durable {
+                // An installed file gets its mode whatever the umask.
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                f.sync_all()?;
+            }
+            Ok(())
+        }); // closed here: nothing is placed while still open for writing
+    let done = written.and_then(|()| place(&temp));
     // After a rename there is nothing left (NotFound); after a link, or a
     // failure, the temp name goes.
     let _ = std::fs::remove_file(&temp);

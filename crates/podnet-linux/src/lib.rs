@@ -6,6 +6,7 @@
 //! open one (see [`netns`]).
 
 pub mod files;
+pub mod ipam_store;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod containerd;
 pub mod etcd;
 
 use std::io::{Read, Write};
@@ -87,55 +88,78 @@ impl TestNetns {
     /// Runs `f` on a fresh thread that has entered this namespace; the
     /// calling thread never switches. Sockets made in `f` stay in it.
     pub fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(self.path()).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        in_netns(&self.path(), f)
     }
 
     /// A TCP server in this namespace that answers every connection with
     /// the peer address it saw, so a test can tell whether NAT happened.
     pub fn serve_peer_addr(&self, addr: &str) -> SocketAddr {
-        let listener = self.in_ns(|| TcpListener::bind(addr).unwrap());
-        let local = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                let peer = conn
-                    .peer_addr()
-                    .map(|p| p.ip().to_string())
-                    .unwrap_or_default();
-                let _ = conn.write_all(peer.as_bytes());
-            }
-        });
-        local
+        serve_peer_addr(&self.path(), addr)
     }
 
     /// Connects from this namespace to a [`serve_peer_addr`] server and
     /// returns the source address the server saw.
-    ///
-    /// [`serve_peer_addr`]: TestNetns::serve_peer_addr
     pub fn seen_as(&self, addr: &str) -> std::io::Result<String> {
-        let target: SocketAddr = addr.parse().unwrap();
-        self.in_ns(|| {
-            let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
-            conn.set_read_timeout(Some(Duration::from_secs(3)))?;
-            let mut seen = String::new();
-            conn.read_to_string(&mut seen)?;
-            Ok(seen)
-        })
+        seen_as(&self.path(), addr)
     }
 
     /// `ping` once from this namespace; true if it was answered.
     pub fn ping(&self, addr: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "2", addr])
-            .status
-            .success()
+        ping(&self.path(), addr)
     }
+}
+
+/// Runs `f` on a fresh thread that has entered the namespace at `netns`
+/// (a path: a named namespace, or one a runtime mounted).
+pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let file = std::fs::File::open(netns).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A TCP server in `netns` that answers every connection with the peer
+/// address it saw, so a test can tell whether NAT happened.
+pub fn serve_peer_addr(netns: &str, addr: &str) -> SocketAddr {
+    let listener = in_netns(netns, || TcpListener::bind(addr).unwrap());
+    let local = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let peer = conn
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = conn.write_all(peer.as_bytes());
+        }
+    });
+    local
+}
+
+/// Connects from `netns` to a [`serve_peer_addr`] server and returns the
+/// source address the server saw.
+pub fn seen_as(netns: &str, addr: &str) -> std::io::Result<String> {
+    let target: SocketAddr = addr.parse().unwrap();
+    in_netns(netns, || {
+        let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+        conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut seen = String::new();
+        conn.read_to_string(&mut seen)?;
+        Ok(seen)
+    })
+}
+
+/// `ping` once from `netns`; true if it was answered.
+pub fn ping(netns: &str, addr: &str) -> bool {
+    Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ping", "-c", "1", "-W", "2", addr])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn run_ok(cmd: &mut Command) -> String {

@@ -78,6 +78,10 @@ enum Lab {
         /// 3-member cluster on the underlay; flat underlay only).
         #[arg(long, default_value = "file", value_parser = ["file", "etcd"])]
         store: String,
+        /// The agents' `--ipam-reclaim-after` (seconds): how long an
+        /// address stays without its pod's veth before it is reclaimed.
+        #[arg(long)]
+        ipam_reclaim_after: Option<u64>,
     },
     /// Stop, start or restart one node's podnetd.
     Agent {
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
                 dual_stack,
                 lease_ttl,
                 store,
+                ipam_reclaim_after,
             } => lab::up::up(lab::up::UpOptions {
                 dir,
                 lease_ttl,
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
                 shape: lab::topology::Shape { routed, dual_stack },
                 masquerade: true,
                 etcd: store == "etcd",
+                ipam_reclaim_after,
             }),
             Lab::Check { json } => lab::check::run(&dir, json),
             Lab::Status { json } => lab::status(&dir, json),

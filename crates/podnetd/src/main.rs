@@ -8,6 +8,7 @@ mod datapath;
 mod kernel;
 mod node;
 mod peers;
+mod reclaim;
 mod start;
 
 use std::net::IpAddr;
@@ -65,6 +66,14 @@ pub struct Args {
     /// The longest the agent waits between reconciles, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub resync_ms: u64,
+    /// The plugin's IPAM data dir (its `ipam.dataDir`): addresses whose
+    /// DEL was lost are reclaimed from it.
+    #[arg(long, default_value = "/var/lib/podnet/ipam")]
+    pub ipam_dir: PathBuf,
+    /// How long an address must be without its pod's veth before it is
+    /// reclaimed, in seconds. 0 turns reclaiming off.
+    #[arg(long, default_value_t = 300)]
+    pub ipam_reclaim_after: u64,
 }
 
 fn main() -> Result<()> {
@@ -105,7 +114,46 @@ async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     let (events, inbox) = mpsc::channel(16);
     tokio::spawn(stop_on_signals(events.clone()));
     tokio::spawn(watch_store(store, events, agent.watch_wait(resync)));
+    if args.ipam_reclaim_after > 0 {
+        let grace = Duration::from_secs(args.ipam_reclaim_after);
+        tokio::spawn(reclaim_leaks(args.ipam_dir.clone(), grace, resync));
+    }
     agent.run(inbox, resync).await
+}
+
+/// Reclaims leaked addresses at every resync; a failure is logged once.
+async fn reclaim_leaks(dir: PathBuf, grace: Duration, every: Duration) {
+    let mut reclaimer = reclaim::Reclaimer::new(dir, grace);
+    let mut failures = backoff::Repeated::default();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let pass = tokio::task::spawn_blocking(move || {
+            let result = reclaimer.run();
+            (reclaimer, result)
+        });
+        let Ok((r, result)) = pass.await else {
+            return;
+        };
+        reclaimer = r;
+        match result {
+            Ok(released) => {
+                backoff::log("reclaiming leaked addresses", failures.succeeded());
+                for (net, ip, who) in released {
+                    tracing::info!(
+                        "released {ip} of {}/{} on network {net}: no host veth for {}s (a lost DEL)",
+                        who.container_id,
+                        who.ifname,
+                        grace.as_secs()
+                    );
+                }
+            }
+            Err(e) => backoff::log(
+                "reclaiming leaked addresses",
+                failures.failed("io", format!("{e:#}")),
+            ),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop the loop.

@@ -76,6 +76,7 @@ fn convergence(opts: &Options, etcd: bool) -> Result<()> {
         lease_ttl: None,
         masquerade: true,
         etcd,
+        ipam_reclaim_after: None,
     })?;
     let measured = join_rounds(&dir, opts.rounds).and_then(|joins| {
         let floor = match etcd {

@@ -87,6 +87,7 @@ pub fn run(opts: Options) -> Result<()> {
             lease_ttl: None,
             masquerade: opts.masquerade,
             etcd: false,
+            ipam_reclaim_after: None,
         })?;
         let result = (|| -> Result<()> {
             let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;

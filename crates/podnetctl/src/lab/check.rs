@@ -324,6 +324,7 @@ mod tests {
             nodes: vec![node(1), node(2)],
             pods: vec![pod(1, "10.244.1.2"), pod(2, "10.244.2.2")],
             etcd: Vec::new(),
+            ipam_reclaim_after: None,
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Lab {
     /// The etcd members, when the lab runs on the etcd store.
     #[serde(default)]
     pub etcd: Vec<EtcdMember>,
+    /// The agents' `--ipam-reclaim-after`, if not podnetd's default.
+    #[serde(default)]
+    pub ipam_reclaim_after: Option<u64>,
 }
 
 /// One etcd member: its own namespace on the underlay.

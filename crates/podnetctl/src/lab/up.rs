@@ -35,6 +35,8 @@ pub struct UpOptions {
     pub masquerade: bool,
     /// Run the agents on a 3-member etcd instead of the file store.
     pub etcd: bool,
+    /// The agents' `--ipam-reclaim-after` (seconds), if not the default.
+    pub ipam_reclaim_after: Option<u64>,
 }
 
 /// The binaries the lab runs, found next to podnetctl.
@@ -133,6 +135,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         nodes: Vec::new(),
         pods: Vec::new(),
         etcd: Vec::new(),
+        ipam_reclaim_after: opts.ipam_reclaim_after,
     };
     std::fs::write(lab.dir.join("net-conf.json"), net_conf(&opts).to_string())?;
     lab.save()?;
@@ -357,14 +360,19 @@ fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32>
     if let Some(v6) = addrs.get(1) {
         cmd.args(["--public-ipv6", &v6.to_string()]);
     }
-    let child = cmd
-        .arg("--run-dir")
+    cmd.arg("--run-dir")
         .arg(dir.join("run"))
         .arg("--store")
         .arg(lab.store_spec())
         .arg("--net-conf")
         .arg(lab.dir.join("net-conf.json"))
         .arg(format!("--masquerade={}", lab.masquerade))
+        .arg("--ipam-dir")
+        .arg(dir.join("ipam"));
+    if let Some(secs) = lab.ipam_reclaim_after {
+        cmd.arg(format!("--ipam-reclaim-after={secs}"));
+    }
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

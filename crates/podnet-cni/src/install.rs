@@ -1,0 +1,266 @@
+//! `podnet install-cni` and `podnet uninstall-cni`: this binary into the
+//! runtime's CNI bin dir and a conflist into its conf dir, safe to run on a
+//! live node. Each file is written beside its final name and renamed into
+//! place, so a runtime that execs the plugin or reads the conflist mid-
+//! upgrade sees the old file or the new one, never half of one, and never
+//! "text file busy". The conflist goes in last, once podnetd has written
+//! its subnet file: the runtime reports the node's network ready only when
+//! it is.
+//!
+//! The flags are parsed here by hand: clap would add to every plugin
+//! start, and this is the only command line the plugin has.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use podnet_core::cni::version::CniVersion;
+use podnet_core::subnet_file::{DEFAULT_SUBNET_FILE, SubnetFile};
+use podnet_linux::files::install_atomic;
+use serde_json::Value;
+
+/// Sorts before the other CNI configs: runtimes use the first.
+pub const CONFLIST_NAME: &str = "10-podnet.conflist";
+pub const PLUGIN_NAME: &str = "podnet";
+
+/// Installed when no `--conflist` is given: podnet alone, its pool and MTU
+/// from the subnet file. CNI 1.0.0 is the newest containerd 1.6 speaks.
+pub const DEFAULT_CONFLIST: &str =
+    r#"{"cniVersion":"1.0.0","name":"podnet","plugins":[{"type":"podnet"}]}"#;
+
+const USAGE: &str = "\
+usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
+                          [--conflist-name NAME] [--subnet-file FILE]
+       podnet uninstall-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist-name NAME]
+
+  --bin-dir        where the runtime finds CNI plugins   (/opt/cni/bin)
+  --conf-dir       where the runtime finds CNI configs   (/etc/cni/net.d)
+  --conflist       the conflist to install               (podnet alone, CNI 1.0.0)
+  --conflist-name  its file name; sort it first          (10-podnet.conflist)
+  --subnet-file    install-cni writes the conflist once this exists
+                                                         (/run/podnet/subnet.json)";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub bin_dir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub conflist: Option<PathBuf>,
+    pub conflist_name: String,
+    pub subnet_file: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bin_dir: "/opt/cni/bin".into(),
+            conf_dir: "/etc/cni/net.d".into(),
+            conflist: None,
+            conflist_name: CONFLIST_NAME.into(),
+            subnet_file: DEFAULT_SUBNET_FILE.into(),
+        }
+    }
+}
+
+impl Options {
+    /// `--flag value` pairs; an unknown flag or a missing value is an error.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--bin-dir" => o.bin_dir = value()?.into(),
+                "--conf-dir" => o.conf_dir = value()?.into(),
+                "--conflist" => o.conflist = Some(value()?.into()),
+                "--conflist-name" => o.conflist_name = value()?,
+                "--subnet-file" => o.subnet_file = value()?.into(),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if o.conflist_name.contains('/') || !o.conflist_name.ends_with(".conflist") {
+            return Err(format!(
+                "--conflist-name {:?}: a file name ending in .conflist",
+                o.conflist_name
+            ));
+        }
+        Ok(o)
+    }
+}
+
+/// A conflist the runtime will load: JSON with a name, a CNI version
+/// podnet speaks, and plugins that each name their type.
+pub fn check_conflist(raw: &[u8]) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(raw).map_err(|e| format!("not JSON: {e}"))?;
+    if !v.get("name").is_some_and(Value::is_string) {
+        return Err("no \"name\"".into());
+    }
+    let version = v.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+    if !CniVersion::ALL
+        .iter()
+        .any(|known| known.as_str() == version)
+    {
+        return Err(format!("cniVersion {version:?} is not one podnet speaks"));
+    }
+    let plugins = v
+        .get("plugins")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+        .ok_or("no \"plugins\" list")?;
+    if let Some(i) = plugins
+        .iter()
+        .position(|p| !p.get("type").is_some_and(Value::is_string))
+    {
+        return Err(format!("plugins[{i}] has no \"type\""));
+    }
+    Ok(())
+}
+
+/// Runs `install-cni` or `uninstall-cni` with the arguments after it.
+pub fn main(command: &str, args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let done = Options::parse(args).and_then(|o| match command {
+        "install-cni" => install(&o),
+        _ => uninstall(&o),
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podnet {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn install(o: &Options) -> Result<(), String> {
+    let conflist = match &o.conflist {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("--conflist {}: {e}", path.display()))?
+        }
+        None => DEFAULT_CONFLIST.as_bytes().to_vec(),
+    };
+    // A bad conflist is refused before anything is touched.
+    check_conflist(&conflist).map_err(|e| format!("the conflist: {e}"))?;
+    let me = std::fs::read("/proc/self/exe").map_err(|e| format!("reading myself: {e}"))?;
+    let plugin = o.bin_dir.join(PLUGIN_NAME);
+    place(&plugin, &me, 0o755)?;
+    eprintln!("podnet install-cni: installed {}", plugin.display());
+    wait_for_subnet_file(&o.subnet_file);
+    let target = o.conf_dir.join(&o.conflist_name);
+    place(&target, &conflist, 0o644)?;
+    eprintln!("podnet install-cni: installed {}", target.display());
+    Ok(())
+}
+
+fn place(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    install_atomic(path, bytes, mode).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Waits, as long as it takes, for podnetd's subnet file; says so once.
+fn wait_for_subnet_file(path: &Path) {
+    let mut said = false;
+    loop {
+        match std::fs::read_to_string(path).map(|raw| SubnetFile::parse(&raw)) {
+            Ok(Ok(_)) => return,
+            Ok(Err(why)) if !said => {
+                eprintln!("podnet install-cni: waiting: {}: {why}", path.display())
+            }
+            Err(_) if !said => eprintln!(
+                "podnet install-cni: waiting for {} (podnetd writes it once it holds \
+                 the node's lease); the conflist goes in after it",
+                path.display()
+            ),
+            _ => {}
+        }
+        said = true;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Removes the conflist, then the plugin; nothing else. Files already
+/// gone are no error.
+fn uninstall(o: &Options) -> Result<(), String> {
+    for path in [
+        o.conf_dir.join(&o.conflist_name),
+        o.bin_dir.join(PLUGIN_NAME),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => eprintln!("podnet uninstall-cni: removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        assert_eq!(Options::parse(&[]).unwrap(), Options::default());
+        let o = Options::parse(&args("--bin-dir /b --conf-dir /c --conflist /x.json")).unwrap();
+        assert_eq!(o.bin_dir, PathBuf::from("/b"));
+        assert_eq!(o.conf_dir, PathBuf::from("/c"));
+        assert_eq!(o.conflist, Some(PathBuf::from("/x.json")));
+        assert_eq!(o.conflist_name, "10-podnet.conflist");
+        assert!(
+            Options::parse(&args("--bin-dir"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            Options::parse(&args("--nope 1"))
+                .unwrap_err()
+                .contains("--nope")
+        );
+        assert!(Options::parse(&args("--conflist-name a/b.conflist")).is_err());
+        assert!(Options::parse(&args("--conflist-name podnet.conf")).is_err());
+    }
+
+    #[test]
+    fn the_default_conflist_sorts_first_and_is_valid() {
+        check_conflist(DEFAULT_CONFLIST.as_bytes()).unwrap();
+        assert!(CONFLIST_NAME < "87-podman-bridge.conflist");
+        assert!(CONFLIST_NAME < "99-loopback.conf");
+    }
+
+    #[test]
+    fn a_conflist_the_runtime_would_refuse_is_refused() {
+        for (bad, why) in [
+            ("{", "not JSON"),
+            (
+                r#"{"cniVersion":"1.0.0","plugins":[{"type":"podnet"}]}"#,
+                "name",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"9.9.9","plugins":[{"type":"podnet"}]}"#,
+                "9.9.9",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[]}"#,
+                "plugins",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"podnet"},{}]}"#,
+                "plugins[1]",
+            ),
+        ] {
+            let err = check_conflist(bad.as_bytes()).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}
