@@ -204,3 +204,32 @@ fn privileged_cri_pods_on_two_nodes_reach_each_other() {
     stop_and_remove(&mut cris[0], &a);
     stop_and_remove(&mut cris[1], &b);
 }
+
+/// containerd 1.6 never sends CNI GC: a sandbox whose containerd state is
+/// wiped never gets its DEL. The agent reclaims its address once its veth
+/// has been gone for the grace period, and never while it is there.
+#[test]
+fn privileged_cri_a_lost_del_is_reclaimed_by_the_agent() {
+    let lab = TestLab::up_with(1, 0, &["--ipam-reclaim-after", "2"]);
+    let mut node = CriNode::new(&lab, 0);
+    let (_, ip, _) = run(&mut node.ctrd.cri(), "w");
+    // Past the grace, the pod still has its veth: it keeps its address.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(node.allocated(), BTreeSet::from([ip.clone()]));
+    node.ctrd.wipe();
+    let wiped = Instant::now();
+    while !node.host_veths().is_empty() {
+        assert!(wiped.elapsed() < CAP, "the pod's veth outlived its netns");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while !node.allocated().is_empty() {
+        assert!(
+            wiped.elapsed() < CAP,
+            "{ip} was never reclaimed:\n{}",
+            std::fs::read_to_string(node.dir.join("podnetd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("reclaimed {:?} after the wipe", wiped.elapsed());
+    assert_eq!(common::log_lines(&lab, "node1", "released"), 1);
+}
