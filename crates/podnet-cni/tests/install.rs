@@ -66,15 +66,6 @@ impl Dirs {
     }
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -113,8 +104,8 @@ fn install_puts_the_plugin_and_the_conflist_in_place() {
     );
     assert_eq!(mode(&d.installed_conflist()), 0o644);
     // No temp file stays behind in either directory.
-    assert_eq!(names(&d.bin), ["podnet"]);
-    assert_eq!(names(&d.conf), ["10-podnet.conflist"]);
+    assert_eq!(podnet_testkit::file_names(&d.bin), ["podnet"]);
+    assert_eq!(podnet_testkit::file_names(&d.conf), ["10-podnet.conflist"]);
 }
 
 #[test]
@@ -169,8 +160,8 @@ fn uninstall_removes_only_what_install_put() {
     std::fs::write(d.conf.join("99-other.conflist"), "{}").unwrap();
     let out = d.command("uninstall-cni").output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(names(&d.bin), ["loopback"]);
-    assert_eq!(names(&d.conf), ["99-other.conflist"]);
+    assert_eq!(podnet_testkit::file_names(&d.bin), ["loopback"]);
+    assert_eq!(podnet_testkit::file_names(&d.conf), ["99-other.conflist"]);
     // Twice is fine.
     assert!(
         d.command("uninstall-cni")
@@ -225,5 +216,5 @@ fn execs_never_fail_while_the_plugin_is_replaced() {
     );
     assert!(execs > 30, "the runners hardly ran: {execs}");
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(names(&d.bin), ["podnet"]);
+    assert_eq!(podnet_testkit::file_names(&d.bin), ["podnet"]);
 }

@@ -82,15 +82,6 @@ fn through_temp(
 mod tests {
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn no_temp_file_is_left_behind_whatever_happens() {
         let tmp = tempfile::tempdir().unwrap();
@@ -103,6 +94,9 @@ mod tests {
         std::fs::create_dir(tmp.path().join("d.json")).unwrap();
         std::fs::write(tmp.path().join("d.json/x"), b"").unwrap();
         assert!(write_private_atomic(&tmp.path().join("d.json"), b"4").is_err());
-        assert_eq!(names(tmp.path()), ["a.json", "b", "d.json"]);
+        assert_eq!(
+            podnet_testkit::file_names(tmp.path()),
+            ["a.json", "b", "d.json"]
+        );
     }
 }
