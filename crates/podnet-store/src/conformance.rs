@@ -48,6 +48,14 @@ pub trait Cluster: Send + Sync {
     /// Makes `node`'s record unreadable, as a bad write or a newer
     /// incompatible writer would.
     fn corrupt(&self, node: &str) -> impl Future<Output = ()> + Send;
+    /// `node` leaves the cluster: its lease released, or, where a node is
+    /// an object of its own (Kubernetes), that object deleted.
+    fn leave(&self, node: &str) -> impl Future<Output = ()> + Send {
+        async move {
+            let store = self.client().await;
+            store.release(node).await.expect("release");
+        }
+    }
 }
 
 pub trait Backend: Sync {
@@ -221,7 +229,7 @@ pub async fn same_subnet_after_restart<C: Cluster>(cluster: &C) {
         again.subnets, first.subnets,
         "the same subnet after a restart"
     );
-    restarted.release(&name(0)).await.expect("release");
+    cluster.leave(&name(0)).await;
     let third = acquire(&restarted, 2, &conf(), LONG).await;
     assert!(
         !third.subnets.iter().any(|s| other.subnets.contains(s)),
@@ -276,7 +284,7 @@ pub async fn watch_from_revision<C: Cluster>(cluster: &C) {
         tokio::spawn(async move { store.watch(&since, cap).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    writer.release(&name(0)).await.expect("release");
+    cluster.leave(&name(0)).await;
     let after = waiting
         .await
         .expect("the watcher panicked")

@@ -13,6 +13,7 @@
 pub mod conformance;
 pub mod etcd;
 pub mod file;
+pub mod kube;
 #[cfg(any(test, feature = "conformance"))]
 pub mod memory;
 
@@ -142,6 +143,12 @@ pub trait Store: Send + Sync {
         since: &Revision,
         timeout: Duration,
     ) -> impl Future<Output = Result<Snapshot>> + Send;
+
+    /// Tells the cluster this node's network is up (its routes are in
+    /// place). Only the Kubernetes store has somewhere to say it.
+    fn network_up(&self, _node: &str) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Every backend, so that callers hold one type without boxing futures.
@@ -149,6 +156,7 @@ pub enum AnyStore {
     File(file::FileStore),
     /// Boxed: the client is large, and a store is made once.
     Etcd(Box<etcd::EtcdStore>),
+    Kube(Box<kube::KubeStore>),
 }
 
 /// Runs `$call` on whichever backend `$store` is.
@@ -157,6 +165,7 @@ macro_rules! on_backend {
         match $store {
             AnyStore::File($s) => $call,
             AnyStore::Etcd($s) => $call,
+            AnyStore::Kube($s) => $call,
         }
     };
 }
@@ -191,16 +200,23 @@ impl Store for AnyStore {
     async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
         on_backend!(self, s => s.watch(since, timeout).await)
     }
+
+    async fn network_up(&self, node: &str) -> Result<()> {
+        on_backend!(self, s => s.network_up(node).await)
+    }
 }
 
 /// What a `--store` spec does not say.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub etcd: etcd::EtcdOptions,
+    /// `--store kube`: a kubeconfig, else the in-cluster service account.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// Opens a store from a `--store` spec: `file:/var/lib/podnet/store`, or
-/// `etcd:http://10.0.0.1:2379,http://10.0.0.2:2379` (every member).
+/// `etcd:http://10.0.0.1:2379,http://10.0.0.2:2379` (every member), or
+/// `kube` (the Kubernetes API).
 pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
     match spec.split_once(':') {
         Some(("file", dir)) if !dir.is_empty() => Ok(AnyStore::File(file::FileStore::open(dir)?)),
@@ -214,8 +230,12 @@ pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
             let store = etcd::EtcdStore::connect(&endpoints, &opts.etcd).await?;
             Ok(AnyStore::Etcd(Box::new(store)))
         }
+        None if spec == "kube" => {
+            let store = kube::KubeStore::connect(opts.kubeconfig.as_deref()).await?;
+            Ok(AnyStore::Kube(Box::new(store)))
+        }
         _ => Err(StoreError::Invalid(format!(
-            "--store \"{spec}\" is not supported; use file:DIR or etcd:URL[,URL...]"
+            "--store \"{spec}\" is not supported; use file:DIR, etcd:URL[,URL...] or kube"
         ))),
     }
 }

@@ -17,8 +17,9 @@ pub struct EtcdMember {
 /// How long a member may take to answer.
 const START_CAP: Duration = Duration::from_secs(30);
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate,
-/// made with `openssl` (EC P-256, valid one day).
+/// A CA, a server certificate (for 127.0.0.1 unless made `for` another
+/// name) and a client certificate, made with `openssl` (EC P-256, valid
+/// one day).
 pub struct Certs {
     pub ca: PathBuf,
     pub server_cert: PathBuf,
@@ -29,6 +30,11 @@ pub struct Certs {
 
 impl Certs {
     pub fn make(dir: &Path) -> Certs {
+        Certs::make_for(dir, "IP:127.0.0.1")
+    }
+
+    /// The same, the server's certificate for `server_san` (`IP:...`).
+    pub fn make_for(dir: &Path, server_san: &str) -> Certs {
         let at = |name: &str| dir.join(name);
         let openssl = |args: &[&str]| {
             crate::run_ok(Command::new("openssl").current_dir(dir).args(args));
@@ -48,7 +54,7 @@ impl Certs {
             ]
             .concat(),
         );
-        for (name, san) in [("server", "IP:127.0.0.1"), ("client", "DNS:podnet-node")] {
+        for (name, san) in [("server", server_san), ("client", "DNS:podnet-node")] {
             let (key, csr, pem) = (
                 format!("{name}.key"),
                 format!("{name}.csr"),

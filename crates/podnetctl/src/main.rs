@@ -216,6 +216,7 @@ fn main() -> ExitCode {
         } => {
             let opts = StoreOptions {
                 etcd: etcd.options(),
+                ..StoreOptions::default()
             };
             node::remove(&store, &opts, &name)
         }

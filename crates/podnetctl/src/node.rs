@@ -1,11 +1,17 @@
 //! `podnetctl node`: operations on a cluster's nodes through its store.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use podnet_store::{Store, StoreOptions};
 
 /// Gives a node's subnets back. Every other agent then removes its routes,
 /// FDB and neighbour entries on its next watch.
 pub fn remove(store: &str, opts: &StoreOptions, name: &str) -> Result<()> {
+    if store == "kube" {
+        bail!(
+            "with --store kube a node leaves when its Node object is deleted \
+             (kubectl delete node {name}): podnet holds no lease to give back"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -65,6 +65,11 @@ pub struct Agent<S, K> {
     store_failures: Repeated,
     reconcile_failures: Repeated,
     last_reconcile: Option<Instant>,
+    /// The routes are in place (a reconcile succeeded), and whether the
+    /// store has been told (the Kubernetes store's NetworkUnavailable).
+    converged: bool,
+    announced: bool,
+    announce_failures: Repeated,
     /// Backend data fields already named as unknown.
     unknown_fields: BTreeSet<String>,
 }
@@ -90,6 +95,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
             last_reconcile: None,
+            converged: false,
+            announced: false,
+            announce_failures: Repeated::default(),
             unknown_fields: BTreeSet::new(),
         }
     }
@@ -118,6 +126,27 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 _ = tick.tick() => self.resync(resync),
                 _ = tokio::time::sleep_until(self.next_renew.into()) => self.renew().await?,
             }
+            if self.converged && !self.announced {
+                self.announce().await;
+            }
+        }
+    }
+
+    /// Tells the store this node's network is up, once; retried at the
+    /// next event or tick until it works.
+    async fn announce(&mut self) {
+        match self.store.network_up(&self.setup.name).await {
+            Ok(()) => {
+                backoff::log(
+                    "reporting the network up",
+                    self.announce_failures.succeeded(),
+                );
+                self.announced = true;
+            }
+            Err(e) => backoff::log(
+                "reporting the network up",
+                self.announce_failures.failed(e.kind(), e.to_string()),
+            ),
         }
     }
 
@@ -186,7 +215,10 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         self.last_reconcile = Some(Instant::now());
         let result = self.try_reconcile();
         let report = match result {
-            Ok(()) => self.reconcile_failures.succeeded(),
+            Ok(()) => {
+                self.converged = true;
+                self.reconcile_failures.succeeded()
+            }
             Err(e) => self
                 .reconcile_failures
                 .failed("reconcile", format!("{e:#}")),

@@ -28,8 +28,9 @@ use crate::agent::{Event, watch_store};
 #[derive(Parser, Debug)]
 #[command(name = "podnetd", version, about = "podnet node agent")]
 pub struct Args {
-    /// This node's name in the store (default: the hostname).
-    #[arg(long)]
+    /// This node's name in the store (default: $NODE_NAME, which the
+    /// DaemonSet sets from the downward API, else the hostname).
+    #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
     /// This node's address on the underlay: the next hop for its pods.
     #[arg(long)]
@@ -46,11 +47,16 @@ pub struct Args {
     #[arg(long, default_value = "/run/podnet")]
     pub run_dir: PathBuf,
     /// The cluster store: file:DIR (agents that share DIR: one machine,
-    /// the lab) or etcd:URL[,URL...] (every member).
+    /// the lab), etcd:URL[,URL...] (every member), or kube (the Kubernetes
+    /// API: subnets from Node.spec.podCIDRs).
     #[arg(long, default_value = "file:/var/lib/podnet/store")]
     pub store: String,
     #[command(flatten)]
     pub etcd: EtcdFlags,
+    /// `--store kube`: the kubeconfig to use (default: the in-cluster
+    /// service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// The cluster config (flannel's net-conf.json format). Stored on first
     /// use; every node then uses the stored one.
     #[arg(long)]
@@ -94,6 +100,7 @@ fn main() -> Result<()> {
     let result = runtime.block_on(async {
         let opts = StoreOptions {
             etcd: args.etcd.options(),
+            kubeconfig: args.kubeconfig.clone(),
         };
         let store = podnet_store::open(&args.store, &opts).await?;
         serve(args, store).await

@@ -1,0 +1,116 @@
+//! The two patch types podnet and kubectl send for Nodes: JSON merge patch
+//! (RFC 7386) and strategic merge patch, which differs in merging lists
+//! that have a merge key instead of replacing them. Only the Node fields
+//! with a merge key are known here (conditions and addresses by `type`,
+//! taints by `key`); every other list is replaced, as in a merge patch.
+
+use serde_json::{Map, Value};
+
+/// Lists merged by key in a strategic merge patch of a Node.
+const MERGE_KEYS: &[(&[&str], &str)] = &[
+    (&["status", "conditions"], "type"),
+    (&["status", "addresses"], "type"),
+    (&["spec", "taints"], "key"),
+];
+
+pub fn merge(target: &mut Value, patch: &Value) {
+    apply(target, patch, &mut Vec::new(), false);
+}
+
+pub fn strategic(target: &mut Value, patch: &Value) {
+    apply(target, patch, &mut Vec::new(), true);
+}
+
+fn apply(target: &mut Value, patch: &Value, path: &mut Vec<String>, strategic: bool) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(obj) = target else { return };
+    for (k, v) in patch {
+        if v.is_null() {
+            obj.remove(k);
+            continue;
+        }
+        path.push(k.clone());
+        let key = strategic
+            .then(|| merge_key(path))
+            .flatten()
+            .filter(|_| v.is_array());
+        match key {
+            Some(key) => merge_list(obj.entry(k.clone()).or_insert(Value::Null), v, key),
+            None => apply(
+                obj.entry(k.clone()).or_insert(Value::Null),
+                v,
+                path,
+                strategic,
+            ),
+        }
+        path.pop();
+    }
+}
+
+fn merge_key(path: &[String]) -> Option<&'static str> {
+    MERGE_KEYS
+        .iter()
+        .find(|(p, _)| p.iter().eq(path.iter()))
+        .map(|(_, key)| *key)
+}
+
+/// Each patch item replaces the fields of the item with the same key, or
+/// is appended.
+fn merge_list(target: &mut Value, patch: &Value, key: &str) {
+    if !target.is_array() {
+        *target = Value::Array(Vec::new());
+    }
+    let (Value::Array(items), Value::Array(new)) = (target, patch) else {
+        return;
+    };
+    for n in new {
+        match items.iter_mut().find(|i| i.get(key) == n.get(key)) {
+            Some(item) => merge(item, n),
+            None => items.push(n.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_sets_removes_and_replaces_lists() {
+        let mut node = json!({"metadata":{"annotations":{"a":"1","b":"2"}},
+            "status":{"conditions":[{"type":"Ready","status":"True"}]}});
+        merge(
+            &mut node,
+            &json!({"metadata":{"annotations":{"a":null,"c":"3"}},
+                "status":{"conditions":[{"type":"NetworkUnavailable","status":"False"}]}}),
+        );
+        assert_eq!(node["metadata"]["annotations"], json!({"b":"2","c":"3"}));
+        assert_eq!(node["status"]["conditions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_strategic_patch_merges_conditions_by_type() {
+        let mut node = json!({"status":{"conditions":[
+            {"type":"Ready","status":"True"},
+            {"type":"NetworkUnavailable","status":"True","reason":"NoRouteCreated"}]}});
+        strategic(
+            &mut node,
+            &json!({"status":{"conditions":[
+                {"type":"NetworkUnavailable","status":"False","reason":"PodnetIsUp"}]}}),
+        );
+        let c = &node["status"]["conditions"];
+        assert_eq!(c.as_array().unwrap().len(), 2);
+        assert_eq!(c[0]["status"], "True");
+        assert_eq!(
+            c[1],
+            json!({"type":"NetworkUnavailable","status":"False","reason":"PodnetIsUp"})
+        );
+    }
+}

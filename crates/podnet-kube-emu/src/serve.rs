@@ -1,0 +1,467 @@
+//! The HTTPS front of the emulator: the Node endpoints of `/api/v1` that
+//! podnet, kubectl and kubelet use, with the real server's verbs, watch
+//! stream, bookmarks, 401, 403, 404, 409 and 410 answers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::rbac::{Role, User, allowed};
+use crate::world::{Answer, Event, PatchKind, World, status};
+
+/// What every request handler shares.
+pub struct Shared {
+    world: Mutex<World>,
+    events: broadcast::Sender<Event>,
+    cut: watch::Sender<u64>,
+    role: Role,
+    tokens: HashMap<String, User>,
+    bookmark_every: Duration,
+}
+
+impl Shared {
+    pub fn new(role: Role, tokens: HashMap<String, User>) -> Arc<Shared> {
+        Arc::new(Shared {
+            world: Mutex::default(),
+            events: broadcast::channel(4096).0,
+            cut: watch::channel(0).0,
+            role,
+            tokens,
+            bookmark_every: Duration::from_secs(1),
+        })
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the state.
+    pub fn read<T>(&self, f: impl FnOnce(&World) -> T) -> T {
+        f(&self.world())
+    }
+
+    /// Runs a change and tells the watches, under one lock, so that a
+    /// watch never misses or repeats an event.
+    pub fn change(&self, f: impl FnOnce(&mut World) -> Answer<Event>) -> Answer<Event> {
+        let mut world = self.world();
+        let event = f(&mut world)?;
+        let _ = self.events.send(event.clone());
+        Ok(event)
+    }
+
+    /// Ends every open watch, as a load balancer or a restart would.
+    pub fn cut_watches(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    pub fn compact(&self) {
+        self.world().compact();
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/nodes", get(list_or_watch).post(create))
+        .route(
+            "/api/v1/nodes/{name}",
+            get(get_node).put(update).patch(patch_node).delete(delete),
+        )
+        .route(
+            "/api/v1/nodes/{name}/status",
+            get(get_node).patch(patch_status).put(update_status),
+        )
+        .route("/emulator/compact", post(compact))
+        .route("/emulator/cut-watches", post(cut_watches))
+        .fallback(|| async {
+            fail(status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+                None,
+            ))
+        })
+        .with_state(shared)
+}
+
+fn fail(s: Box<Status>) -> Response {
+    let code = s
+        .code
+        .and_then(|c| StatusCode::from_u16(u16::try_from(c).ok()?).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = serde_json::to_value(&s).unwrap_or_default();
+    body["kind"] = "Status".into();
+    body["apiVersion"] = "v1".into();
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok<T: serde::Serialize>(code: StatusCode, kind: &str, v: &T) -> Response {
+    let mut body = serde_json::to_value(v).unwrap_or_default();
+    body["kind"] = kind.into();
+    body["apiVersion"] = "v1".into();
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The caller, and 401 or 403 unless it may `verb` the `resource`.
+fn authorize(
+    s: &Shared,
+    headers: &HeaderMap,
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+) -> Result<User, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(user) = token.and_then(|t| s.tokens.get(t)).cloned() else {
+        return Err(fail(status(
+            401,
+            "Unauthorized",
+            "Unauthorized".into(),
+            None,
+        )));
+    };
+    if allowed(&user, &s.role, verb, resource) {
+        return Ok(user);
+    }
+    let (res, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let what = match name {
+        Some(n) => format!("nodes \"{n}\""),
+        None => "nodes".into(),
+    };
+    let sub = if sub.is_empty() {
+        String::new()
+    } else {
+        format!(" with subresource \"{sub}\"")
+    };
+    Err(fail(status(
+        403,
+        "Forbidden",
+        format!(
+            "{what} is forbidden: User \"{}\" cannot {verb} resource \"{res}\"{sub} in API group \"\" at the cluster scope",
+            user.name()
+        ),
+        name,
+    )))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    watch: Option<String>,
+    resource_version: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+    timeout_seconds: Option<u64>,
+    allow_watch_bookmarks: Option<bool>,
+}
+
+fn rv(q: &Option<String>) -> Option<u64> {
+    q.as_deref().and_then(|v| v.parse().ok())
+}
+
+async fn list_or_watch(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let watching = matches!(q.watch.as_deref(), Some("true" | "1"));
+    let verb = if watching { "watch" } else { "list" };
+    if let Err(r) = authorize(&s, &headers, verb, "nodes", None) {
+        return r;
+    }
+    if watching {
+        return start_watch(s, q);
+    }
+    let answer = s.world().list(
+        rv(&q.resource_version),
+        q.continue_.as_deref(),
+        q.limit.unwrap_or(0),
+    );
+    match answer {
+        Ok((items, metadata)) => ok(
+            StatusCode::OK,
+            "NodeList",
+            &k8s_openapi::List { items, metadata },
+        ),
+        Err(e) => fail(e),
+    }
+}
+
+fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let timeout = Duration::from_secs(q.timeout_seconds.unwrap_or(1800));
+    let bookmarks = q.allow_watch_bookmarks.unwrap_or(false);
+    // Subscribed under the lock that also reads the history: nothing is
+    // missed between the two.
+    let (history, mut live, mut cut) = {
+        let world = s.world();
+        let since = rv(&q.resource_version).unwrap_or(world.revision());
+        (
+            world.events_since(since),
+            s.events.subscribe(),
+            s.cut.subscribe(),
+        )
+    };
+    tokio::spawn(async move {
+        let line = |kind: &str, object: Value| {
+            Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
+        };
+        let node_line = |e: &Event| {
+            let mut obj = serde_json::to_value(&e.node).unwrap_or_default();
+            obj["kind"] = "Node".into();
+            obj["apiVersion"] = "v1".into();
+            line(e.kind.as_str(), obj)
+        };
+        let history = match history {
+            Ok(h) => h,
+            Err(status) => {
+                let mut obj = serde_json::to_value(&status).unwrap_or_default();
+                obj["kind"] = "Status".into();
+                obj["apiVersion"] = "v1".into();
+                let _ = tx.send(line("ERROR", obj)).await;
+                return;
+            }
+        };
+        let mut last = 0;
+        for e in &history {
+            last = e.rv;
+            if tx.send(node_line(e)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(s.bookmark_every);
+        tick.tick().await;
+        loop {
+            let out = tokio::select! {
+                e = live.recv() => match e {
+                    Ok(e) if e.rv > last => { last = e.rv; node_line(&e) }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick(), if bookmarks => {
+                    let rv = s.world().revision();
+                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}}))
+                }
+                _ = cut.changed() => return,
+                _ = &mut deadline => return,
+            };
+            if tx.send(out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn get_node(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, "get", "nodes", Some(&name)) {
+        return r;
+    }
+    match s.world().get(&name) {
+        Ok(node) => ok(StatusCode::OK, "Node", &node),
+        Err(e) => fail(e),
+    }
+}
+
+fn parse_node(body: &Bytes) -> Result<Node, Response> {
+    serde_json::from_slice(body).map_err(|e| fail(status(400, "BadRequest", e.to_string(), None)))
+}
+
+fn answer(code: StatusCode, a: Answer<Event>) -> Response {
+    match a {
+        Ok(e) => ok(code, "Node", &e.node),
+        Err(e) => fail(e),
+    }
+}
+
+async fn create(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorize(&s, &headers, "create", "nodes", None) {
+        return r;
+    }
+    match parse_node(&body) {
+        Ok(node) => answer(StatusCode::CREATED, s.change(|w| w.create(node))),
+        Err(r) => r,
+    }
+}
+
+async fn update(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    put(s, headers, name, body, "nodes").await
+}
+
+async fn update_status(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    put(s, headers, name, body, "nodes/status").await
+}
+
+async fn put(
+    s: Arc<Shared>,
+    headers: HeaderMap,
+    name: String,
+    body: Bytes,
+    resource: &str,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, "update", resource, Some(&name)) {
+        return r;
+    }
+    match parse_node(&body) {
+        Ok(node) => answer(StatusCode::OK, s.change(|w| w.update(&name, node))),
+        Err(r) => r,
+    }
+}
+
+async fn patch_node(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    patch(s, headers, name, body, false).await
+}
+
+async fn patch_status(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    patch(s, headers, name, body, true).await
+}
+
+async fn patch(
+    s: Arc<Shared>,
+    headers: HeaderMap,
+    name: String,
+    body: Bytes,
+    status_sub: bool,
+) -> Response {
+    let resource = if status_sub { "nodes/status" } else { "nodes" };
+    if let Err(r) = authorize(&s, &headers, "patch", resource, Some(&name)) {
+        return r;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = match content_type {
+        "application/merge-patch+json" => PatchKind::Merge,
+        "application/strategic-merge-patch+json" => PatchKind::Strategic,
+        other => {
+            return fail(status(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format: {other}"),
+                None,
+            ));
+        }
+    };
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return fail(status(400, "BadRequest", e.to_string(), None)),
+    };
+    answer(
+        StatusCode::OK,
+        s.change(|w| w.patch(&name, kind, &patch, status_sub)),
+    )
+}
+
+async fn delete(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, "delete", "nodes", Some(&name)) {
+        return r;
+    }
+    answer(StatusCode::OK, s.change(|w| w.delete(&name)))
+}
+
+async fn compact(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin_only(&s, &headers, || s.compact())
+}
+
+async fn cut_watches(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    admin_only(&s, &headers, || s.cut_watches())
+}
+
+fn admin_only(s: &Shared, headers: &HeaderMap, f: impl FnOnce()) -> Response {
+    match authorize(s, headers, "emulate", "emulator", None) {
+        Ok(User::Admin) => {
+            f();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => StatusCode::FORBIDDEN.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Serves `router` over TLS on `listener` until the process ends.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    app: Router,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}

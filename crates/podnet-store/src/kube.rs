@@ -1,0 +1,307 @@
+//! The Kubernetes API store (`--store kube`), as flannel's
+//! `--kube-subnet-mgr`: a node's subnets are the `spec.podCIDRs` the
+//! controller manager assigned (podnet allocates nothing), its backend
+//! data goes into podnet's annotations on its Node (through `nodes/status`),
+//! and peers come from a Node list kept current by a watch.
+//!
+//! Allocation, expiry and release do not apply: a node leaves when its
+//! Node object is deleted.
+
+pub mod node;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use podnet_core::cluster::lease::{Lease, LeaseAttrs};
+use podnet_core::cluster::netconf::ClusterConf;
+use serde_json::json;
+
+use self::node::SlimNode;
+use crate::{Result, Revision, Snapshot, Store, StoreError};
+
+/// Nodes per list page: a bound on what one response holds in memory.
+const PAGE: u32 = 500;
+
+pub struct KubeStore {
+    nodes: Api<SlimNode>,
+    /// The Node list as of `revision`, kept current by the watch.
+    cache: tokio::sync::Mutex<Option<Cache>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    revision: String,
+    nodes: BTreeMap<String, Option<std::result::Result<Lease, String>>>,
+}
+
+impl Cache {
+    fn apply(&mut self, node: &SlimNode, deleted: bool) {
+        let Some(name) = node.metadata.name.clone() else {
+            return;
+        };
+        if deleted {
+            self.nodes.remove(&name);
+        } else {
+            self.nodes.insert(name, node::lease(node));
+        }
+        if let Some(rv) = &node.metadata.resource_version {
+            self.revision = rv.clone();
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            revision: Revision::new(self.revision.clone()),
+            ..Snapshot::default()
+        };
+        for (name, lease) in &self.nodes {
+            match lease {
+                Some(Ok(l)) => {
+                    snap.leases.insert(name.clone(), l.clone());
+                }
+                Some(Err(why)) => {
+                    snap.corrupt.insert(name.clone(), why.clone());
+                }
+                None => {}
+            }
+        }
+        snap
+    }
+}
+
+fn unavailable(e: kube::Error) -> StoreError {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => StoreError::Invalid(format!(
+            "Kubernetes API: {} (deploy/rbac.yaml lists what podnet needs)",
+            s.message
+        )),
+        e => StoreError::Unavailable(format!("Kubernetes API: {e}")),
+    }
+}
+
+fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 410)
+}
+
+impl KubeStore {
+    /// A client from `kubeconfig`, else the in-cluster service account.
+    pub async fn connect(kubeconfig: Option<&Path>) -> Result<KubeStore> {
+        let config = match kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    StoreError::Invalid(format!("kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &Default::default())
+                    .await
+                    .map_err(|e| {
+                        StoreError::Invalid(format!("kubeconfig {}: {e}", path.display()))
+                    })?
+            }
+            None => kube::Config::incluster().map_err(|e| {
+                StoreError::Invalid(format!(
+                    "no in-cluster service account ({e}); outside a pod give --kubeconfig"
+                ))
+            })?,
+        };
+        let client = kube::Client::try_from(config)
+            .map_err(|e| StoreError::Invalid(format!("Kubernetes client: {e}")))?;
+        Ok(KubeStore {
+            nodes: Api::all(client),
+            cache: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// Every Node, page by page, into a fresh cache.
+    async fn relist(&self) -> Result<Cache> {
+        let mut cache = Cache::default();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = self.nodes.list(&params).await.map_err(unavailable)?;
+            for n in &page.items {
+                cache.apply(n, false);
+            }
+            cache.revision = page.metadata.resource_version.clone().unwrap_or_default();
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(next) => params = params.continue_token(&next),
+                None => return Ok(cache),
+            }
+        }
+    }
+
+    async fn node(&self, name: &str) -> Result<Option<SlimNode>> {
+        self.nodes.get_opt(name).await.map_err(unavailable)
+    }
+
+    async fn annotate(&self, name: &str, attrs: &LeaseAttrs) -> Result<()> {
+        let patch = node::annotations_patch(attrs);
+        self.nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(unavailable)
+            .map(drop)
+    }
+
+    /// This node's lease: its podCIDRs, checked against the cluster CIDRs.
+    fn lease_of(
+        name: &str,
+        node: &SlimNode,
+        attrs: &LeaseAttrs,
+        conf: Option<&ClusterConf>,
+    ) -> Result<Lease> {
+        let subnets = node::pod_cidrs(node).map_err(StoreError::Invalid)?;
+        if subnets.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "node {name} has no spec.podCIDRs yet: kube-controller-manager must run with \
+                 --allocate-node-cidrs (and --cluster-cidr); waiting"
+            )));
+        }
+        if let Some(conf) = conf {
+            for s in &subnets {
+                if !conf.families().any(|f| f.network.contains(s)) {
+                    let cidrs: Vec<String> =
+                        conf.families().map(|f| f.network.to_string()).collect();
+                    return Err(StoreError::Invalid(format!(
+                        "node {name}'s podCIDR {s} is outside the cluster CIDRs {} in net-conf",
+                        cidrs.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Lease {
+            node: name.to_owned(),
+            subnets,
+            expires: u64::MAX,
+            attrs: attrs.clone(),
+        })
+    }
+}
+impl Store for KubeStore {
+    /// Reports this node's network up: `NetworkUnavailable=False`, reason
+    /// `PodnetIsUp`, through `nodes/status`. Never sets it True.
+    async fn network_up(&self, name: &str) -> Result<()> {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {"conditions": [{
+            "type": "NetworkUnavailable",
+            "status": "False",
+            "reason": "PodnetIsUp",
+            "message": "podnet is running on this node",
+            "lastTransitionTime": now,
+            "lastHeartbeatTime": now,
+        }]}});
+        self.nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .map_err(unavailable)
+            .map(drop)
+    }
+
+    async fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
+        proposed.map(str::to_owned).ok_or_else(|| {
+            StoreError::Invalid(
+                "--store kube reads the net-conf from --net-conf (the DaemonSet mounts it from \
+                 a ConfigMap)"
+                    .into(),
+            )
+        })
+    }
+
+    async fn acquire(
+        &self,
+        name: &str,
+        attrs: &LeaseAttrs,
+        conf: &ClusterConf,
+        _ttl: Duration,
+    ) -> Result<Lease> {
+        let Some(node) = self.node(name).await? else {
+            return Err(StoreError::Unavailable(format!(
+                "node {name} is not registered (no Node object); waiting"
+            )));
+        };
+        let lease = Self::lease_of(name, &node, attrs, Some(conf))?;
+        if !node::annotated(&node, attrs) {
+            self.annotate(name, attrs).await?;
+        }
+        Ok(lease)
+    }
+
+    async fn renew(&self, name: &str, attrs: &LeaseAttrs, _ttl: Duration) -> Result<Lease> {
+        let Some(node) = self.node(name).await? else {
+            return Err(StoreError::NotFound(name.to_owned()));
+        };
+        let lease = Self::lease_of(name, &node, attrs, None)?;
+        // Removed or changed by hand: restored.
+        if !node::annotated(&node, attrs) {
+            self.annotate(name, attrs).await?;
+        }
+        Ok(lease)
+    }
+
+    async fn release(&self, name: &str) -> Result<()> {
+        Err(StoreError::Invalid(format!(
+            "with --store kube a node leaves when its Node object is deleted \
+             (kubectl delete node {name}); podnet holds nothing to release"
+        )))
+    }
+
+    async fn list(&self) -> Result<Snapshot> {
+        let cache = self.relist().await?;
+        let snap = cache.snapshot();
+        *self.cache.lock().await = Some(cache);
+        Ok(snap)
+    }
+
+    /// Resumes the Node watch from `since`; returns at the first change,
+    /// or after `timeout` with the same view. A 410 lists again.
+    async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
+        let mut guard = self.cache.lock().await;
+        // Another view than the one asked about (a new client, a relist):
+        // list, and return it unless it is still at `since`.
+        if guard.as_ref().is_none_or(|c| c.revision != since.as_str()) {
+            let fresh = self.relist().await?;
+            let moved = fresh.revision != since.as_str() || *since == Revision::NONE;
+            let snap = moved.then(|| fresh.snapshot());
+            *guard = Some(fresh);
+            if let Some(snap) = snap {
+                return Ok(snap);
+            }
+        }
+        let Some(cache) = guard.as_mut() else {
+            return Err(StoreError::Unavailable("no Node list".into()));
+        };
+        let secs = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        let params = WatchParams::default().timeout(secs);
+        let watched = tokio::time::timeout(timeout + Duration::from_secs(5), async {
+            let mut stream = self.nodes.watch(&params, &cache.revision).await?.boxed();
+            while let Some(event) = stream.next().await {
+                match event? {
+                    WatchEvent::Added(n) | WatchEvent::Modified(n) => {
+                        cache.apply(&n, false);
+                        return Ok(true);
+                    }
+                    WatchEvent::Deleted(n) => {
+                        cache.apply(&n, true);
+                        return Ok(true);
+                    }
+                    WatchEvent::Bookmark(b) => cache.revision = b.metadata.resource_version,
+                    WatchEvent::Error(s) => return Err(kube::Error::Api(s)),
+                }
+            }
+            Ok::<_, kube::Error>(false)
+        })
+        .await;
+        match watched {
+            Ok(Ok(_)) | Err(_) => Ok(cache.snapshot()),
+            Ok(Err(e)) if is_gone(&e) => {
+                drop(guard);
+                self.list().await
+            }
+            Ok(Err(e)) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
