@@ -27,6 +27,9 @@ const PAGE: u32 = 500;
 
 pub struct KubeStore {
     nodes: Api<SlimNode>,
+    /// The node this client leased for, and what its annotations say:
+    /// restored as soon as the watch or a list shows them changed.
+    mine: std::sync::Mutex<Option<(String, LeaseAttrs)>>,
     /// The Node list as of `revision`, kept current by the watch.
     cache: tokio::sync::Mutex<Option<Cache>>,
 }
@@ -110,6 +113,7 @@ impl KubeStore {
             .map_err(|e| StoreError::Invalid(format!("Kubernetes client: {e}")))?;
         Ok(KubeStore {
             nodes: Api::all(client),
+            mine: std::sync::Mutex::default(),
             cache: tokio::sync::Mutex::default(),
         })
     }
@@ -122,6 +126,8 @@ impl KubeStore {
             let page = self.nodes.list(&params).await.map_err(unavailable)?;
             for n in &page.items {
                 cache.apply(n, false);
+                // A failure here is the renewal's to report.
+                let _ = self.keep_annotated(n).await;
             }
             cache.revision = page.metadata.resource_version.clone().unwrap_or_default();
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -129,6 +135,26 @@ impl KubeStore {
                 None => return Ok(cache),
             }
         }
+    }
+
+    /// Restores this node's annotations if `node` (as just read) is this
+    /// node's and they were removed or changed by hand.
+    async fn keep_annotated(&self, node: &SlimNode) -> Result<()> {
+        let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match mine {
+            Some((name, attrs))
+                if node.metadata.name.as_deref() == Some(name.as_str())
+                    && !node::annotated(node, &attrs) =>
+            {
+                self.annotate(&name, &attrs).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn remember(&self, name: &str, attrs: &LeaseAttrs) {
+        *self.mine.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((name.to_owned(), attrs.clone()));
     }
 
     async fn node(&self, name: &str) -> Result<Option<SlimNode>> {
@@ -221,9 +247,8 @@ impl Store for KubeStore {
             )));
         };
         let lease = Self::lease_of(name, &node, attrs, Some(conf))?;
-        if !node::annotated(&node, attrs) {
-            self.annotate(name, attrs).await?;
-        }
+        self.remember(name, attrs);
+        self.keep_annotated(&node).await?;
         Ok(lease)
     }
 
@@ -232,10 +257,8 @@ impl Store for KubeStore {
             return Err(StoreError::NotFound(name.to_owned()));
         };
         let lease = Self::lease_of(name, &node, attrs, None)?;
-        // Removed or changed by hand: restored.
-        if !node::annotated(&node, attrs) {
-            self.annotate(name, attrs).await?;
-        }
+        self.remember(name, attrs);
+        self.keep_annotated(&node).await?;
         Ok(lease)
     }
 
@@ -279,21 +302,22 @@ impl Store for KubeStore {
                 match event? {
                     WatchEvent::Added(n) | WatchEvent::Modified(n) => {
                         cache.apply(&n, false);
-                        return Ok(true);
+                        let _ = self.keep_annotated(&n).await;
+                        return Ok(());
                     }
                     WatchEvent::Deleted(n) => {
                         cache.apply(&n, true);
-                        return Ok(true);
+                        return Ok(());
                     }
                     WatchEvent::Bookmark(b) => cache.revision = b.metadata.resource_version,
                     WatchEvent::Error(s) => return Err(kube::Error::Api(s)),
                 }
             }
-            Ok::<_, kube::Error>(false)
+            Ok::<_, kube::Error>(())
         })
         .await;
         match watched {
-            Ok(Ok(_)) | Err(_) => Ok(cache.snapshot()),
+            Ok(Ok(())) | Err(_) => Ok(cache.snapshot()),
             Ok(Err(e)) if is_gone(&e) => {
                 drop(guard);
                 self.list().await

@@ -76,7 +76,9 @@ enum Lab {
         lease_ttl: Option<u64>,
         /// The agents' store: `file` (a shared directory) or `etcd` (a
         /// 3-member cluster on the underlay; flat underlay only).
-        #[arg(long, default_value = "file", value_parser = ["file", "etcd"])]
+        /// (or `kube`: the Kubernetes API, emulated, with each node's
+        /// Node object and podCIDRs registered by the lab; flat only)
+        #[arg(long, default_value = "file", value_parser = ["file", "etcd", "kube"])]
         store: String,
         /// The agents' `--ipam-reclaim-after` (seconds): how long an
         /// address stays without its pod's veth before it is reclaimed.
@@ -200,6 +202,7 @@ fn main() -> ExitCode {
                 shape: lab::topology::Shape { routed, dual_stack },
                 masquerade: true,
                 etcd: store == "etcd",
+                kube: store == "kube",
                 ipam_reclaim_after,
             }),
             Lab::Check { json } => lab::check::run(&dir, json),

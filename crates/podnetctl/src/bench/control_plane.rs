@@ -77,6 +77,7 @@ fn convergence(opts: &Options, etcd: bool) -> Result<()> {
         masquerade: true,
         etcd,
         ipam_reclaim_after: None,
+        kube: false,
     })?;
     let measured = join_rounds(&dir, opts.rounds).and_then(|joins| {
         let floor = match etcd {

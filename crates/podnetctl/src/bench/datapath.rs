@@ -88,6 +88,7 @@ pub fn run(opts: Options) -> Result<()> {
             masquerade: opts.masquerade,
             etcd: false,
             ipam_reclaim_after: None,
+            kube: false,
         })?;
         let result = (|| -> Result<()> {
             let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;

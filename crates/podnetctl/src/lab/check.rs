@@ -325,6 +325,7 @@ mod tests {
             pods: vec![pod(1, "10.244.1.2"), pod(2, "10.244.2.2")],
             etcd: Vec::new(),
             ipam_reclaim_after: None,
+            kube: None,
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod etcd;
+pub mod kube;
 pub mod probe;
 pub mod state;
 pub mod topology;
@@ -36,6 +37,7 @@ pub fn down(dir: &Path) -> Result<()> {
         .iter()
         .map(|n| n.pid)
         .chain(lab.etcd.iter().map(|m| m.pid))
+        .chain(lab.kube.iter().map(|k| k.pid))
     {
         up::stop_agent(pid);
     }

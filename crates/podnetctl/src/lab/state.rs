@@ -56,6 +56,9 @@ pub struct Lab {
     /// The agents' `--ipam-reclaim-after`, if not podnetd's default.
     #[serde(default)]
     pub ipam_reclaim_after: Option<u64>,
+    /// The emulated Kubernetes API, when the lab runs on `--store kube`.
+    #[serde(default)]
+    pub kube: Option<super::kube::KubeApi>,
 }
 
 /// One etcd member: its own namespace on the underlay.
@@ -100,9 +103,12 @@ impl Lab {
         self.dir.join("store")
     }
 
-    /// The agents' `--store`: the shared directory, or every etcd member.
+    /// The agents' `--store`: the shared directory, every etcd member, or
+    /// the Kubernetes API.
     pub fn store_spec(&self) -> String {
-        if self.etcd.is_empty() {
+        if self.kube.is_some() {
+            "kube".into()
+        } else if self.etcd.is_empty() {
             format!("file:{}", self.store_dir().display())
         } else {
             let urls: Vec<String> = self.etcd.iter().map(EtcdMember::client_url).collect();
@@ -120,6 +126,7 @@ impl Lab {
     {
         let ns = Netns::open(format!("/var/run/netns/{}", self.external_ns))?;
         let spec = self.store_spec();
+        let opts = self.store_options();
         std::thread::scope(|scope| {
             scope
                 .spawn(|| -> Result<T> {
@@ -128,13 +135,25 @@ impl Lab {
                         .enable_all()
                         .build()?;
                     runtime.block_on(async {
-                        let store = podnet_store::open(&spec, &Default::default()).await?;
+                        let store = podnet_store::open(&spec, &opts).await?;
                         Ok(op(store).await?)
                     })
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("the store client panicked"))?
         })
+    }
+
+    /// What the agents' `--store` spec does not say: on the Kubernetes
+    /// API, podnet's service account.
+    pub fn store_options(&self) -> podnet_store::StoreOptions {
+        podnet_store::StoreOptions {
+            kubeconfig: self
+                .kube
+                .as_ref()
+                .map(|_| super::kube::kubeconfig(self, "podnet")),
+            ..Default::default()
+        }
     }
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
@@ -146,6 +165,7 @@ impl Lab {
         let mut out: Vec<String> = self.pods.iter().map(|p| p.ns.clone()).collect();
         out.extend(self.nodes.iter().map(|n| n.ns.clone()));
         out.extend(self.etcd.iter().map(|m| m.ns.clone()));
+        out.extend(self.kube.iter().map(|k| k.ns.clone()));
         out.push(self.external_ns.clone());
         out.push(self.underlay_ns.clone());
         out

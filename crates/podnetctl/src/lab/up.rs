@@ -35,6 +35,8 @@ pub struct UpOptions {
     pub masquerade: bool,
     /// Run the agents on a 3-member etcd instead of the file store.
     pub etcd: bool,
+    /// Run the agents on the (emulated) Kubernetes API.
+    pub kube: bool,
     /// The agents' `--ipam-reclaim-after` (seconds), if not the default.
     pub ipam_reclaim_after: Option<u64>,
 }
@@ -116,6 +118,11 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if opts.etcd && opts.shape.routed {
         bail!("--store etcd puts its members on the flat underlay: it does not go with --routed");
     }
+    if opts.kube && (opts.shape.routed || opts.shape.dual_stack) {
+        bail!(
+            "--store kube runs on a flat, single-stack underlay: not with --routed or --dual-stack"
+        );
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -136,6 +143,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         pods: Vec::new(),
         etcd: Vec::new(),
         ipam_reclaim_after: opts.ipam_reclaim_after,
+        kube: None,
     };
     std::fs::write(lab.dir.join("net-conf.json"), net_conf(&opts).to_string())?;
     lab.save()?;
@@ -157,7 +165,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
         },
         lab.dir.display()
     );
-    let built = build(&mut lab, opts.nodes, opts.etcd);
+    let built = build(&mut lab, opts.nodes, &opts);
     if let Err(e) = built {
         eprintln!("lab up failed: {e:#}; removing what was made");
         lab.save()?;
@@ -168,7 +176,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     Ok(())
 }
 
-fn build(lab: &mut Lab, nodes: usize, etcd: bool) -> Result<()> {
+fn build(lab: &mut Lab, nodes: usize, opts: &UpOptions) -> Result<()> {
     step(if lab.shape.routed {
         "underlay (router, external host)"
     } else {
@@ -190,8 +198,11 @@ fn build(lab: &mut Lab, nodes: usize, etcd: bool) -> Result<()> {
     let ext = NamedNetns::create(&lab.external_ns)?.keep();
     plug(lab, &ext, "ext", &lab.shape.external())?;
     println!("ok");
-    if etcd {
+    if opts.etcd {
         super::etcd::start(lab)?;
+    }
+    if opts.kube {
+        super::kube::start(lab)?;
     }
     for i in 1..=nodes {
         add_node_at(lab, i)?;
@@ -317,6 +328,11 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     pin_underlay_neighbours(lab, &name)?;
     println!("ok");
 
+    if lab.kube.is_some() {
+        step(&format!("{name}: Node object, podCIDRs 10.244.{i}.0/24"));
+        super::kube::register(lab, &name, vec![format!("10.244.{i}.0/24")])?;
+        println!("ok");
+    }
     step(&format!("{name}: podnetd"));
     let started = Instant::now();
     let pid = start_agent(lab, &name, &ns, &addrs)?;
@@ -359,6 +375,10 @@ fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32>
         .args(["--public-ip", &addrs[0].to_string()]);
     if let Some(v6) = addrs.get(1) {
         cmd.args(["--public-ipv6", &v6.to_string()]);
+    }
+    if lab.kube.is_some() {
+        cmd.arg("--kubeconfig")
+            .arg(super::kube::kubeconfig(lab, "podnet"));
     }
     cmd.arg("--run-dir")
         .arg(dir.join("run"))
@@ -453,7 +473,11 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
         "{name}: stop podnetd, release its lease, remove it"
     ));
     stop_agent(node.pid);
-    lab.with_store(|s| async move { s.release(name).await })?;
+    if lab.kube.is_some() {
+        super::kube::deregister(&lab, name)?;
+    } else {
+        lab.with_store(|s| async move { s.release(name).await })?;
+    }
     let (gone, kept): (Vec<Pod>, Vec<Pod>) = lab.pods.drain(..).partition(|p| p.node == name);
     lab.pods = kept;
     // Delete the underlay port first: that is synchronous, whereas a
