@@ -141,6 +141,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                     "reporting the network up",
                     self.announce_failures.succeeded(),
                 );
+                tracing::info!("routes in place: network reported up to the store");
                 self.announced = true;
             }
             Err(e) => backoff::log(

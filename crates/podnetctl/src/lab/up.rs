@@ -470,7 +470,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     };
     let node = lab.nodes.remove(pos);
     step(&format!(
-        "{name}: stop podnetd, release its lease, remove it"
+        "{name}: stop podnetd, release its lease (kube: delete its Node), remove it"
     ));
     stop_agent(node.pid);
     if lab.kube.is_some() {
