@@ -296,8 +296,24 @@ impl Store for KubeStore {
         };
         let secs = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
         let params = WatchParams::default().timeout(secs);
-        let watched = tokio::time::timeout(timeout + Duration::from_secs(5), async {
-            let mut stream = self.nodes.watch(&params, &cache.revision).await?.boxed();
+        // An API server that hangs rather than refuses answers no watch
+        // within the timeout: that is an outage, not a quiet spell.
+        let opened =
+            tokio::time::timeout(timeout, self.nodes.watch(&params, &cache.revision)).await;
+        let mut stream = match opened {
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "Kubernetes API: a watch got no answer within {timeout:?}"
+                )));
+            }
+            Ok(Err(e)) if is_gone(&e) => {
+                drop(guard);
+                return self.list().await;
+            }
+            Ok(Err(e)) => return Err(unavailable(e)),
+            Ok(Ok(stream)) => stream.boxed(),
+        };
+        let watched = tokio::time::timeout(timeout, async {
             while let Some(event) = stream.next().await {
                 match event? {
                     WatchEvent::Added(n) | WatchEvent::Modified(n) => {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestLab;
+use common::{TestLab, Thaw, signal};
 use serde_json::Value;
 
 fn members(lab: &TestLab) -> Vec<Value> {
@@ -18,17 +18,6 @@ fn members(lab: &TestLab) -> Vec<Value> {
 
 fn with_role<'a>(members: &'a [Value], role: &str) -> Vec<&'a Value> {
     members.iter().filter(|m| m["role"] == role).collect()
-}
-
-fn signal(pids: &[i64], sig: &str) {
-    for pid in pids {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    }
 }
 
 #[test]
@@ -105,18 +94,4 @@ fn privileged_frozen_etcd_loses_no_packet() {
     let (ok, text) = lab.ctl(&["remove-node", "node2"]);
     assert!(ok, "{text}");
     lab.check_until_ok("a node left after the freeze");
-}
-
-/// Lets the members run again even if the test fails midway, so that the
-/// lab can be taken down.
-struct Thaw(Vec<i64>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-        }
-    }
 }

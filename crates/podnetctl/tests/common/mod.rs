@@ -148,3 +148,29 @@ pub fn sh(ns: &str, script: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-KILL`) to each of `pids`.
+pub fn signal(pids: &[i64], sig: &str) {
+    for pid in pids {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+}
+
+/// Lets stopped processes run again even if the test fails midway, so
+/// that the lab can be taken down.
+pub struct Thaw(pub Vec<i64>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The lab on the Kubernetes API store, against the emulated API server
+//! (no real kube-apiserver can be installed here): the same matrix as on
+//! the other stores, nodes joining and leaving, annotations removed by
+//! hand, the NetworkUnavailable condition, and the API server frozen for
+//! 30 s under a ping.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestLab, Thaw, signal};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+
+/// Runs `op` as the lab's admin from the external host's namespace.
+fn admin<T: Send>(lab: &TestLab, op: impl AsyncFnOnce(Api<Node>) -> T + Send) -> T {
+    let ext = lab.record()["external_ns"].as_str().unwrap().to_owned();
+    let path = lab.path().join("kube/admin.kubeconfig");
+    podnet_testkit::in_netns(&format!("/var/run/netns/{ext}"), || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let file = kube::config::Kubeconfig::read_from(&path).unwrap();
+                let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+                    .await
+                    .unwrap();
+                op(Api::all(kube::Client::try_from(config).unwrap())).await
+            })
+    })
+}
+
+fn annotation(lab: &TestLab, node: &str, key: &str) -> Option<String> {
+    let node = node.to_owned();
+    admin(lab, async move |api| api.get(&node).await.unwrap())
+        .metadata
+        .annotations
+        .and_then(|a| a.get(key).cloned())
+}
+
+#[test]
+fn privileged_kube_lab_passes_and_nodes_join_and_leave() {
+    let lab = TestLab::up_with(2, 1, &["--store", "kube"]);
+    lab.check_until_ok("host-gw lab on the Kubernetes API");
+
+    // Each agent reported its network up once its routes were in place.
+    let node1 = admin(&lab, async |api| api.get("node1").await.unwrap());
+    let conditions = node1.status.unwrap().conditions.unwrap();
+    let up = conditions
+        .iter()
+        .find(|c| c.type_ == "NetworkUnavailable")
+        .expect("the NetworkUnavailable condition");
+    assert_eq!(up.status, "False");
+    assert_eq!(up.reason.as_deref(), Some("PodnetIsUp"));
+
+    let (ok, text) = lab.ctl(&["add-node"]);
+    assert!(ok, "{text}");
+    lab.check_until_ok("a node joined");
+    let (ok, text) = lab.ctl(&["remove-node", "node1"]);
+    assert!(ok, "{text}");
+    lab.check_until_ok("a node's Node object was deleted");
+
+    // Annotations removed by hand come back.
+    let wipe = serde_json::json!({"metadata": {"annotations": {"podnet.io/backend-type": null}}});
+    admin(&lab, async move |api| {
+        api.patch_status("node2", &PatchParams::default(), &Patch::Merge(&wipe))
+            .await
+            .unwrap();
+    });
+    let started = Instant::now();
+    while annotation(&lab, "node2", "podnet.io/backend-type").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never restored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("annotation restored after {:?}", started.elapsed());
+    lab.check_until_ok("after the annotations came back");
+}
+
+#[test]
+fn privileged_kube_api_down_for_30s_loses_no_packet() {
+    let lab = TestLab::up_with(2, 1, &["--store", "kube"]);
+    lab.check_until_ok("host-gw lab on the Kubernetes API");
+    let r = lab.record();
+    let api_pid = r["kube"]["pid"].as_i64().unwrap();
+    let ns = r["pods"][0]["ns"].as_str().unwrap().to_owned();
+    let to = r["pods"][1]["ips"][0].as_str().unwrap().to_owned();
+
+    let ping = common::start_ping(&ns, &to, 720);
+    std::thread::sleep(Duration::from_secs(2));
+    let _thaw = Thaw(vec![api_pid]);
+    signal(&[api_pid], "-STOP");
+    std::thread::sleep(Duration::from_secs(30));
+    signal(&[api_pid], "-CONT");
+    let summary = common::ping_summary(ping);
+    eprintln!("30 s with the API server frozen: {summary}");
+    assert!(
+        summary.starts_with("720 packets transmitted, 720 received"),
+        "{summary}"
+    );
+    for node in ["node1", "node2"] {
+        assert_eq!(
+            common::log_lines(&lab, node, "route removed"),
+            0,
+            "{node} dropped a route"
+        );
+        let down = common::log_lines(&lab, node, "store unavailable");
+        eprintln!("{node}: {down} lines on the outage");
+        assert!(
+            (1..=2).contains(&down),
+            "{node}: {down} lines on the outage"
+        );
+    }
+    let (ok, text) = lab.ctl(&["add-node"]);
+    assert!(ok, "add-node after the outage:\n{text}");
+    lab.check_until_ok("a node joined after the outage");
+}
