@@ -279,3 +279,87 @@ fn conflict(name: &str) -> Box<Status> {
         Some(name),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn world_with(names: &[&str]) -> World {
+        let mut w = World::default();
+        for n in names {
+            w.create(crate::node(n, &["10.244.1.0/24"])).unwrap();
+        }
+        w
+    }
+
+    #[test]
+    fn a_stale_update_is_409_and_a_current_one_lands() {
+        let mut w = world_with(&["n1"]);
+        let old = w.get("n1").unwrap();
+        let mut newer = old.clone();
+        newer.metadata.labels = Some([("a".to_owned(), "1".to_owned())].into());
+        w.update("n1", newer).unwrap();
+        let stale = w.update("n1", old).unwrap_err();
+        assert_eq!(
+            (stale.code, stale.reason.as_deref()),
+            (Some(409), Some("Conflict"))
+        );
+        let stale_patch = json!({"metadata": {"resourceVersion": "1", "annotations": {"x": "y"}}});
+        let e = w
+            .patch("n1", PatchKind::Merge, &stale_patch, true)
+            .unwrap_err();
+        assert_eq!(e.code, Some(409));
+    }
+
+    #[test]
+    fn the_status_subresource_never_changes_spec_and_the_node_never_status() {
+        let mut w = world_with(&["n1"]);
+        let p = json!({"spec": {"podCIDRs": ["10.9.9.0/24"]}, "status": {"phase": "Running"},
+            "metadata": {"annotations": {"podnet.io/public-ip": "192.168.1.2"}}});
+        let e = w.patch("n1", PatchKind::Merge, &p, true).unwrap();
+        let spec = e.node.spec.unwrap();
+        assert_eq!(spec.pod_cidrs.unwrap(), ["10.244.1.0/24"]);
+        assert_eq!(e.node.status.unwrap().phase.as_deref(), Some("Running"));
+        assert!(
+            e.node
+                .metadata
+                .annotations
+                .unwrap()
+                .contains_key("podnet.io/public-ip")
+        );
+        let e = w
+            .patch(
+                "n1",
+                PatchKind::Merge,
+                &json!({"status": {"phase": "Pending"}}),
+                false,
+            )
+            .unwrap();
+        assert_eq!(e.node.status.unwrap().phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn compacted_revisions_are_410_for_lists_and_watches() {
+        let mut w = world_with(&["n1", "n2"]);
+        let rv = w.revision();
+        assert_eq!(w.events_since(0).unwrap().len(), 2);
+        w.delete("n1").unwrap();
+        w.compact();
+        assert_eq!(w.events_since(rv).unwrap_err().code, Some(410));
+        assert_eq!(w.list(Some(rv), None, 0).unwrap_err().code, Some(410));
+        assert_eq!(w.list(None, None, 0).unwrap().0.len(), 1);
+        assert!(w.events_since(w.revision()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_page_by_name() {
+        let w = world_with(&["a", "b", "c"]);
+        let (page, meta) = w.list(None, None, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        let next = meta.continue_.unwrap();
+        let (rest, meta) = w.list(None, Some(&next), 2).unwrap();
+        assert_eq!(rest[0].metadata.name.as_deref(), Some("c"));
+        assert!(meta.continue_.is_none());
+    }
+}

@@ -22,7 +22,8 @@ struct Cli {
 enum Top {
     /// A cluster's nodes, through its store.
     Node {
-        /// The cluster store, as podnetd's --store.
+        /// The cluster store, as podnetd's --store (`kube`: refused, a node
+        /// leaves when its Node object is deleted).
         #[arg(long, global = true, default_value = "file:/var/lib/podnet/store")]
         store: String,
         #[command(flatten)]

@@ -45,6 +45,13 @@ async fn net_conf(args: &Args, store: &impl Store) -> Result<ClusterConf> {
     if !unknown.is_empty() {
         tracing::warn!(fields = ?unknown, "net-conf has fields this podnet does not know; ignoring them");
     }
+    let carving = podnet_core::cluster::netconf::carving_fields(&stored);
+    if args.store == "kube" && !carving.is_empty() {
+        tracing::warn!(
+            fields = ?carving,
+            "ignored with --store kube: each node's subnets are its Node's spec.podCIDRs"
+        );
+    }
     Ok(conf)
 }
 

@@ -289,6 +289,25 @@ fn family(
     })
 }
 
+/// The carving fields a net-conf sets (`SubnetLen`, `SubnetMin`, ...),
+/// which mean nothing where the subnets come from elsewhere (Kubernetes'
+/// podCIDRs): named so that the agent can say it ignores them.
+pub fn carving_fields(json: &str) -> Vec<&'static str> {
+    const CARVING: [&str; 6] = [
+        "SubnetLen",
+        "SubnetMin",
+        "SubnetMax",
+        "IPv6SubnetLen",
+        "IPv6SubnetMin",
+        "IPv6SubnetMax",
+    ];
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    CARVING
+        .into_iter()
+        .filter(|f| value.get(f).is_some())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +398,12 @@ mod tests {
             let e = ClusterConf::parse(json).unwrap_err();
             assert!(e.0.contains(needle), "{json}: {e} lacks {needle}");
         }
+    }
+
+    #[test]
+    fn carving_fields_are_named() {
+        let raw = r#"{"Network":"10.244.0.0/16","SubnetLen":25,"SubnetMax":"10.244.9.0"}"#;
+        assert_eq!(carving_fields(raw), ["SubnetLen", "SubnetMax"]);
+        assert!(carving_fields(r#"{"Network":"10.244.0.0/16"}"#).is_empty());
     }
 }
