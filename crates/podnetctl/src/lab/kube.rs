@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
-use podnet_linux::netns::{NamedNetns, Netns};
+use podnet_linux::netns::NamedNetns;
 use serde::{Deserialize, Serialize};
 
 use super::state::Lab;
@@ -102,25 +102,12 @@ where
     T: Send,
     F: Future<Output = kube::Result<T>>,
 {
-    let ns = Netns::open(format!("/var/run/netns/{}", lab.external_ns))?;
     let path = kubeconfig(lab, "admin");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> Result<T> {
-                let _inside = ns.enter()?;
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    let file = kube::config::Kubeconfig::read_from(&path)?;
-                    let config =
-                        kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
-                    let client = kube::Client::try_from(config)?;
-                    Ok(op(Api::all(client)).await?)
-                })
-            })
-            .join()
-            .map_err(|_| anyhow!("the API client panicked"))?
+    lab.on_underlay(|| async move {
+        let file = kube::config::Kubeconfig::read_from(&path)?;
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        Ok(op(Api::all(client)).await?)
     })
 }
 

@@ -124,23 +124,33 @@ impl Lab {
         T: Send,
         F: Future<Output = podnet_store::Result<T>>,
     {
-        let ns = Netns::open(format!("/var/run/netns/{}", self.external_ns))?;
         let spec = self.store_spec();
         let opts = self.store_options();
+        self.on_underlay(|| async move {
+            let store = podnet_store::open(&spec, &opts).await?;
+            Ok(op(store).await?)
+        })
+    }
+
+    /// Runs `op` on a runtime of its own, on a thread inside the external
+    /// host's namespace: the lab's services are on its underlay.
+    pub fn on_underlay<T, F>(&self, op: impl FnOnce() -> F + Send) -> Result<T>
+    where
+        T: Send,
+        F: Future<Output = Result<T>>,
+    {
+        let ns = Netns::open(format!("/var/run/netns/{}", self.external_ns))?;
         std::thread::scope(|scope| {
             scope
                 .spawn(|| -> Result<T> {
                     let _inside = ns.enter()?;
-                    let runtime = tokio::runtime::Builder::new_current_thread()
+                    tokio::runtime::Builder::new_current_thread()
                         .enable_all()
-                        .build()?;
-                    runtime.block_on(async {
-                        let store = podnet_store::open(&spec, &opts).await?;
-                        Ok(op(store).await?)
-                    })
+                        .build()?
+                        .block_on(op())
                 })
                 .join()
-                .map_err(|_| anyhow::anyhow!("the store client panicked"))?
+                .map_err(|_| anyhow::anyhow!("the lab's client thread panicked"))?
         })
     }
 
