@@ -24,6 +24,7 @@ use crate::backoff::{self, Backoff, Repeated};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
 use crate::peers::{self, LeaseBook};
+use crate::telemetry::Telemetry;
 
 /// What wakes the loop. Any task may send one: the store watcher and the
 /// signal handler today, a metrics endpoint or policy source tomorrow.
@@ -65,11 +66,13 @@ pub struct Agent<S, K> {
     store_failures: Repeated,
     reconcile_failures: Repeated,
     last_reconcile: Option<Instant>,
-    /// The routes are in place (a reconcile succeeded), and whether the
-    /// store has been told (the Kubernetes store's NetworkUnavailable).
-    converged: bool,
+    /// The lease set's revision at the last successful reconcile (the
+    /// routes are in place), and whether the store has been told (the
+    /// Kubernetes store's NetworkUnavailable).
+    converged_at: Option<Revision>,
     announced: bool,
     announce_failures: Repeated,
+    telemetry: Arc<Telemetry>,
     /// Backend data fields already named as unknown.
     unknown_fields: BTreeSet<String>,
 }
@@ -77,6 +80,12 @@ pub struct Agent<S, K> {
 impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     /// An agent holding `lease`; it reconciles once the first lease set
     /// arrives, so a restart deletes nothing before it knows the peers.
+    /// Records into `telemetry` (the metrics and health podnetd serves).
+    pub fn with_telemetry(self, telemetry: Arc<Telemetry>) -> Self {
+        telemetry.lease_expires(self.lease.expires);
+        Agent { telemetry, ..self }
+    }
+
     pub fn new(store: Arc<S>, kernel: K, setup: Setup, lease: Lease) -> Self {
         let ttl = Duration::from_secs(setup.conf.lease_ttl);
         Agent {
@@ -95,9 +104,10 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
             last_reconcile: None,
-            converged: false,
+            converged_at: None,
             announced: false,
             announce_failures: Repeated::default(),
+            telemetry: Telemetry::new(Duration::from_secs(1)),
             unknown_fields: BTreeSet::new(),
         }
     }
@@ -126,7 +136,8 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 _ = tick.tick() => self.resync(resync),
                 _ = tokio::time::sleep_until(self.next_renew.into()) => self.renew().await?,
             }
-            if self.converged && !self.announced {
+            self.telemetry.beat();
+            if self.converged_at.is_some() && !self.announced {
                 self.announce().await;
             }
         }
@@ -172,6 +183,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 self.reconcile();
             }
             Event::StoreDown(e) => {
+                self.telemetry.store_error(e.kind());
                 // The datapath stays as it is: the peers we know keep
                 // their routes, and the expiry clock stops.
                 self.book.store_down();
@@ -213,11 +225,19 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         if self.book.is_empty() {
             return;
         }
-        self.last_reconcile = Some(Instant::now());
+        let started = Instant::now();
+        self.last_reconcile = Some(started);
         let result = self.try_reconcile();
         let report = match result {
-            Ok(()) => {
-                self.converged = true;
+            Ok(changed) => {
+                // The same lease set as the last success: whatever had to
+                // change had drifted.
+                let revision = self.book.revision().clone();
+                if self.converged_at.as_ref() == Some(&revision) {
+                    self.telemetry.drift_repairs.inc_by(changed as u64);
+                }
+                self.converged_at = Some(revision);
+                self.telemetry.reconciled(started.elapsed());
                 self.reconcile_failures.succeeded()
             }
             Err(e) => self
@@ -227,7 +247,8 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         backoff::log("reconcile", report);
     }
 
-    fn try_reconcile(&mut self) -> Result<()> {
+    /// Computes and applies the datapath; returns the objects changed.
+    fn try_reconcile(&mut self) -> Result<usize> {
         let me = Me {
             name: &self.setup.name,
             segments: &self.setup.segments,
@@ -271,7 +292,13 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 "vxlan neighbour/fdb entries updated"
             );
         }
-        Ok(())
+        let t = &self.telemetry;
+        t.peers.set(want.routes.len() as i64);
+        t.routes.set(want.routes.len() as i64);
+        let entries = want.neighbours.iter().map(|s| s.len()).sum::<usize>()
+            + want.fdb.iter().map(|s| s.len()).sum::<usize>();
+        t.neighbours.set(entries as i64);
+        Ok(p.routes.len() + p.delete_routes.len() + changes.entries)
     }
 
     /// Renews the lease. Only NotFound makes the node acquire again, and
@@ -294,6 +321,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 backoff::log("lease renewal", self.renew_failures.succeeded());
                 self.renew_backoff.succeeded();
                 self.next_renew = Instant::now() + self.ttl / 4;
+                self.telemetry.lease_expires(lease.expires);
                 self.lease = lease;
             }
             Ok(other) => {
@@ -310,6 +338,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 bail!("this node's subnet {subnet} is now held by node {holder}; stopping. {LOST}")
             }
             Err(e) => {
+                self.telemetry.store_error(e.kind());
                 let report = self.renew_failures.failed(e.kind(), e.to_string());
                 backoff::log("lease renewal", report);
                 self.next_renew = Instant::now() + self.renew_backoff.failed(fastrand::f64());

@@ -10,6 +10,7 @@ mod node;
 mod peers;
 mod reclaim;
 mod start;
+mod telemetry;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -80,6 +81,13 @@ pub struct Args {
     /// reclaimed, in seconds. 0 turns reclaiming off.
     #[arg(long, default_value_t = 300)]
     pub ipam_reclaim_after: u64,
+    /// `/healthz` and `/readyz` (`0`: off).
+    #[arg(long, default_value = "127.0.0.1:9411", value_parser = telemetry::parse_addr)]
+    pub health_addr: telemetry::Listen,
+    /// `/metrics`, Prometheus text format (`0`: off; `:9412`: every
+    /// address, for Prometheus to scrape).
+    #[arg(long, default_value = ":9412", value_parser = telemetry::parse_addr)]
+    pub metrics_addr: telemetry::Listen,
 }
 
 fn main() -> Result<()> {
@@ -115,22 +123,31 @@ fn main() -> Result<()> {
 async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     let store = Arc::new(store);
     let resync = Duration::from_millis(args.resync_ms);
+    // Up before the lease: a node waiting for its store or podCIDRs is
+    // alive, not ready.
+    let telemetry = telemetry::Telemetry::new(resync);
+    telemetry::serve(telemetry.clone(), args.health_addr, args.metrics_addr).await?;
     let mut agent = start::start(&args, store.clone())
         .await
-        .context("podnetd could not start")?;
+        .context("podnetd could not start")?
+        .with_telemetry(telemetry.clone());
     let (events, inbox) = mpsc::channel(16);
     tokio::spawn(stop_on_signals(events.clone()));
     tokio::spawn(watch_store(store, events, agent.watch_wait(resync)));
-    if args.ipam_reclaim_after > 0 {
-        let grace = Duration::from_secs(args.ipam_reclaim_after);
-        tokio::spawn(reclaim_leaks(args.ipam_dir.clone(), grace, resync));
-    }
+    let grace = (args.ipam_reclaim_after > 0).then(|| Duration::from_secs(args.ipam_reclaim_after));
+    let reclaimer = reclaim::Reclaimer::new(
+        args.ipam_dir.clone(),
+        grace,
+        args.run_dir.join("subnet.json"),
+        telemetry,
+    );
+    tokio::spawn(reclaim_leaks(reclaimer, resync));
     agent.run(inbox, resync).await
 }
 
-/// Reclaims leaked addresses at every resync; a failure is logged once.
-async fn reclaim_leaks(dir: PathBuf, grace: Duration, every: Duration) {
-    let mut reclaimer = reclaim::Reclaimer::new(dir, grace);
+/// Reclaims leaked addresses (and reports the pools) at every resync; a
+/// failure is logged once.
+async fn reclaim_leaks(mut reclaimer: reclaim::Reclaimer, every: Duration) {
     let mut failures = backoff::Repeated::default();
     let mut tick = tokio::time::interval(every);
     loop {
@@ -148,10 +165,9 @@ async fn reclaim_leaks(dir: PathBuf, grace: Duration, every: Duration) {
                 backoff::log("reclaiming leaked addresses", failures.succeeded());
                 for (net, ip, who) in released {
                     tracing::info!(
-                        "released {ip} of {}/{} on network {net}: no host veth for {}s (a lost DEL)",
+                        "released {ip} of {}/{} on network {net}: no host veth for the grace period (a lost DEL)",
                         who.container_id,
                         who.ifname,
-                        grace.as_secs()
                     );
                 }
             }

@@ -36,6 +36,12 @@ pub struct Range {
 }
 
 impl Range {
+    /// Addresses this range can hand out: `start..=end`, but its gateway.
+    pub fn size(&self) -> u128 {
+        let all = to_u128(self.end).saturating_sub(to_u128(self.start)) + 1;
+        all - u128::from(self.contains(self.gateway))
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let n = to_u128(ip);
         same_family(ip, self.start) && to_u128(self.start) <= n && n <= to_u128(self.end)
@@ -288,5 +294,22 @@ mod tests {
         assert_eq!(p.sets.len(), 2);
         assert!(p.sets[0].is_ipv4() && !p.sets[1].is_ipv4());
         assert_eq!(p.gateways().count(), 2);
+    }
+
+    #[test]
+    fn a_range_hands_out_all_but_its_gateway() {
+        let r = Range::from_conf(&conf("10.244.1.0/24", None, None, None), "r").unwrap();
+        assert_eq!(r.size(), 253, "{r:?}");
+        let r = Range::from_conf(
+            &conf(
+                "10.9.0.0/24",
+                Some("10.9.0.100"),
+                Some("10.9.0.109"),
+                Some("10.9.0.1"),
+            ),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(r.size(), 10);
     }
 }

@@ -63,3 +63,25 @@ pub fn seen_by(ns: &str, to: IpAddr) -> Result<IpAddr> {
     )??;
     seen.parse().with_context(|| format!("bad answer {seen:?}"))
 }
+
+/// `GET path` from inside node namespace `ns` to `addr` (podnetd's health
+/// and metrics listen on the node's own addresses): status and body.
+pub fn http_get(ns: &str, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    in_ns(
+        &format!("/var/run/netns/{ns}"),
+        || -> Result<(u16, String)> {
+            let mut conn = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+            conn.set_read_timeout(Some(TIMEOUT))?;
+            write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+            let mut raw = String::new();
+            conn.read_to_string(&mut raw)?;
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+            let code = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .with_context(|| format!("not HTTP: {head:?}"))?;
+            Ok((code, body.to_owned()))
+        },
+    )?
+}

@@ -187,6 +187,8 @@ pub struct NodeStatus {
     pub name: String,
     pub addrs: Vec<IpAddr>,
     pub agent_running: bool,
+    /// podnetd's `/readyz` (`None`: no answer).
+    pub ready: Option<bool>,
     pub subnets: Vec<IpNet>,
     pub mtu: Option<u32>,
     /// podnetd's routes in this node: destination and next hop.
@@ -222,6 +224,9 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
             name: n.name.clone(),
             addrs: n.addrs.clone(),
             agent_running: std::path::Path::new(&format!("/proc/{}", n.pid)).exists(),
+            ready: super::probe::http_get(&n.ns, HEALTH.into(), "/readyz")
+                .ok()
+                .map(|(code, _)| code == 200),
             subnets: leases
                 .iter()
                 .find(|l| l.node == n.name)
@@ -250,6 +255,9 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
         },
     })
 }
+
+/// podnetd's default `--health-addr`, which the lab's agents keep.
+const HEALTH: ([u8; 4], u16) = ([127, 0, 0, 1], 9411);
 
 pub fn render_status(r: &StatusReport) -> String {
     let mut out = format!(
@@ -280,12 +288,17 @@ pub fn render_status(r: &StatusReport) -> String {
     for n in &r.nodes {
         let subnets: Vec<String> = n.subnets.iter().map(ToString::to_string).collect();
         out += &format!(
-            "{:8} {:15} lease {:18} mtu {:5} agent {}\n",
+            "{:8} {:15} lease {:18} mtu {:5} agent {} {}\n",
             n.name,
             n.addrs[0].to_string(),
             subnets.join(","),
             n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-            if n.agent_running { "running" } else { "DOWN" }
+            if n.agent_running { "running" } else { "DOWN" },
+            match n.ready {
+                Some(true) => "ready",
+                Some(false) => "not ready",
+                None => "(no health answer)",
+            }
         );
         for (dst, via) in &n.routes {
             out += &format!(
