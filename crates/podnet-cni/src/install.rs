@@ -14,23 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use podnet_core::cni::version::CniVersion;
+use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST, check_conflist};
 use podnet_core::subnet_file::{DEFAULT_SUBNET_FILE, SubnetFile};
 use podnet_linux::files::install_atomic;
-use serde_json::Value;
 
-/// Sorts before the other CNI configs: runtimes use the first.
-pub const CONFLIST_NAME: &str = "10-podnet.conflist";
-pub const PLUGIN_NAME: &str = "podnet";
-
-/// Installed when no `--conflist` is given: podnet alone, its pool and MTU
-/// from the subnet file. CNI 1.0.0 is the newest containerd 1.6 speaks.
-pub const DEFAULT_CONFLIST: &str =
-    r#"{"cniVersion":"1.0.0","name":"podnet","plugins":[{"type":"podnet"}]}"#;
+const PLUGIN_NAME: &str = "podnet";
 
 const USAGE: &str = "\
 usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
-                          [--conflist-name NAME] [--subnet-file FILE]
+                          [--conflist-name NAME] [--subnet-file FILE] [--plugin-only]
        podnet uninstall-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist-name NAME]
 
   --bin-dir        where the runtime finds CNI plugins   (/opt/cni/bin)
@@ -38,7 +30,10 @@ usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
   --conflist       the conflist to install               (podnet alone, CNI 1.0.0)
   --conflist-name  its file name; sort it first          (10-podnet.conflist)
   --subnet-file    install-cni writes the conflist once this exists
-                                                         (/run/podnet/subnet.json)";
+                                                         (/run/podnet/subnet.json)
+  --plugin-only    the plugin alone: podnetd --cni-conflist installs the
+                   conflist once its network is up (the DaemonSet's init
+                   container)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -47,6 +42,7 @@ pub struct Options {
     pub conflist: Option<PathBuf>,
     pub conflist_name: String,
     pub subnet_file: PathBuf,
+    pub plugin_only: bool,
 }
 
 impl Default for Options {
@@ -57,6 +53,7 @@ impl Default for Options {
             conflist: None,
             conflist_name: CONFLIST_NAME.into(),
             subnet_file: DEFAULT_SUBNET_FILE.into(),
+            plugin_only: false,
         }
     }
 }
@@ -78,6 +75,7 @@ impl Options {
                 "--conflist" => o.conflist = Some(value()?.into()),
                 "--conflist-name" => o.conflist_name = value()?,
                 "--subnet-file" => o.subnet_file = value()?.into(),
+                "--plugin-only" => o.plugin_only = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -89,34 +87,6 @@ impl Options {
         }
         Ok(o)
     }
-}
-
-/// A conflist the runtime will load: JSON with a name, a CNI version
-/// podnet speaks, and plugins that each name their type.
-pub fn check_conflist(raw: &[u8]) -> Result<(), String> {
-    let v: Value = serde_json::from_slice(raw).map_err(|e| format!("not JSON: {e}"))?;
-    if !v.get("name").is_some_and(Value::is_string) {
-        return Err("no \"name\"".into());
-    }
-    let version = v.get("cniVersion").and_then(Value::as_str).unwrap_or("");
-    if !CniVersion::ALL
-        .iter()
-        .any(|known| known.as_str() == version)
-    {
-        return Err(format!("cniVersion {version:?} is not one podnet speaks"));
-    }
-    let plugins = v
-        .get("plugins")
-        .and_then(Value::as_array)
-        .filter(|p| !p.is_empty())
-        .ok_or("no \"plugins\" list")?;
-    if let Some(i) = plugins
-        .iter()
-        .position(|p| !p.get("type").is_some_and(Value::is_string))
-    {
-        return Err(format!("plugins[{i}] has no \"type\""));
-    }
-    Ok(())
 }
 
 /// Runs `install-cni` or `uninstall-cni` with the arguments after it.
@@ -151,6 +121,9 @@ fn install(o: &Options) -> Result<(), String> {
     let plugin = o.bin_dir.join(PLUGIN_NAME);
     place(&plugin, &me, 0o755)?;
     eprintln!("podnet install-cni: installed {}", plugin.display());
+    if o.plugin_only {
+        return Ok(());
+    }
     wait_for_subnet_file(&o.subnet_file);
     let target = o.conf_dir.join(&o.conflist_name);
     place(&target, &conflist, 0o644)?;
@@ -229,38 +202,5 @@ mod tests {
         );
         assert!(Options::parse(&args("--conflist-name a/b.conflist")).is_err());
         assert!(Options::parse(&args("--conflist-name podnet.conf")).is_err());
-    }
-
-    #[test]
-    fn the_default_conflist_sorts_first_and_is_valid() {
-        check_conflist(DEFAULT_CONFLIST.as_bytes()).unwrap();
-        assert!(CONFLIST_NAME < "87-podman-bridge.conflist");
-        assert!(CONFLIST_NAME < "99-loopback.conf");
-    }
-
-    #[test]
-    fn a_conflist_the_runtime_would_refuse_is_refused() {
-        for (bad, why) in [
-            ("{", "not JSON"),
-            (
-                r#"{"cniVersion":"1.0.0","plugins":[{"type":"podnet"}]}"#,
-                "name",
-            ),
-            (
-                r#"{"name":"n","cniVersion":"9.9.9","plugins":[{"type":"podnet"}]}"#,
-                "9.9.9",
-            ),
-            (
-                r#"{"name":"n","cniVersion":"1.0.0","plugins":[]}"#,
-                "plugins",
-            ),
-            (
-                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"podnet"},{}]}"#,
-                "plugins[1]",
-            ),
-        ] {
-            let err = check_conflist(bad.as_bytes()).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
     }
 }

@@ -218,3 +218,18 @@ fn execs_never_fail_while_the_plugin_is_replaced() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(podnet_testkit::file_names(&d.bin), ["podnet"]);
 }
+
+/// The DaemonSet's init container: the plugin only, at once; podnetd puts
+/// the conflist in once the node's network is up.
+#[test]
+fn plugin_only_installs_the_plugin_without_waiting() {
+    let d = dirs();
+    let out = d
+        .command("install-cni")
+        .arg("--plugin-only")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(podnet_testkit::file_names(&d.bin), ["podnet"]);
+    assert!(!d.conf.exists(), "no conflist before podnetd is up");
+}

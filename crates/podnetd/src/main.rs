@@ -81,6 +81,15 @@ pub struct Args {
     /// reclaimed, in seconds. 0 turns reclaiming off.
     #[arg(long, default_value_t = 300)]
     pub ipam_reclaim_after: u64,
+    /// A CNI conflist to install into `--cni-conf-dir` once this node's
+    /// subnet file is written (the DaemonSet's; `podnet install-cni
+    /// --plugin-only` installs the plugin before).
+    #[arg(long)]
+    pub cni_conflist: Option<PathBuf>,
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    #[arg(long, default_value = podnet_core::cni::conflist::CONFLIST_NAME)]
+    pub cni_conflist_name: String,
     /// `/healthz` and `/readyz` (`0`: off).
     #[arg(long, default_value = "127.0.0.1:9411", value_parser = telemetry::parse_addr)]
     pub health_addr: telemetry::Listen,

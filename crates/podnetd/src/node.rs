@@ -60,12 +60,46 @@ pub fn link_holding(addrs: &[(u32, IpNet)], ip: IpAddr, flag: &str) -> Result<u3
         .ok_or_else(|| anyhow!("{flag} {ip} is not an address of this node"))
 }
 
-/// A router forwards; the agent turns it on in its own node only.
+/// A router forwards; the agent turns it on in its own node only. A key
+/// that is on already is not written: in a container that is not
+/// privileged /proc/sys is read-only, and the node (kubeadm's
+/// prerequisites, or a sysctl.d file) turns forwarding on instead.
 pub fn enable_forwarding(v6: bool) -> Result<()> {
-    sysctl::write("net/ipv4/ip_forward", "1")?;
+    let mut keys = vec!["net/ipv4/ip_forward"];
     if v6 {
-        sysctl::write("net/ipv6/conf/all/forwarding", "1")?;
+        keys.push("net/ipv6/conf/all/forwarding");
     }
+    for key in keys {
+        if sysctl::read(key).is_ok_and(|v| v.trim() == "1") {
+            continue;
+        }
+        sysctl::write(key, "1").with_context(|| {
+            format!(
+                "{key} is off and cannot be turned on here (read-only /proc/sys: \
+                 an unprivileged container); set {} = 1 on the node",
+                key.replace('/', ".")
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Installs the CNI conflist `src` at `target` (checked, then written
+/// beside it and renamed): once this node's subnet file is written, so
+/// the runtime reports the network ready only when it is.
+pub fn install_conflist(src: &Path, target: &Path) -> Result<()> {
+    let raw = std::fs::read(src).with_context(|| format!("--cni-conflist {}", src.display()))?;
+    podnet_core::cni::conflist::check_conflist(&raw)
+        .map_err(|e| anyhow!("--cni-conflist {}: {e}", src.display()))?;
+    if std::fs::read(target).is_ok_and(|have| have == raw) {
+        return Ok(());
+    }
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    podnet_linux::files::install_atomic(target, &raw, 0o644)
+        .with_context(|| target.display().to_string())?;
+    tracing::info!(conflist = %target.display(), "CNI conflist installed");
     Ok(())
 }
 
@@ -88,4 +122,30 @@ pub fn check_no_overlap(cidrs: &[ipnet::IpNet], ip: IpAddr) -> Result<()> {
         bail!("net-conf: Network {net} overlaps this node's address {ip}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conflist_goes_in_whole_and_a_bad_one_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src.conflist");
+        let target = tmp.path().join("net.d/10-podnet.conflist");
+        std::fs::write(&src, podnet_core::cni::conflist::DEFAULT_CONFLIST).unwrap();
+        install_conflist(&src, &target).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            podnet_core::cni::conflist::DEFAULT_CONFLIST
+        );
+        std::fs::write(&src, r#"{"name":"podnet"}"#).unwrap();
+        let err = install_conflist(&src, &target).unwrap_err().to_string();
+        assert!(err.contains("--cni-conflist"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            podnet_core::cni::conflist::DEFAULT_CONFLIST,
+            "the installed conflist stays as it was"
+        );
+    }
 }

@@ -108,6 +108,9 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         .collect();
     let mtu = pod_mtu(&conf, uplink.mtu);
     node::write_subnet_file(&args.run_dir, &subnet_file(&conf, &lease, mtu))?;
+    if let Some(src) = &args.cni_conflist {
+        node::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
+    }
     node::enable_forwarding(conf.ipv6.is_some())?;
     tracing::info!(
         node = %name,

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod config;
+pub mod conflist;
 pub mod env;
 pub mod error;
 pub mod result;
