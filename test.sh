@@ -11,5 +11,10 @@ source scripts/install-deps.sh
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins --quiet
 
+# The image test builds podnet's image from this context (the release
+# binaries and nft); the benchmarks reuse the release build.
+echo "==> scripts/image-context.sh"
+scripts/image-context.sh >/dev/null
+
 echo "==> cargo nextest run --workspace --profile ci"
 cargo nextest run --workspace --profile ci "$@"

@@ -220,10 +220,11 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
     let bookmarks = q.allow_watch_bookmarks.unwrap_or(false);
     // Subscribed under the lock that also reads the history: nothing is
     // missed between the two.
-    let (history, mut live, mut cut) = {
+    let (since, history, mut live, mut cut) = {
         let world = s.world();
         let since = rv(&q.resource_version).unwrap_or(world.revision());
         (
+            since,
             world.events_since(since),
             s.events.subscribe(),
             s.cut.subscribe(),
@@ -249,7 +250,9 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
                 return;
             }
         };
-        let mut last = 0;
+        // The revision this stream has delivered everything up to: what a
+        // bookmark may say (never past an event still in the channel).
+        let mut last = since;
         for e in &history {
             last = e.rv;
             if tx.send(node_line(e)).await.is_err() {
@@ -268,8 +271,7 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick(), if bookmarks => {
-                    let rv = s.world().revision();
-                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}}))
+                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": last.to_string()}}))
                 }
                 _ = cut.changed() => return,
                 _ = &mut deadline => return,
