@@ -13,50 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{PLUGIN, TestNetns, outside};
+use podnet_testkit::podman::Podman;
 use serde_json::json;
-
-/// podman confined to `dir`, run inside `host` with nsenter (not `ip netns
-/// exec`, which remounts /sys and leaves runc without a cgroup mount).
-struct Podman<'a> {
-    dir: &'a Path,
-    host: &'a TestNetns,
-}
-
-impl Podman<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.host.path()))
-            .arg("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Podman<'_> {
-    fn drop(&mut self) {
-        // Stops the containers (podman runs CNI DEL) and removes storage.
-        let _ = self
-            .cmd(&["rm", "--force", "--all", "--time", "0"])
-            .output();
-        let _ = self.cmd(&["system", "reset", "--force"]).output();
-    }
-}
 
 /// A busybox-static image with a page for httpd to serve.
 fn image_tar(dir: &Path) -> PathBuf {
@@ -87,27 +45,6 @@ fn configure(dir: &Path) {
     std::fs::create_dir_all(&cni).unwrap();
     std::fs::create_dir_all(&net).unwrap();
     std::os::unix::fs::symlink(PLUGIN, cni.join("podnet")).unwrap();
-    std::fs::write(
-        dir.join("containers.conf"),
-        format!(
-            r#"[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{events}"
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["{cni}", "/usr/lib/cni"]
-network_config_dir = "{net}"
-"#,
-            events = dir.join("events.log").display(),
-            cni = cni.display(),
-            net = net.display(),
-        ),
-    )
-    .unwrap();
     let conflist = json!({
         "cniVersion": "1.0.0",
         "name": "pntest",
@@ -144,10 +81,16 @@ fn privileged_podman_runs_containers_on_podnet_with_a_host_port() {
     let tmp = tempfile::tempdir().unwrap();
     configure(tmp.path());
     let tar = image_tar(tmp.path());
-    let podman = Podman {
-        dir: tmp.path(),
-        host: &host,
-    };
+    let (cni, net) = (tmp.path().join("cni"), tmp.path().join("net"));
+    let podman = Podman::new(
+        tmp.path(),
+        &host.path(),
+        &format!(
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n",
+            cni.display(),
+            net.display()
+        ),
+    );
     podman.ok(&[
         "import",
         "--change",

@@ -8,6 +8,7 @@
 
 pub mod containerd;
 pub mod etcd;
+pub mod podman;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -150,6 +151,23 @@ pub fn seen_as(netns: &str, addr: &str) -> std::io::Result<String> {
         let mut seen = String::new();
         conn.read_to_string(&mut seen)?;
         Ok(seen)
+    })
+}
+
+/// `GET path` over HTTP/1.0 to 127.0.0.1:`port` inside `netns`: the status
+/// and body, or `None` if nothing answered.
+pub fn http_get(netns: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    in_netns(netns, || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(c, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        let mut raw = String::new();
+        c.read_to_string(&mut raw).ok()?;
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        Some((
+            head.split_whitespace().nth(1)?.parse().ok()?,
+            body.to_owned(),
+        ))
     })
 }
 

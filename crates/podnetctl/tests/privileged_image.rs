@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestLab;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container};
+use podnet_testkit::podman::Podman;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -26,80 +24,6 @@ fn manifest<T: serde::de::DeserializeOwned>(kind: &str) -> T {
         .find(|v| v["kind"] == kind)
         .map(|v| serde_json::from_value(v).unwrap())
         .unwrap()
-}
-
-/// podman confined to `dir` (config, vfs storage), run inside the netns
-/// at `netns` with nsenter.
-struct Podman {
-    dir: PathBuf,
-    netns: String,
-}
-
-impl Podman {
-    fn new(dir: &Path, netns: &str) -> Podman {
-        std::fs::write(
-            dir.join("containers.conf"),
-            format!(
-                // The machine's own nofile limit is below podman's default:
-                // runc may not raise it.
-                "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n\
-                 [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{}\"\n",
-                dir.join("events.log").display()
-            ),
-        )
-        .unwrap();
-        Podman {
-            dir: dir.to_owned(),
-            netns: netns.to_owned(),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns))
-            .arg("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self
-            .cmd(&["rm", "--force", "--all", "--time", "0"])
-            .output();
-        let _ = self.cmd(&["system", "reset", "--force"]).output();
-    }
-}
-
-fn get(netns: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    podnet_testkit::in_netns(netns, || {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(c, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-        let mut raw = String::new();
-        c.read_to_string(&mut raw).ok()?;
-        let (head, body) = raw.split_once("\r\n\r\n")?;
-        Some((
-            head.split_whitespace().nth(1)?.parse().ok()?,
-            body.to_owned(),
-        ))
-    })
 }
 
 #[test]
@@ -118,7 +42,7 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
     let netns = format!("/var/run/netns/{ns}");
     let node_dir = lab.path().join(name);
     let tmp = tempfile::tempdir().unwrap();
-    let podman = Podman::new(tmp.path(), &netns);
+    let podman = Podman::new(tmp.path(), &netns, "");
     let image = format!("podnet:{}", env!("CARGO_PKG_VERSION"));
     let started = Instant::now();
     podman.ok(&[
@@ -215,7 +139,7 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
     // Ready means the lease, the subnet file and every peer's routes, and
     // the egress table written with the image's nft.
     let started = Instant::now();
-    while get(&netns, 9411, "/readyz").map(|(code, _)| code) != Some(200) {
+    while podnet_testkit::http_get(&netns, 9411, "/readyz").map(|(code, _)| code) != Some(200) {
         let logs = podman.ok(&["logs", "podnetd"]);
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -236,7 +160,7 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
         cni_conf.join("10-podnet.conflist").exists(),
         "the conflist was installed"
     );
-    let (_, page) = get(&netns, 9412, "/metrics").unwrap();
+    let (_, page) = podnet_testkit::http_get(&netns, 9412, "/metrics").unwrap();
     assert!(page.contains("podnet_peers 1"), "{page}");
 
     // A node that joins after is reached, and reaches the image's node.

@@ -6,25 +6,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::TestLab;
 
-/// `GET path` on 127.0.0.1:`port` inside `ns`: status and body.
+/// `GET path` on 127.0.0.1:`port` inside node namespace `ns`.
 fn get(ns: &str, port: u16, path: &str) -> (u16, String) {
-    podnet_testkit::in_netns(&format!("/var/run/netns/{ns}"), || {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        c.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (
-            head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-            body.to_owned(),
-        )
-    })
+    podnet_testkit::http_get(&format!("/var/run/netns/{ns}"), port, path)
+        .unwrap_or_else(|| panic!("{ns}: nothing answered {path} on port {port}"))
 }
 
 /// The value of the sample named exactly `name` (with its labels).
