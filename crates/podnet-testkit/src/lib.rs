@@ -8,6 +8,7 @@
 
 pub mod containerd;
 pub mod etcd;
+pub mod fuzz;
 pub mod podman;
 
 use std::io::{Read, Write};
