@@ -105,9 +105,6 @@ impl Reclaimer {
         }
         Ok(released)
     }
-}
-
-impl Reclaimer {
     /// Addresses the node's subnets hold for pods (0 before the agent
     /// wrote its subnet file).
     fn pool_size(&self) -> u64 {
