@@ -8,8 +8,10 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
+use podnet_core::guard::Port;
 use podnet_core::ipam::Allocation;
 use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, pod_mac};
+use podnet_linux::guard;
 use podnet_linux::netlink::{Change, Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
@@ -249,6 +251,15 @@ fn node_side(
     if !bridge.up {
         batch.push(Change::set_up(bridge.index));
     }
+    // Guarded before it is a port: its first frame is checked already.
+    if conf.anti_spoofing {
+        guard::admit(&Port {
+            ifindex: veth.host.index,
+            mac: veth.pod_mac,
+            addrs: allocs.iter().map(|a| a.address.addr()).collect(),
+        })
+        .map_err(kernel)?;
+    }
     if veth.host.master != Some(bridge.index) {
         batch.push(Change::set_master(veth.host.index, bridge.index));
         batch.push(Change::set_up(veth.host.index));
@@ -325,13 +336,24 @@ fn configure_pod(
 }
 
 /// Removes the pod's veth pair. Deleting the host end takes the pod end
-/// with it, and the kernel has done both when this returns. Idempotent.
+/// with it, and the kernel has done both when this returns. Then the
+/// anti-spoofing elements of every port that is gone are pruned. Idempotent.
 pub fn detach(env: &Env) -> Result<(), CniError> {
     let mut host = Netlink::open().map_err(kernel)?;
     let name = host_veth_name(&env.container_id, &env.ifname);
     if let Some(link) = host.link(&name).map_err(kernel)? {
         host.delete_link(link.index).map_err(kernel)?;
     }
+    forget_gone_ports(&mut host)
+}
+
+/// Prunes the guard's elements of ports whose link no longer exists.
+fn forget_gone_ports(host: &mut Netlink) -> Result<(), CniError> {
+    guard::prune(|| {
+        let links = host.links()?;
+        Ok::<_, NetlinkError>(links.iter().map(|l| l.index).collect())
+    })
+    .map_err(kernel)?;
     Ok(())
 }
 
@@ -424,5 +446,6 @@ pub fn sweep(conf: &NetConf, keep: &[String]) -> Result<Vec<String>, CniError> {
             gone.push(link.name);
         }
     }
+    forget_gone_ports(&mut host)?;
     Ok(gone)
 }

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod cni;
+pub mod guard;
 pub mod ipam;
 pub mod names;
 pub mod subnet_file;

@@ -6,8 +6,10 @@
 //! open one (see [`netns`]).
 
 pub mod files;
+pub mod guard;
 pub mod ipam_store;
 pub mod netlink;
 pub mod netns;
+pub mod nfsets;
 pub mod nft;
 pub mod sysctl;

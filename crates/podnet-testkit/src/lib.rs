@@ -8,6 +8,7 @@
 
 pub mod containerd;
 pub mod etcd;
+pub mod forge;
 pub mod fuzz;
 pub mod podman;
 

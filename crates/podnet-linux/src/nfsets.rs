@@ -1,0 +1,298 @@
+//! Elements of nftables sets, added, deleted and listed over nfnetlink.
+//!
+//! The nftables crate drives the `nft` binary, a process and a JSON round
+//! trip per call (milliseconds): the plugin cannot afford that on every
+//! ADD. Set elements take three message types, encoded here as
+//! `netlink/nexthop.rs` encodes nexthops; tables, chains and rules are
+//! still made with the nftables crate, once per node.
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use nix::errno::Errno;
+
+use crate::netlink::NetlinkError;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 16;
+const NFNL_MSG_BATCH_END: u16 = 17;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const HEADER: usize = 16;
+const RECV_BUF: usize = 64 * 1024;
+/// `NFPROTO_BRIDGE`.
+pub const FAMILY_BRIDGE: u8 = 7;
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// Add an element to a set, or delete one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Delete,
+}
+
+/// One change: (op, set, key).
+pub type Change<'a> = (Op, &'a str, &'a [u8]);
+
+pub struct NfSets {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl NfSets {
+    /// A socket in the calling thread's current namespace.
+    pub fn open() -> Result<Self> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(NfSets {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(RECV_BUF),
+        })
+    }
+
+    /// Applies `changes` to sets of `table` as one transaction: all of
+    /// them, or (on the first error, returned) none.
+    pub fn apply(&mut self, family: u8, table: &str, changes: &[Change<'_>]) -> Result<()> {
+        let mut buf = Vec::new();
+        self.message(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, &[]);
+        let first = self.seq + 1;
+        for (op, set, key) in changes {
+            let (kind, flags) = match op {
+                Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+                Op::Delete => (NFT_MSG_DELSETELEM, 0),
+            };
+            let attrs = elem_list(table, set, Some(key));
+            self.message(
+                &mut buf,
+                nft(kind),
+                NLM_F_REQUEST | NLM_F_ACK | flags,
+                family,
+                &attrs,
+            );
+        }
+        let last = self.seq;
+        self.message(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, &[]);
+        self.socket.send(&buf, 0)?;
+        let mut pending = changes.len();
+        let mut failed = None;
+        self.receive(|seq, kind, body| {
+            if kind == NLMSG_ERROR && (first..=last).contains(&seq) {
+                pending -= 1;
+                let code = body
+                    .get(..4)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if code != 0 && failed.is_none() {
+                    failed = Some(Errno::from_raw(-code));
+                }
+            }
+            pending > 0
+        })?;
+        match failed {
+            None => Ok(()),
+            Some(errno) => Err(NetlinkError::Kernel {
+                op: format!("update sets of nftables table {table}"),
+                errno,
+            }),
+        }
+    }
+
+    /// The keys of every element of `set`.
+    pub fn keys(&mut self, family: u8, table: &str, set: &str) -> Result<Vec<Vec<u8>>> {
+        let mut buf = Vec::new();
+        let attrs = elem_list(table, set, None);
+        self.message(
+            &mut buf,
+            nft(NFT_MSG_GETSETELEM),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            family,
+            &attrs,
+        );
+        let want = self.seq;
+        self.socket.send(&buf, 0)?;
+        let mut keys = Vec::new();
+        let mut failed = None;
+        self.receive(|seq, kind, body| {
+            if seq != want {
+                return true;
+            }
+            match kind {
+                NLMSG_DONE => false,
+                NLMSG_ERROR => {
+                    let code = body
+                        .get(..4)
+                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    failed = (code != 0).then(|| Errno::from_raw(-code));
+                    false
+                }
+                _ => {
+                    // nfgenmsg, then the element list.
+                    keys.extend(element_keys(body.get(4..).unwrap_or_default()));
+                    true
+                }
+            }
+        })?;
+        match failed {
+            None => Ok(keys),
+            Some(errno) => Err(NetlinkError::Kernel {
+                op: format!("list set {set} of nftables table {table}"),
+                errno,
+            }),
+        }
+    }
+
+    /// Appends one message: header, nfgenmsg, attributes.
+    fn message(&mut self, buf: &mut Vec<u8>, kind: u16, flags: u16, family: u8, attrs: &[u8]) {
+        self.seq = self.seq.wrapping_add(1);
+        let len = HEADER + 4 + attrs.len();
+        buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        buf.extend_from_slice(&kind.to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&self.seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        // nfgenmsg: family, version 0, resource id (the subsystem, for a
+        // batch's begin and end) in network order.
+        buf.extend_from_slice(&[family, 0]);
+        buf.extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+        buf.extend_from_slice(attrs);
+    }
+
+    /// Reads replies, handing each (sequence, type, body) to `handle`
+    /// until it returns false.
+    fn receive(&mut self, mut handle: impl FnMut(u32, u16, &[u8]) -> bool) -> Result<()> {
+        loop {
+            self.buf.clear();
+            let len = self.socket.recv(&mut self.buf, libc_msg_trunc())?;
+            if len > self.buf.len() {
+                return Err(NetlinkError::Decode(format!(
+                    "a {len}-byte reply exceeds the {RECV_BUF}-byte buffer"
+                )));
+            }
+            let mut at = 0;
+            while at + HEADER <= len {
+                let word = |o: usize| {
+                    let b = &self.buf[at + o..at + o + 4];
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+                };
+                let size = word(0) as usize;
+                if size < HEADER || at + size > len {
+                    return Err(NetlinkError::Decode(format!(
+                        "bad nfnetlink message of {size} bytes"
+                    )));
+                }
+                let kind = u16::from_ne_bytes([self.buf[at + 4], self.buf[at + 5]]);
+                let seq = word(8);
+                if !handle(seq, kind, &self.buf[at + HEADER..at + size]) {
+                    return Ok(());
+                }
+                at += size.next_multiple_of(4);
+            }
+        }
+    }
+}
+
+fn nft(msg: u16) -> u16 {
+    (NFNL_SUBSYS_NFTABLES << 8) | msg
+}
+
+/// MSG_TRUNC: recv reports a datagram's full length even if cut short.
+fn libc_msg_trunc() -> i32 {
+    nix::sys::socket::MsgFlags::MSG_TRUNC.bits()
+}
+
+fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+fn string(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// Table and set names, and the one element keyed `key` if any.
+fn elem_list(table: &str, set: &str, key: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    attr(&mut out, NFTA_SET_ELEM_LIST_TABLE, &string(table));
+    attr(&mut out, NFTA_SET_ELEM_LIST_SET, &string(set));
+    if let Some(key) = key {
+        let mut value = Vec::new();
+        attr(&mut value, NFTA_DATA_VALUE, key);
+        let mut elem_key = Vec::new();
+        attr(&mut elem_key, NFTA_SET_ELEM_KEY | NLA_F_NESTED, &value);
+        let mut elem = Vec::new();
+        attr(&mut elem, NFTA_LIST_ELEM | NLA_F_NESTED, &elem_key);
+        attr(&mut out, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &elem);
+    }
+    out
+}
+
+/// Attributes of a buffer: (type without flags, payload).
+fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u16::from_ne_bytes([*buf.first()?, *buf.get(1)?]) as usize;
+        let kind = u16::from_ne_bytes([*buf.get(2)?, *buf.get(3)?]) & NLA_TYPE_MASK;
+        let payload = buf.get(4..len)?;
+        buf = buf.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((kind, payload))
+    })
+}
+
+/// The element keys in one NEWSETELEM message's attributes.
+fn element_keys(body: &[u8]) -> Vec<Vec<u8>> {
+    let nested = |buf, kind| attrs(buf).filter(move |(k, _)| *k == kind).map(|(_, p)| p);
+    nested(body, NFTA_SET_ELEM_LIST_ELEMENTS)
+        .flat_map(|list| nested(list, NFTA_LIST_ELEM))
+        .flat_map(|elem| nested(elem, NFTA_SET_ELEM_KEY))
+        .flat_map(|key| nested(key, NFTA_DATA_VALUE))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_element_list_round_trips() {
+        let key = [7, 0, 0, 0, 10, 1, 2, 3];
+        let body = elem_list("t", "s", Some(&key));
+        let names: Vec<_> = attrs(&body).map(|(k, _)| k).collect();
+        assert_eq!(
+            names,
+            [
+                NFTA_SET_ELEM_LIST_TABLE,
+                NFTA_SET_ELEM_LIST_SET,
+                NFTA_SET_ELEM_LIST_ELEMENTS
+            ]
+        );
+        assert_eq!(element_keys(&body), vec![key.to_vec()]);
+    }
+
+    #[test]
+    fn truncated_attributes_end_the_walk() {
+        let body = elem_list("table", "set", Some(&[1, 2, 3, 4]));
+        for cut in 0..body.len() {
+            let _ = element_keys(&body[..cut]);
+        }
+    }
+}

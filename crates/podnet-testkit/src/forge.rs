@@ -1,0 +1,249 @@
+//! Forged frames for the anti-spoofing tests: built byte by byte and sent
+//! from a packet socket, so the kernel adds nothing of its own (source
+//! address, MAC, checksums are all ours).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
+use std::time::Duration;
+
+const ETH_IP: u16 = 0x0800;
+const ETH_ARP: u16 = 0x0806;
+const ETH_IP6: u16 = 0x86dd;
+const UDP: u8 = 17;
+const ICMP6: u8 = 58;
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+fn ethernet(dst: [u8; 6], src: [u8; 6], kind: u16) -> Vec<u8> {
+    [&dst[..], &src[..], &kind.to_be_bytes()].concat()
+}
+
+/// The Internet checksum of `parts` laid end to end.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let bytes: Vec<u8> = parts.concat();
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IP packet carrying `proto`/`body`, its transport checksum (at
+/// `csum_at` in `body`) filled in over the pseudo-header.
+fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    hops: u8,
+    mut body: Vec<u8>,
+    csum_at: usize,
+) -> Vec<u8> {
+    let len = body.len() as u16;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let pseudo = [
+                &s.octets()[..],
+                &d.octets(),
+                &[0, proto],
+                &len.to_be_bytes(),
+            ]
+            .concat();
+            let c = checksum(&[&pseudo, &body]);
+            body[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+            let mut h = vec![0x45, 0];
+            h.extend_from_slice(&(20 + len).to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0x40, 0, hops, proto, 0, 0]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            let c = checksum(&[&h]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            [h, body].concat()
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let pseudo = [
+                &s.octets()[..],
+                &d.octets(),
+                &u32::from(len).to_be_bytes(),
+                &[0, 0, 0, proto],
+            ]
+            .concat();
+            let c = checksum(&[&pseudo, &body]);
+            body[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+            let mut h = vec![0x60, 0, 0, 0];
+            h.extend_from_slice(&len.to_be_bytes());
+            h.extend_from_slice(&[proto, hops]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            [h, body].concat()
+        }
+        _ => panic!("{src} and {dst} are of different families"),
+    }
+}
+
+/// A UDP datagram from `src` to `dst`:`port` in an Ethernet frame.
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&40000u16.to_be_bytes());
+    body.extend_from_slice(&port.to_be_bytes());
+    body.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(payload);
+    let kind = if src.is_ipv4() { ETH_IP } else { ETH_IP6 };
+    [
+        ethernet(dst_mac, src_mac, kind),
+        ip_packet(src, dst, UDP, 64, body, 6),
+    ]
+    .concat()
+}
+
+/// A gratuitous ARP reply: "`ip` is at `mac`", to everyone.
+pub fn arp_claim(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = ethernet(BROADCAST, mac, ETH_ARP);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f
+}
+
+/// An unsolicited neighbour advertisement (override set): "`target` is
+/// at `mac`", sent from `src` to all nodes.
+pub fn neighbour_advert(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    let mut body = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    body.extend_from_slice(&target.octets());
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&mac);
+    let frame = ethernet([0x33, 0x33, 0, 0, 0, 1], mac, ETH_IP6);
+    [
+        frame,
+        ip_packet(IpAddr::V6(src), IpAddr::V6(all_nodes), ICMP6, 255, body, 2),
+    ]
+    .concat()
+}
+
+/// Sends `frame` as is out of `ifname` in the netns at `netns`.
+#[allow(unsafe_code)]
+pub fn send(netns: &str, ifname: &str, frame: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let (index, fd) = crate::in_netns(netns, || {
+        let mut nl = podnet_linux::netlink::Netlink::open().unwrap();
+        let index = nl.link(ifname).unwrap().unwrap().index;
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Packet,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        (index, fd)
+    });
+    // SAFETY: sockaddr_ll is plain data; sendto reads `frame` and `addr`
+    // for the lengths given, both alive for the call.
+    let sent = unsafe {
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(
+        sent,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The MAC of `ifname` in the netns at `netns`.
+pub fn mac(netns: &str, ifname: &str) -> [u8; 6] {
+    crate::in_netns(netns, || {
+        let link = podnet_linux::netlink::Netlink::open()
+            .unwrap()
+            .link(ifname)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {ifname} in {netns}"));
+        link.mac.try_into().unwrap()
+    })
+}
+
+/// A UDP socket in a netns, both families, that reports what arrived.
+pub struct Listener {
+    socket: UdpSocket,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn new(netns: &str) -> Listener {
+        let socket = crate::in_netns(netns, || UdpSocket::bind("[::]:0").unwrap());
+        let port = socket.local_addr().unwrap().port();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        Listener { socket, port }
+    }
+
+    /// Every datagram that arrives until none has for 300 ms: (source,
+    /// payload).
+    pub fn drain(&self) -> Vec<(IpAddr, String)> {
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        while let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+            let payload = String::from_utf8_lossy(&buf[..n]).into_owned();
+            got.push((from.ip().to_canonical(), payload));
+        }
+        got
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let f = udp(
+            [2; 6],
+            [4; 6],
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            9,
+            b"hi",
+        );
+        assert_eq!(checksum(&[&f[14..34]]), 0);
+        let na = neighbour_advert(
+            [2; 6],
+            "fe80::1".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+        );
+        let (s, d) = (&na[22..38], &na[38..54]);
+        let body = &na[54..];
+        let pseudo = [
+            s,
+            d,
+            &(body.len() as u32).to_be_bytes()[..],
+            &[0, 0, 0, ICMP6],
+        ]
+        .concat();
+        assert_eq!(checksum(&[&pseudo, body]), 0);
+    }
+}
