@@ -336,15 +336,17 @@ fn configure_pod(
 }
 
 /// Removes the pod's veth pair. Deleting the host end takes the pod end
-/// with it, and the kernel has done both when this returns. Then the
-/// anti-spoofing elements of every port that is gone are pruned. Idempotent.
+/// with it, and the kernel has done both when this returns. Idempotent.
+/// The port's anti-spoofing elements stay, inert (their interface index is
+/// never reused), for GC or podnetd to prune: deleting set elements makes
+/// the kernel wait for an RCU grace period, which would double DEL's time.
 pub fn detach(env: &Env) -> Result<(), CniError> {
     let mut host = Netlink::open().map_err(kernel)?;
     let name = host_veth_name(&env.container_id, &env.ifname);
     if let Some(link) = host.link(&name).map_err(kernel)? {
         host.delete_link(link.index).map_err(kernel)?;
     }
-    forget_gone_ports(&mut host)
+    Ok(())
 }
 
 /// Prunes the guard's elements of ports whose link no longer exists.

@@ -7,7 +7,7 @@ mod node;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use podnet_store::StoreOptions;
 use podnet_store::etcd::EtcdFlags;
 
@@ -112,6 +112,14 @@ enum Lab {
     Down,
 }
 
+/// A setting to run on, off, or both ways in one run.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+    Both,
+}
+
 #[derive(Subcommand)]
 enum Bench {
     /// Pod-to-pod throughput and latency against hand-made paths of the
@@ -171,6 +179,10 @@ enum Bench {
         /// A short run for CI: 20 iterations, 1 round.
         #[arg(long)]
         quick: bool,
+        /// podnet's antiSpoofing: `on`, `off`, or `both` (two subjects in
+        /// one run).
+        #[arg(long, value_enum, default_value_t = Switch::Both)]
+        anti_spoofing: Switch,
         /// The podnet plugin binary (default: next to podnetctl).
         #[arg(long)]
         plugin: Option<PathBuf>,
@@ -232,6 +244,7 @@ fn main() -> ExitCode {
                 quick,
                 plugin,
                 reference_dir,
+                anti_spoofing,
             } => bench::cni::run(bench::cni::Options {
                 iterations: if quick {
                     iterations.min(20)
@@ -242,6 +255,11 @@ fn main() -> ExitCode {
                 rounds: if quick { 1 } else { rounds.max(1) },
                 plugin,
                 reference_dir,
+                anti_spoofing: match anti_spoofing {
+                    Switch::On => vec![true],
+                    Switch::Off => vec![false],
+                    Switch::Both => vec![true, false],
+                },
             }),
             Bench::ControlPlane {
                 nodes,

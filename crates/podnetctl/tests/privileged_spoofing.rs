@@ -11,12 +11,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use common::TestLab;
+use std::time::{Duration, Instant};
+
+use common::{TestLab, sh};
 use ipnet::IpNet;
 use podnet_testkit::forge::{self, Listener};
 use serde_json::Value;
 
 struct Pod {
+    ns: String,
     path: String,
     node: String,
     ips: Vec<IpAddr>,
@@ -28,6 +31,7 @@ fn pods(lab: &TestLab) -> Vec<Pod> {
         .unwrap()
         .iter()
         .map(|p| Pod {
+            ns: p["ns"].as_str().unwrap().to_owned(),
             path: format!("/run/netns/{}", p["ns"].as_str().unwrap()),
             node: p["node"].as_str().unwrap().to_owned(),
             ips: p["ips"]
@@ -140,6 +144,29 @@ fn run(backend: &str) {
     }
     // Everything legitimate still flows.
     lab.check_until_ok(backend);
+
+    // A pod's port gone without a DEL: its node's podnetd prunes the
+    // port's elements.
+    let node1_ns = node_ns(&node1);
+    let ports = || {
+        let name = node1_ns.trim_start_matches("/run/netns/");
+        let listed: Value =
+            serde_json::from_str(&sh(name, "nft -j list set bridge podnet-guard ports")).unwrap();
+        listed["nftables"][1]["set"]["elem"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = ports();
+    sh(&attacker.ns, "ip link del eth0");
+    let started = Instant::now();
+    while ports() >= before {
+        assert!(started.elapsed() < Duration::from_secs(30), "never pruned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "{backend}: a gone port pruned after {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -22,11 +22,13 @@ pub struct Options {
     pub rounds: usize,
     pub plugin: Option<PathBuf>,
     pub reference_dir: PathBuf,
+    /// podnet's `antiSpoofing` settings to run, each as its own subject.
+    pub anti_spoofing: Vec<bool>,
 }
 
 /// One plugin under test: its binary, config and CNI_PATH.
 struct Subject {
-    name: &'static str,
+    name: String,
     exe: PathBuf,
     conf: String,
     cni_path: String,
@@ -116,32 +118,37 @@ pub fn run(opts: Options) -> Result<()> {
 
     let podnet_dir = plugin.parent().map(Path::to_path_buf).unwrap_or_default();
     let reference_path = opts.reference_dir.display().to_string();
-    let subjects = [
-        Subject {
-            name: "podnet",
+    // The reference first; then podnet with each anti-spoofing setting.
+    let mut subjects = vec![Subject {
+        name: "bridge+host-local".into(),
+        exe: opts.reference_dir.join("bridge"),
+        conf: json!({
+            "cniVersion": "1.0.0", "name": "bench-ref", "type": "bridge",
+            "bridge": "refbench0", "isGateway": true, "ipMasq": false,
+            "ipam": { "type": "host-local", "subnet": "10.251.0.0/16",
+                      "dataDir": work.path().join("host-local") },
+        })
+        .to_string(),
+        cni_path: reference_path.clone(),
+    }];
+    for (i, &guard) in opts.anti_spoofing.iter().enumerate() {
+        subjects.push(Subject {
+            name: format!(
+                "podnet (anti-spoofing {})",
+                if guard { "on" } else { "off" }
+            ),
             exe: plugin.clone(),
             conf: json!({
-                "cniVersion": "1.0.0", "name": "bench-podnet", "type": "podnet",
-                "bridge": "pnbench0", "ipMasq": false,
+                "cniVersion": "1.0.0", "name": format!("bench-podnet{i}"), "type": "podnet",
+                "bridge": format!("pnbench{i}"), "ipMasq": false, "antiSpoofing": guard,
                 "subnetFile": work.path().join("no-subnet.json"),
-                "ipam": { "subnet": "10.250.0.0/16", "dataDir": work.path().join("podnet") },
+                "ipam": { "subnet": format!("10.{}.0.0/16", 240 + i),
+                          "dataDir": work.path().join("podnet") },
             })
             .to_string(),
             cni_path: format!("{}:{reference_path}", podnet_dir.display()),
-        },
-        Subject {
-            name: "bridge+host-local",
-            exe: opts.reference_dir.join("bridge"),
-            conf: json!({
-                "cniVersion": "1.0.0", "name": "bench-ref", "type": "bridge",
-                "bridge": "refbench0", "isGateway": true, "ipMasq": false,
-                "ipam": { "type": "host-local", "subnet": "10.251.0.0/16",
-                          "dataDir": work.path().join("host-local") },
-            })
-            .to_string(),
-            cni_path: reference_path,
-        },
-    ];
+        });
+    }
 
     println!(
         "podnetctl bench cni: {} sequential ADD+DEL cycles per plugin (alternated), \
@@ -154,13 +161,14 @@ pub fn run(opts: Options) -> Result<()> {
         s.call("DEL", "warmup", &pod_paths[0])?;
     }
 
-    let mut seq: [Samples; 2] = Default::default();
+    let mut seq: Vec<Samples> = subjects.iter().map(|_| Samples::default()).collect();
     let mut floor = Samples::default();
     let pod0 = Netns::open(&pod_paths[0])?;
     let mut netlink = Netlink::open()?;
+    let n = subjects.len();
+    let order = |i: usize| (0..n).map(move |k| (k + i) % n);
     for i in 0..opts.iterations {
-        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
+        for k in order(i) {
             let cid = format!("seq-{i}");
             let (add, _) = subjects[k].call("ADD", &cid, &pod_paths[0])?;
             let (del, _) = subjects[k].call("DEL", &cid, &pod_paths[0])?;
@@ -175,10 +183,9 @@ pub fn run(opts: Options) -> Result<()> {
         }
     }
 
-    let mut rounds: [Vec<Round>; 2] = Default::default();
+    let mut rounds: Vec<Vec<Round>> = subjects.iter().map(|_| Vec::new()).collect();
     for r in 0..opts.rounds {
-        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
+        for k in order(r) {
             rounds[k].push(concurrent(&subjects[k], &pod_paths, r));
         }
     }
@@ -250,10 +257,10 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn report(
-    subjects: &[Subject; 2],
-    seq: &[Samples; 2],
+    subjects: &[Subject],
+    seq: &[Samples],
     floor: &Samples,
-    rounds: &[Vec<Round>; 2],
+    rounds: &[Vec<Round>],
     concurrency: usize,
 ) -> Result<()> {
     let summary = |v: &[Duration]| Summary::of(v).ok_or_else(|| anyhow!("no samples"));
@@ -279,34 +286,35 @@ fn report(
         println!("{label:28} {s}   (n={})", s.n);
     }
 
-    let podnet_add = summary(&seq[0].add)?.median;
-    let ref_add = summary(&seq[1].add)?.median;
-    let podnet_del = summary(&seq[0].del)?.median;
-    let ref_del = summary(&seq[1].del)?.median;
+    let ref_add = summary(&seq[0].add)?.median;
+    let ref_del = summary(&seq[0].del)?.median;
     let floor_del = summary(&floor.del)?.median;
-    let add_ratio = ratio(podnet_add, ref_add);
-    let del_ratio = ratio(podnet_del, floor_del);
-    println!();
-    println!("ratios of medians");
-    println!(
-        "  podnet ADD / reference ADD        {add_ratio:6.3}   target <= 0.25  {}",
-        verdict(add_ratio <= 0.25)
-    );
-    println!(
-        "  podnet DEL / bare veth delete     {del_ratio:6.3}   target <= 1.20  {}",
-        verdict(del_ratio <= 1.2)
-    );
-    println!(
-        "  podnet DEL / reference DEL        {:6.3}",
-        ratio(podnet_del, ref_del)
-    );
+    for (s, samples) in subjects.iter().zip(seq).skip(1) {
+        let add_ratio = ratio(summary(&samples.add)?.median, ref_add);
+        let del = summary(&samples.del)?.median;
+        let del_ratio = ratio(del, floor_del);
+        println!();
+        println!("ratios of medians: {}", s.name);
+        println!(
+            "  ADD / reference ADD               {add_ratio:6.3}   target <= 0.25  {}",
+            verdict(add_ratio <= 0.25)
+        );
+        println!(
+            "  DEL / bare veth delete            {del_ratio:6.3}   target <= 1.20  {}",
+            verdict(del_ratio <= 1.2)
+        );
+        println!(
+            "  DEL / reference DEL               {:6.3}",
+            ratio(del, ref_del)
+        );
+    }
 
     println!();
     println!(
         "concurrent ({concurrency}-way), median of {} round(s)",
         rounds[0].len()
     );
-    let mut add_rates = [0.0; 2];
+    let mut add_rates = vec![0.0; subjects.len()];
     for (k, s) in subjects.iter().enumerate() {
         let add = median_rate(&rounds[k].iter().map(|r| r.add_rate).collect::<Vec<_>>());
         let del = median_rate(&rounds[k].iter().map(|r| r.del_rate).collect::<Vec<_>>());
@@ -318,10 +326,13 @@ fn report(
             s.name
         );
     }
-    let tput = add_rates[0] / add_rates[1].max(f64::MIN_POSITIVE);
-    println!(
-        "  podnet / reference ADD throughput {tput:6.2}   target >= 4     {}",
-        verdict(tput >= 4.0)
-    );
+    for (s, rate) in subjects.iter().zip(&add_rates).skip(1) {
+        let tput = rate / add_rates[0].max(f64::MIN_POSITIVE);
+        println!(
+            "  {} / reference ADD throughput {tput:6.2}   target >= 4     {}",
+            s.name,
+            verdict(tput >= 4.0)
+        );
+    }
     Ok(())
 }
