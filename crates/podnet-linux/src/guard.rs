@@ -28,6 +28,9 @@ pub enum GuardError {
     Links(String),
 }
 
+/// Element deletions per transaction when pruning.
+const PRUNE_CHUNK: usize = 64;
+
 /// The guard chain. A port not in `ports` (a link podnet did not attach)
 /// passes untouched. A guarded port's frames must come from its pod's
 /// MAC; IPv4 and ARP from one of its addresses (an ARP probe, from
@@ -103,18 +106,25 @@ pub fn prune<E: std::fmt::Display>(
             return Ok(0);
         }
         let live = live().map_err(|e| GuardError::Links(e.to_string()))?;
-        let changes: Vec<_> = listed
+        let stale: Vec<_> = listed
             .iter()
             .filter(|(_, k)| guard::key_ifindex(k).is_some_and(|i| !live.contains(&i)))
             .map(|(set, key)| (Op::Delete, *set, key.as_slice()))
             .collect();
-        if changes.is_empty() {
-            return Ok(0);
+        // Transactions of a bounded size: a failed one reports each of its
+        // messages, and the replies must fit the socket's buffer.
+        let mut done = 0;
+        for chunk in stale.chunks(PRUNE_CHUNK) {
+            match sets.apply(FAMILY_BRIDGE, TABLE, chunk) {
+                Ok(()) => done += chunk.len(),
+                Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < 3 => break,
+                Err(e) => return Err(e.into()),
+            }
         }
-        match sets.apply(FAMILY_BRIDGE, TABLE, &changes) {
-            Err(e) if e.errno() == Some(Errno::ENOENT) && attempt < 3 => attempt += 1,
-            other => return other.map(|()| changes.len()).map_err(Into::into),
+        if done == stale.len() {
+            return Ok(done);
         }
+        attempt += 1;
     }
 }
 

@@ -68,41 +68,39 @@ impl NfSets {
     }
 
     /// Applies `changes` to sets of `table` as one transaction: all of
-    /// them, or (on the first error, returned) none.
+    /// them, or (on the first error, returned) none. Only the last message
+    /// asks for an ack, so a success costs one reply however many changes
+    /// there are; the kernel reports a failing message whether asked or not.
     pub fn apply(&mut self, family: u8, table: &str, changes: &[Change<'_>]) -> Result<()> {
         let mut buf = Vec::new();
         self.message(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, &[]);
-        let first = self.seq + 1;
-        for (op, set, key) in changes {
-            let (kind, flags) = match op {
-                Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
-                Op::Delete => (NFT_MSG_DELSETELEM, 0),
+        let first = self.seq.wrapping_add(1);
+        for (i, (op, set, key)) in changes.iter().enumerate() {
+            let (kind, mut flags) = match op {
+                Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE),
+                Op::Delete => (NFT_MSG_DELSETELEM, NLM_F_REQUEST),
             };
+            if i + 1 == changes.len() {
+                flags |= NLM_F_ACK;
+            }
             let attrs = elem_list(table, set, Some(key));
-            self.message(
-                &mut buf,
-                nft(kind),
-                NLM_F_REQUEST | NLM_F_ACK | flags,
-                family,
-                &attrs,
-            );
+            self.message(&mut buf, nft(kind), flags, family, &attrs);
         }
         let last = self.seq;
         self.message(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, &[]);
+        if changes.is_empty() {
+            return Ok(());
+        }
         self.socket.send(&buf, 0)?;
-        let mut pending = changes.len();
         let mut failed = None;
         self.receive(|seq, kind, body| {
             if kind == NLMSG_ERROR && (first..=last).contains(&seq) {
-                pending -= 1;
-                let code = body
-                    .get(..4)
-                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                if code != 0 && failed.is_none() {
-                    failed = Some(Errno::from_raw(-code));
+                if let Some(errno) = error_of(body) {
+                    failed.get_or_insert(errno);
                 }
+                return seq != last;
             }
-            pending > 0
+            true
         })?;
         match failed {
             None => Ok(()),
@@ -205,6 +203,12 @@ impl NfSets {
             }
         }
     }
+}
+
+/// The errno in an NLMSG_ERROR body; `None` for an ack.
+fn error_of(body: &[u8]) -> Option<Errno> {
+    let code = i32::from_ne_bytes(body.get(..4)?.try_into().ok()?);
+    (code != 0).then(|| Errno::from_raw(-code))
 }
 
 fn nft(msg: u16) -> u16 {
