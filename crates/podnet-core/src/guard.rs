@@ -2,9 +2,11 @@
 //! of the nftables sets that the node's guard chain looks up.
 //!
 //! A port is guarded once its interface index is in [`PORTS`]; from then
-//! on a frame it sends must carry the pod's MAC ([`MACS`]), and an IP
-//! packet or ARP claim one of the pod's addresses ([`ADDRS4`], [`ADDRS6`],
-//! and [`TARGETS6`] for the target of a neighbour advertisement). Every
+//! on an IP packet or ARP claim it sends must carry the pod's MAC and one
+//! of the pod's addresses ([`ADDRS4`], [`ADDRS6`]: port, MAC and address
+//! in one key, so a packet costs one lookup), anything else the pod's MAC
+//! ([`MACS`]), and a neighbour advertisement must name one of the pod's
+//! addresses ([`TARGETS6`]). Every
 //! key starts with the interface index, which the kernel does not reuse:
 //! a later pod given the same address has another index, so it never
 //! inherits its predecessor's elements, and a deleted port's elements
@@ -42,12 +44,14 @@ pub fn elements(port: &Port) -> Vec<(&'static str, Vec<u8>)> {
         key.resize(key.len().next_multiple_of(4), 0);
         key
     };
-    let mut out = vec![(PORTS, index.to_vec()), (MACS, key(&port.mac))];
+    // The MAC takes 8 bytes in a concatenation.
+    let mac = [&port.mac[..], &[0, 0]].concat();
+    let mut out = vec![(PORTS, index.to_vec()), (MACS, key(&mac))];
     for addr in &port.addrs {
         match addr {
-            IpAddr::V4(v4) => out.push((ADDRS4, key(&v4.octets()))),
+            IpAddr::V4(v4) => out.push((ADDRS4, key(&[&mac[..], &v4.octets()].concat()))),
             IpAddr::V6(v6) => {
-                out.push((ADDRS6, key(&v6.octets())));
+                out.push((ADDRS6, key(&[&mac[..], &v6.octets()].concat())));
                 out.push((TARGETS6, key(&v6.octets())));
             }
         }
@@ -76,10 +80,11 @@ mod tests {
         assert_eq!(els[0], (PORTS, idx.to_vec()));
         assert_eq!(els[1].0, MACS);
         assert_eq!(els[1].1, [&idx[..], &[2, 0, 0, 0, 0, 9, 0, 0]].concat());
-        assert_eq!(els[2], (ADDRS4, [&idx[..], &[10, 1, 2, 3]].concat()));
+        let mac = [2, 0, 0, 0, 0, 9, 0, 0];
+        assert_eq!(els[2], (ADDRS4, [&idx[..], &mac, &[10, 1, 2, 3]].concat()));
         let v6: std::net::Ipv6Addr = "fd00::5".parse().unwrap();
-        assert_eq!(els[3], (ADDRS6, [&idx[..], &v6.octets()].concat()));
-        assert_eq!(els[4], (TARGETS6, els[3].1.clone()));
+        assert_eq!(els[3], (ADDRS6, [&idx[..], &mac, &v6.octets()].concat()));
+        assert_eq!(els[4], (TARGETS6, [&idx[..], &v6.octets()].concat()));
         assert!(els.iter().all(|(_, k)| key_ifindex(k) == Some(7)));
     }
 

@@ -32,31 +32,32 @@ pub enum GuardError {
 const PRUNE_CHUNK: usize = 64;
 
 /// The guard chain. A port not in `ports` (a link podnet did not attach)
-/// passes untouched. A guarded port's frames must come from its pod's
-/// MAC; IPv4 and ARP from one of its addresses (an ARP probe, from
-/// 0.0.0.0, claims nothing); IPv6 from one of its addresses, its
-/// link-local address or `::` (duplicate address detection), and a
-/// neighbour advertisement may only name one of its own addresses or a
-/// link-local one. Anything else from a pod (another protocol, a VLAN
-/// tag) is dropped. The chain runs before the bridge decides anything,
-/// so it covers traffic to pods on the node, to the node, and beyond.
+/// passes untouched. From a guarded port, an IPv4 packet or ARP message
+/// must come from the pod's MAC and one of its addresses (an ARP probe,
+/// from 0.0.0.0, claims nothing); an IPv6 packet from the pod's MAC and
+/// one of its addresses, or its link-local address or `::`; and a
+/// neighbour advertisement may only name one of the pod's own addresses
+/// or a link-local one. Anything else from a pod (another protocol, a
+/// VLAN tag) is dropped. The chain runs before the bridge decides
+/// anything, so it covers traffic to pods on the node, to the node, and
+/// beyond. Every packet pays it, so the common case is two set lookups:
+/// is the port guarded, and is (port, MAC, source) the pod's.
 const RULESET: &str = r#"
 table bridge podnet-guard {
     set ports { type iface_index; }
     set macs { type iface_index . ether_addr; }
-    set addrs4 { type iface_index . ipv4_addr; }
-    set addrs6 { type iface_index . ipv6_addr; }
+    set addrs4 { type iface_index . ether_addr . ipv4_addr; }
+    set addrs6 { type iface_index . ether_addr . ipv6_addr; }
     set targets6 { typeof iif . @th,64,128; }
     chain prerouting {
         type filter hook prerouting priority -300; policy accept;
         iif != @ports accept
-        iif . ether saddr != @macs drop
-        ether type ip iif . ip saddr @addrs4 accept
-        ether type arp iif . arp saddr ether @macs iif . arp saddr ip @addrs4 accept
-        ether type arp arp saddr ip 0.0.0.0 accept
+        ether type ip iif . ether saddr . ip saddr @addrs4 accept
+        ether type arp iif . ether saddr . arp saddr ip @addrs4 iif . arp saddr ether @macs accept
+        ether type arp arp saddr ip 0.0.0.0 iif . ether saddr @macs accept
         icmpv6 type nd-neighbor-advert @th,64,10 != 0x3fa iif . @th,64,128 != @targets6 drop
-        ether type ip6 iif . ip6 saddr @addrs6 accept
-        ether type ip6 ip6 saddr { ::, fe80::/10 } accept
+        ether type ip6 iif . ether saddr . ip6 saddr @addrs6 accept
+        ether type ip6 ip6 saddr { ::, fe80::/10 } iif . ether saddr @macs accept
         drop
     }
 }
