@@ -40,8 +40,8 @@ const PRUNE_CHUNK: usize = 64;
 /// or a link-local one. Anything else from a pod (another protocol, a
 /// VLAN tag) is dropped. The chain runs before the bridge decides
 /// anything, so it covers traffic to pods on the node, to the node, and
-/// beyond. Every packet pays it, so the common case is two set lookups:
-/// is the port guarded, and is (port, MAC, source) the pod's.
+/// beyond. Every packet pays it, so a pod's own TCP or UDP is accepted by
+/// the first or second rule after one set lookup: (port, MAC, source).
 const RULESET: &str = r#"
 table bridge podnet-guard {
     set ports { type iface_index; }
@@ -51,8 +51,9 @@ table bridge podnet-guard {
     set targets6 { typeof iif . @th,64,128; }
     chain prerouting {
         type filter hook prerouting priority -300; policy accept;
-        iif != @ports accept
         ether type ip iif . ether saddr . ip saddr @addrs4 accept
+        ether type ip6 meta l4proto != ipv6-icmp iif . ether saddr . ip6 saddr @addrs6 accept
+        iif != @ports accept
         ether type arp iif . ether saddr . arp saddr ip @addrs4 iif . arp saddr ether @macs accept
         ether type arp arp saddr ip 0.0.0.0 iif . ether saddr @macs accept
         icmpv6 type nd-neighbor-advert @th,64,10 != 0x3fa iif . @th,64,128 != @targets6 drop
