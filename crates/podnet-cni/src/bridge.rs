@@ -11,10 +11,10 @@ use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::guard::Port;
 use podnet_core::ipam::Allocation;
 use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, pod_mac};
-use podnet_linux::guard;
 use podnet_linux::netlink::{Change, Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
+use podnet_linux::{failpoint, guard};
 
 use crate::ipam::Lease;
 
@@ -159,6 +159,7 @@ pub fn create_veth(
         ),
         _ => kernel(e),
     })?;
+    failpoint::hit("add-after-veth");
     let host = host
         .link(&host_name)
         .map_err(kernel)?
@@ -200,6 +201,7 @@ pub fn attach(
         bridge
     })?;
     settle(host, &veth.host, &bridge)?;
+    failpoint::hit("add-after-settle");
     let iface = |name: &str, mac: &[u8], mtu: u32, sandbox: Option<String>| Interface {
         name: name.to_owned(),
         mac: format_mac(mac),
@@ -270,6 +272,7 @@ fn node_side(
         batch.push(Change::set_hairpin(veth.host.index, true));
     }
     host.apply(&batch).map_err(kernel)?;
+    failpoint::hit("add-after-node-batch");
     // A bridge without its own MTU takes its smallest port's.
     bridge.mtu = bridge.mtu.min(veth.mtu);
     Ok(bridge)
@@ -333,7 +336,9 @@ fn configure_pod(
             onlink: false,
         })
     }));
-    pod.apply(&batch).map_err(kernel)
+    pod.apply(&batch).map_err(kernel)?;
+    failpoint::hit("add-after-pod-batch");
+    Ok(())
 }
 
 /// Removes the pod's veth pair. Deleting the host end takes the pod end
@@ -431,17 +436,19 @@ pub fn verify(conf: &NetConf, env: &Env, netns: &Netns, prev: &CniResult) -> Res
     Ok(())
 }
 
-/// GC: deletes podnet host veths on this network's bridge that belong to
-/// none of `keep` (host veth names). Returns the names deleted. Links that
-/// are not podnet veths, or sit on another bridge, are never touched.
+/// GC: deletes podnet host veths that belong to none of `keep` (host
+/// veth names): those on this network's bridge, and those on no bridge at
+/// all, which an ADD killed before enslaving its veth left behind. Returns
+/// the names deleted. Links that are not podnet veths, or sit on another
+/// bridge, are never touched. (A podnet veth on no bridge could also be
+/// another podnet network's ADD in flight, for the millisecond before it
+/// enslaves it; that ADD then fails and is retried.)
 pub fn sweep(conf: &NetConf, keep: &[String]) -> Result<Vec<String>, CniError> {
     let mut host = Netlink::open().map_err(kernel)?;
-    let Some(bridge) = host.link(&conf.bridge).map_err(kernel)? else {
-        return Ok(Vec::new());
-    };
+    let bridge = host.link(&conf.bridge).map_err(kernel)?.map(|b| b.index);
     let mut gone = Vec::new();
     for link in host.links().map_err(kernel)? {
-        let ours = link.master == Some(bridge.index)
+        let ours = (link.master.is_none() || link.master == bridge)
             && link.kind.as_deref() == Some("veth")
             && link.name.starts_with(HOST_VETH_PREFIX);
         if ours && !keep.contains(&link.name) {

@@ -12,6 +12,7 @@ use podnet_core::subnet_file::SubnetFile;
 use serde_json::Value;
 
 use crate::{delegate, node};
+use podnet_linux::failpoint;
 use podnet_linux::ipam_store::IpamStore;
 
 /// What IPAM gave one attachment.
@@ -46,7 +47,7 @@ pub fn allocate(
         IpamKind::Builtin => {
             let pool = node::pool(conf, file)?;
             let who = attachment(env);
-            store(conf)?.transact(|state| {
+            let lease = store(conf)?.transact(|state| {
                 let fresh = state.owned_by(&who).is_empty();
                 Ok(Lease {
                     allocs: state.allocate(&pool, &who, &conf.runtime.ips)?,
@@ -54,7 +55,9 @@ pub fn allocate(
                     dns: conf.dns.clone(),
                     fresh,
                 })
-            })
+            });
+            failpoint::hit("add-after-ipam-write");
+            lease
         }
         IpamKind::Delegated { plugin, .. } => {
             let out = delegate::exec(plugin, "ADD", env, stdin)?.ok_or_else(|| {

@@ -5,6 +5,7 @@
 //! it, so the thread only switches namespaces for the instant it takes to
 //! open one (see [`netns`]).
 
+pub mod failpoint;
 pub mod files;
 pub mod guard;
 pub mod ipam_store;

@@ -8,6 +8,7 @@ pub mod fake;
 use anyhow::Result;
 use ipnet::IpNet;
 use podnet_core::cluster::desired::MasqPlan;
+use podnet_linux::failpoint;
 use podnet_linux::netlink::{Change, Entry, Netlink, Nexthop, Route};
 
 /// One change to routes and nexthop objects.
@@ -75,9 +76,30 @@ impl Routes for Host {
         Ok(self.nl.routes()?)
     }
 
+    /// The nexthop objects go first, in their own batches: a route may
+    /// only name a nexthop that exists.
     fn apply_routes(&mut self, ops: &[RouteOp]) -> Result<()> {
-        let batch: Vec<Change> = ops
-            .iter()
+        let (hops, rest): (Vec<&RouteOp>, Vec<&RouteOp>) =
+            ops.iter().partition(|op| matches!(op, RouteOp::Nexthop(_)));
+        let hops = self.nl.apply(&self.batch(&hops));
+        failpoint::hit("agent-between-nexthops-and-routes");
+        // A crash test build stops halfway through the routes.
+        let rest = self.batch(&rest);
+        let (first, second) = rest.split_at(if failpoint::ENABLED {
+            rest.len() / 2
+        } else {
+            0
+        });
+        let first = self.nl.apply(first);
+        failpoint::hit("agent-mid-batch");
+        let second = self.nl.apply(second);
+        Ok(hops.and(first).and(second)?)
+    }
+}
+
+impl Host {
+    fn batch(&self, ops: &[&RouteOp]) -> Vec<Change> {
+        ops.iter()
             .map(|op| match op {
                 RouteOp::Nexthop(n) => Change::replace_nexthop(n),
                 RouteOp::Route { dst, nexthop } => {
@@ -86,8 +108,7 @@ impl Routes for Host {
                 RouteOp::DeleteRoute(dst) => Change::delete_route(*dst, self.protocol),
                 RouteOp::DeleteNexthop(id) => Change::delete_nexthop(*id),
             })
-            .collect();
-        Ok(self.nl.apply(&batch)?)
+            .collect()
     }
 }
 
@@ -117,6 +138,8 @@ impl Egress for Host {
             }
             None => podnet_linux::nft::replace_egress_table(&[], &[], None)?,
         }
+        // Applied, but not yet recorded as applied.
+        failpoint::hit("agent-egress-update");
         Ok(())
     }
 }

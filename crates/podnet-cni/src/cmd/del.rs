@@ -8,6 +8,7 @@ use crate::{bridge, ipam, masq};
 
 pub fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
     bridge::detach(env)?;
+    podnet_linux::failpoint::hit("del-halfway");
     masq::remove(conf, env)?;
     ipam::release(conf, env, stdin)
 }

@@ -288,7 +288,14 @@ fn report(raw: &Samples, rows: &Rows, guard_rows: &Rows) {
     println!();
     println!("the cost of anti-spoofing: podnet with its guard table / without it; target >= 0.97");
     let vs_off = ["anti-spoofing on", "off"];
-    table("throughput, Gbit/s", guard_rows, vs_off, 0.97, |s| &s.gbps, true);
+    table(
+        "throughput, Gbit/s",
+        guard_rows,
+        vs_off,
+        0.97,
+        |s| &s.gbps,
+        true,
+    );
     table("latency, us", guard_rows, vs_off, 0.97, |s| &s.usec, false);
 }
 
