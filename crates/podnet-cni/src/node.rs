@@ -16,9 +16,16 @@ const FALLBACK_MTU: u32 = 1500;
 pub fn subnet_file(conf: &NetConf) -> Result<Option<SubnetFile>, CniError> {
     let path = &conf.subnet_file;
     match std::fs::read_to_string(path) {
-        Ok(raw) => SubnetFile::parse(&raw)
-            .map(Some)
-            .map_err(|e| CniError::config(format!("subnetFile {}: {e}", path.display()))),
+        // Cut short or damaged: podnetd rewrites it at its next resync.
+        Ok(raw) => SubnetFile::parse(&raw).map(Some).map_err(|e| {
+            CniError::new(
+                Code::TryAgainLater,
+                format!(
+                    "subnetFile {} is unreadable ({e}); podnetd rewrites it within a resync",
+                    path.display()
+                ),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CniError::new(
             Code::Io,

@@ -314,6 +314,13 @@ fn privileged_subnet_file_supplies_pool_and_mtu_else_try_again_later() {
     let out = node.add("c1", &pod, &conf);
     assert_eq!(out.code(), 11, "{}", out.stdout);
     assert!(node.pod_veths().is_empty());
+    // A file cut short (or empty) is not ready either: podnetd rewrites it.
+    for cut in ["", "{\"version\": 1, \"clusterCi"] {
+        std::fs::write(&file, cut).unwrap();
+        let out = node.add("c1", &pod, &conf);
+        assert_eq!(out.code(), 11, "{}", out.stdout);
+        assert!(node.pod_veths().is_empty());
+    }
 
     std::fs::write(
         &file,

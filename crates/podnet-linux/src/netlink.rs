@@ -491,6 +491,21 @@ impl Netlink {
     // ---- addresses ----
 
     /// Adds `addr` to a link; an address already there is not an error.
+    /// Removes `addr` from link `index`; already gone is fine.
+    pub fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family(addr.addr());
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(addr.addr()));
+        self.apply(&[Change {
+            msg: RouteNetlinkMessage::DelAddress(msg).into(),
+            flags: 0,
+            tolerate: &[Errno::EADDRNOTAVAIL],
+            what: format!("delete address {addr} from link {index}"),
+        }])
+    }
+
     pub fn add_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
         self.apply(&[Change::add_address(index, addr)])
     }

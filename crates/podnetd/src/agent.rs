@@ -8,6 +8,7 @@
 //! and each repeated failure is logged once, with a count.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_core::cluster::vxlan;
+use podnet_core::subnet_file::SubnetFile;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
 
@@ -48,6 +50,16 @@ pub struct Setup {
     pub segments: Vec<IpNet>,
     pub links: HopLinks,
     pub masquerade: bool,
+    /// The subnet file for the plugin, kept as it was written at start;
+    /// `None` in tests without files.
+    pub subnet_file: Option<NodeFile>,
+}
+
+/// `<run_dir>/subnet.json` and what it must hold.
+#[derive(Debug, Clone)]
+pub struct NodeFile {
+    pub run_dir: PathBuf,
+    pub content: SubnetFile,
 }
 
 pub struct Agent<S, K> {
@@ -65,6 +77,7 @@ pub struct Agent<S, K> {
     renew_failures: Repeated,
     store_failures: Repeated,
     reconcile_failures: Repeated,
+    subnet_file_failures: Repeated,
     last_reconcile: Option<Instant>,
     /// The lease set's revision at the last successful reconcile (the
     /// routes are in place), and whether the store has been told (the
@@ -103,6 +116,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             renew_failures: Repeated::default(),
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
+            subnet_file_failures: Repeated::default(),
             last_reconcile: None,
             converged_at: None,
             announced: false,
@@ -222,6 +236,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     }
 
     pub fn reconcile(&mut self) {
+        self.keep_subnet_file();
         if self.book.is_empty() {
             return;
         }
@@ -245,6 +260,29 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 .failed("reconcile", format!("{e:#}")),
         };
         backoff::log("reconcile", report);
+    }
+
+    /// Rewrites the subnet file if it is gone, damaged or changed: until
+    /// then the plugin answers "try again later" (code 11).
+    fn keep_subnet_file(&mut self) {
+        let Some(file) = &self.setup.subnet_file else {
+            return;
+        };
+        let path = file.run_dir.join("subnet.json");
+        let have = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|raw| SubnetFile::parse(&raw).ok());
+        if have.as_ref() == Some(&file.content) {
+            return;
+        }
+        let report = match crate::node::write_subnet_file(&file.run_dir, &file.content) {
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), "subnet file was missing, damaged or changed; rewritten");
+                self.subnet_file_failures.succeeded()
+            }
+            Err(e) => self.subnet_file_failures.failed("io", format!("{e:#}")),
+        };
+        backoff::log("rewriting the subnet file", report);
     }
 
     /// Computes and applies the datapath; returns the objects changed.

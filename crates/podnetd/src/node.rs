@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::files::write_private_atomic;
+use podnet_linux::ipam_store::IpamStore;
 use podnet_linux::netlink::{Link, Netlink};
 use podnet_linux::sysctl;
 
@@ -113,6 +114,59 @@ pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
     let target = run_dir.join("subnet.json");
     write_private_atomic(&target, &serde_json::to_vec_pretty(file)?)
         .with_context(|| format!("write {}", target.display()))
+}
+
+/// A node whose lease changed subnet (its old one went to another node):
+/// its bridges still hold the old gateway, as in flannel's "cni0 already
+/// has an IP address different from". The old gateway goes (the plugin
+/// puts the new one on the bridge at the next ADD), and the pods still
+/// holding addresses of the old subnet are named: they have no way out
+/// until they are recreated.
+pub fn drop_stale_gateways(
+    nl: &mut Netlink,
+    cluster: &[IpNet],
+    own: &[IpNet],
+    ipam_dir: &Path,
+) -> Result<()> {
+    let bridges: Vec<Link> = nl
+        .links()?
+        .into_iter()
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+        .collect();
+    let addrs: Vec<(u32, IpNet)> = nl
+        .all_addresses()?
+        .into_iter()
+        .filter(|(i, _)| bridges.iter().any(|b| b.index == *i))
+        .collect();
+    let stale = podnet_core::cluster::desired::stale_gateways(&addrs, cluster, own);
+    for (index, addr) in &stale {
+        let bridge = bridges
+            .iter()
+            .find(|b| b.index == *index)
+            .map_or("?", |b| b.name.as_str());
+        nl.delete_address(*index, *addr)?;
+        tracing::warn!(%bridge, gateway = %addr, subnets = ?own, "removed the gateway of a subnet this node no longer holds");
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    for net in std::fs::read_dir(ipam_dir).into_iter().flatten().flatten() {
+        let Ok(state) = IpamStore::open(&net.path()).and_then(|s| s.load()) else {
+            continue;
+        };
+        for (ip, who) in &state.allocations {
+            if !own.iter().any(|s| s.contains(ip)) {
+                tracing::warn!(
+                    network = %net.file_name().to_string_lossy(),
+                    container = %who.container_id,
+                    ifname = %who.ifname,
+                    %ip,
+                    "pod on the old subnet: it has no way out until it is recreated"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The cluster must not contain the node's own address: routes to pods

@@ -16,7 +16,7 @@ use podnet_linux::netlink::{Link, Netlink, VxlanSpec};
 use podnet_store::Store;
 use serde_json::Value;
 
-use crate::agent::{Agent, Setup};
+use crate::agent::{Agent, NodeFile, Setup};
 use crate::backoff::until_available;
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Host;
@@ -107,7 +107,17 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         .map(|a| a.trunc())
         .collect();
     let mtu = pod_mtu(&conf, uplink.mtu);
-    node::write_subnet_file(&args.run_dir, &subnet_file(&conf, &lease, mtu))?;
+    let file = NodeFile {
+        run_dir: args.run_dir.clone(),
+        content: subnet_file(&conf, &lease, mtu),
+    };
+    node::write_subnet_file(&file.run_dir, &file.content)?;
+    node::drop_stale_gateways(
+        &mut nl,
+        &conf.cluster_cidrs(),
+        &lease.subnets,
+        &args.ipam_dir,
+    )?;
     if let Some(src) = &args.cni_conflist {
         node::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
     }
@@ -127,6 +137,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         segments,
         links: HopLinks { vxlan, underlay },
         masquerade: args.masquerade,
+        subnet_file: Some(file),
     };
     let kernel = Host {
         nl,

@@ -196,6 +196,23 @@ pub fn masq_plan<'a>(conf: &ClusterConf, leases: impl IntoIterator<Item = &'a Le
     }
 }
 
+/// Addresses (with their link) that lie in the cluster but in none of
+/// this node's subnets: a bridge's gateway from a subnet the node held
+/// before (its lease went to another node while it was away). Pods'
+/// traffic to that subnet belongs to the other node now.
+pub fn stale_gateways(
+    addrs: &[(u32, IpNet)],
+    cluster: &[IpNet],
+    own: &[IpNet],
+) -> Vec<(u32, IpNet)> {
+    addrs
+        .iter()
+        .filter(|(_, a)| cluster.iter().any(|c| c.contains(&a.addr())))
+        .filter(|(_, a)| !own.iter().any(|s| s.contains(&a.addr())))
+        .copied()
+        .collect()
+}
+
 /// The subnet file the plugin reads: our subnets with their gateways.
 pub fn subnet_file(conf: &ClusterConf, lease: &Lease, mtu: u32) -> SubnetFile {
     SubnetFile {

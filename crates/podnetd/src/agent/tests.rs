@@ -55,6 +55,7 @@ fn setup(backend: &str) -> Setup {
             vxlan: [(backend == "vxlan").then_some(VXLAN), None],
             underlay: [Some(UPLINK), None],
         },
+        subnet_file: None,
         masquerade: false,
     }
 }

@@ -194,3 +194,24 @@ fn subnet_file_carries_gateway_ready_ranges() {
     assert_eq!(f.cluster_cidrs, vec!["10.244.0.0/16"]);
     assert_eq!(f.mtu, Some(1500));
 }
+
+#[test]
+fn stale_gateways_are_cluster_addresses_outside_our_subnets() {
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let addrs = [
+        (3, net("10.244.1.1/24")),
+        (3, net("10.244.7.1/24")),
+        (2, net("192.168.1.2/24")),
+        (4, net("10.244.7.0/32")),
+        (3, net("fd00:1::1/64")),
+    ];
+    let stale = stale_gateways(
+        &addrs,
+        &[net("10.244.0.0/16"), net("fd00::/48")],
+        &[net("10.244.7.0/24"), net("fd00:7::/64")],
+    );
+    assert_eq!(
+        stale,
+        vec![(3, net("10.244.1.1/24")), (3, net("fd00:1::1/64"))]
+    );
+}
