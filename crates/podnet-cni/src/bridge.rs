@@ -10,7 +10,9 @@ use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_core::guard::Port;
 use podnet_core::ipam::Allocation;
-use podnet_core::names::{HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, pod_mac};
+use podnet_core::names::{
+    HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, is_host_veth_name, pod_mac,
+};
 use podnet_linux::netlink::{Change, Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
 use podnet_linux::sysctl;
@@ -448,9 +450,12 @@ pub fn sweep(conf: &NetConf, keep: &[String]) -> Result<Vec<String>, CniError> {
     let bridge = host.link(&conf.bridge).map_err(kernel)?.map(|b| b.index);
     let mut gone = Vec::new();
     for link in host.links().map_err(kernel)? {
-        let ours = (link.master.is_none() || link.master == bridge)
-            && link.kind.as_deref() == Some("veth")
-            && link.name.starts_with(HOST_VETH_PREFIX);
+        // On no bridge, only a name of exactly our form is ours.
+        let ours = link.kind.as_deref() == Some("veth")
+            && match link.master {
+                None => is_host_veth_name(&link.name),
+                master => master == bridge && link.name.starts_with(HOST_VETH_PREFIX),
+            };
         if ours && !keep.contains(&link.name) {
             host.delete_link(link.index).map_err(kernel)?;
             gone.push(link.name);

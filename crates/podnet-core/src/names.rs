@@ -17,6 +17,16 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("{HOST_VETH_PREFIX}{hex}")
 }
 
+/// Whether `name` has the exact form of [`host_veth_name`].
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.strip_prefix(HOST_VETH_PREFIX).is_some_and(|hex| {
+        hex.len() == 12
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// The pod interface's MAC: derived from its attachment, so a retried ADD
 /// gives the pod the same MAC and nothing has to be read back.
 pub fn pod_mac(container_id: &str, ifname: &str) -> [u8; 6] {
@@ -82,6 +92,8 @@ mod tests {
         let a = host_veth_name("abc", "eth0");
         assert_eq!(a, host_veth_name("abc", "eth0"));
         assert!(a.len() <= 15 && a.starts_with(HOST_VETH_PREFIX));
+        assert!(is_host_veth_name(&a));
+        assert!(!is_host_veth_name("pnnotours1") && !is_host_veth_name("pn0123456789AB"));
         assert_ne!(a, host_veth_name("abc", "eth1"));
         // The separator keeps ("ab","ceth0") apart from ("abc","eth0").
         assert_ne!(host_veth_name("ab", "ceth0"), host_veth_name("abc", "eth0"));

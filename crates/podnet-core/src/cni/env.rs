@@ -75,9 +75,13 @@ impl Env {
         if command.required().contains(&"CNI_IFNAME") {
             validate_ifname(&ifname)?;
         }
+        let container_id = value("CNI_CONTAINERID");
+        if command.required().contains(&"CNI_CONTAINERID") {
+            validate_container_id(&container_id)?;
+        }
         Ok(Env {
             command,
-            container_id: value("CNI_CONTAINERID"),
+            container_id,
             netns: value("CNI_NETNS"),
             ifname,
             path: value("CNI_PATH")
@@ -87,6 +91,22 @@ impl Env {
                 .collect(),
             args: CniArgs::parse(&value("CNI_ARGS"))?,
         })
+    }
+}
+
+/// The spec's container ID: a letter or digit, then letters, digits, `_`,
+/// `.` and `-`. So it can never be a path (`/`, `..`) or hold a NUL.
+pub fn validate_container_id(id: &str) -> Result<(), CniError> {
+    let ok = id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(CniError::env(format!(
+            "CNI_CONTAINERID {id:?} is invalid: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )))
     }
 }
 
@@ -120,6 +140,22 @@ mod tests {
     use super::*;
     use crate::cni::Code;
     use std::collections::HashMap;
+
+    #[test]
+    fn container_ids_that_could_be_paths_are_refused() {
+        for bad in ["../etc", "a/b", "..", ".hidden", "a\0b", "-x", "a b"] {
+            let e = env(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", bad),
+                ("CNI_IFNAME", "eth0"),
+            ])
+            .unwrap_err();
+            assert_eq!(e.code, Code::InvalidEnv, "{bad:?}");
+        }
+        for good in ["c1", "0123abcdef", "my_pod.v1-2"] {
+            assert!(validate_container_id(good).is_ok(), "{good}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Result<Env, CniError> {
         let map: HashMap<String, String> = pairs

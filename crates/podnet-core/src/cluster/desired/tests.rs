@@ -207,7 +207,7 @@ fn stale_gateways_are_cluster_addresses_outside_our_subnets() {
     ];
     let stale = stale_gateways(
         &addrs,
-        &[net("10.244.0.0/16"), net("fd00::/48")],
+        &[net("10.244.0.0/16"), net("fd00::/16")],
         &[net("10.244.7.0/24"), net("fd00:7::/64")],
     );
     assert_eq!(
