@@ -29,30 +29,35 @@ const ADD_POINTS: [&str; 5] = [
 /// with a point it reaches must die of SIGKILL.
 fn require_failpoints(node: &Node, conf: &Value) {
     let pod = TestNetns::new("pntest-pod");
-    let path = pod.path();
-    let mut vars = Node::vars("ADD", "probe", &path, "eth0").to_vec();
-    vars.push(("PODNET_FAILPOINT", "add-after-veth"));
-    let out = node
-        .spawn(&vars, conf.to_string().as_bytes())
-        .wait_with_output()
-        .unwrap();
+    let status = armed(node, "ADD", "probe", &pod, conf, "add-after-veth").status;
     assert_eq!(
-        out.status.signal(),
+        status.signal(),
         Some(9),
         "{PLUGIN} has no failpoints: build it with --features podnet-cni/failpoints (./test.sh does)"
     );
     node.del("probe", &pod.path(), conf).expect_ok();
 }
 
-/// Runs `command` armed with `point`; it must die there.
-fn crash(node: &Node, command: &str, cid: &str, pod: &TestNetns, conf: &Value, point: &str) {
+/// Runs `command` with `point` armed.
+fn armed(
+    node: &Node,
+    command: &str,
+    cid: &str,
+    pod: &TestNetns,
+    conf: &Value,
+    point: &str,
+) -> std::process::Output {
     let path = pod.path();
     let mut vars = Node::vars(command, cid, &path, "eth0").to_vec();
     vars.push(("PODNET_FAILPOINT", point));
-    let out = node
-        .spawn(&vars, conf.to_string().as_bytes())
+    node.spawn(&vars, conf.to_string().as_bytes())
         .wait_with_output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `command` armed with `point`; it must die there.
+fn crash(node: &Node, command: &str, cid: &str, pod: &TestNetns, conf: &Value, point: &str) {
+    let out = armed(node, command, cid, pod, conf, point);
     assert_eq!(
         out.status.signal(),
         Some(9),

@@ -79,6 +79,14 @@ fn node_neighbour(node: &Node, ip: IpAddr) -> String {
     n[0]["lladdr"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A node with pods `ctr-a`, `ctr-b` and `ctr-c`.
+fn three_pods() -> (Node, Value, [Pod; 3]) {
+    let node = Node::new();
+    let conf = conf(&node);
+    let pods = ["ctr-a", "ctr-b", "ctr-c"].map(|cid| add(&node, cid, &conf));
+    (node, conf, pods)
+}
+
 fn forged_cases(other: &Pod) -> Vec<(&'static str, IpAddr)> {
     vec![
         ("another-pod", other.v4),
@@ -92,13 +100,7 @@ fn forged_cases(other: &Pod) -> Vec<(&'static str, IpAddr)> {
 
 #[test]
 fn privileged_a_pod_cannot_send_as_anyone_else() {
-    let node = Node::new();
-    let conf = conf(&node);
-    let (a, b, c) = (
-        add(&node, "ctr-a", &conf),
-        add(&node, "ctr-b", &conf),
-        add(&node, "ctr-c", &conf),
-    );
+    let (node, conf, [a, b, c]) = three_pods();
 
     let mut cases = forged_cases(&c);
     cases.extend([("own", a.v4), ("own6", a.v6)]);
@@ -147,13 +149,7 @@ fn privileged_a_pod_cannot_send_as_anyone_else() {
 
 #[test]
 fn privileged_a_reused_address_never_carries_the_old_permission() {
-    let node = Node::new();
-    let conf = conf(&node);
-    let (a, b, c) = (
-        add(&node, "ctr-a", &conf),
-        add(&node, "ctr-b", &conf),
-        add(&node, "ctr-c", &conf),
-    );
+    let (node, conf, [a, b, c]) = three_pods();
     let elements = || {
         node.ns
             .exec_ok(&["nft", "list", "table", "bridge", "podnet-guard"])

@@ -243,7 +243,7 @@ pub struct Netlink {
 }
 
 /// The kernel sends dump datagrams of at most 32 KiB.
-const RECV_BUF: usize = 64 * 1024;
+pub(crate) const RECV_BUF: usize = 64 * 1024;
 
 impl Netlink {
     /// A socket in the calling thread's current namespace.
@@ -285,13 +285,7 @@ impl Netlink {
         mut handle: impl FnMut(u32, NetlinkPayload<Message>) -> bool,
     ) -> Result<()> {
         loop {
-            self.buf.clear();
-            let len = self.socket.recv(&mut self.buf, libc_msg_trunc())?;
-            if len > self.buf.len() {
-                return Err(NetlinkError::Decode(format!(
-                    "a {len}-byte reply exceeds the {RECV_BUF}-byte buffer"
-                )));
-            }
+            let len = recv_datagram(&self.socket, &mut self.buf)?;
             let mut offset = 0;
             while offset < len {
                 let msg = NetlinkMessage::<Message>::deserialize(&self.buf[offset..len])
@@ -597,6 +591,20 @@ impl Netlink {
     pub fn default_route_mtu(&mut self) -> Result<Option<u32>> {
         Ok(self.default_route_link()?.map(|l| l.mtu))
     }
+}
+
+/// Reads one datagram into `buf` (emptied first); its length. One that
+/// does not fit the buffer is an error, never read in part.
+pub(crate) fn recv_datagram(socket: &Socket, buf: &mut Vec<u8>) -> Result<usize> {
+    buf.clear();
+    let len = socket.recv(buf, libc_msg_trunc())?;
+    if len > buf.len() {
+        return Err(NetlinkError::Decode(format!(
+            "a {len}-byte reply exceeds the {}-byte buffer",
+            buf.capacity()
+        )));
+    }
+    Ok(len)
 }
 
 /// MSG_TRUNC makes recv report a datagram's full length even if it did not

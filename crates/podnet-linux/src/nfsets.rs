@@ -9,7 +9,7 @@
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use nix::errno::Errno;
 
-use crate::netlink::NetlinkError;
+use crate::netlink::{NetlinkError, RECV_BUF, recv_datagram};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
@@ -32,7 +32,6 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const HEADER: usize = 16;
-const RECV_BUF: usize = 64 * 1024;
 /// `NFPROTO_BRIDGE`.
 pub const FAMILY_BRIDGE: u8 = 7;
 
@@ -175,13 +174,7 @@ impl NfSets {
     /// until it returns false.
     fn receive(&mut self, mut handle: impl FnMut(u32, u16, &[u8]) -> bool) -> Result<()> {
         loop {
-            self.buf.clear();
-            let len = self.socket.recv(&mut self.buf, libc_msg_trunc())?;
-            if len > self.buf.len() {
-                return Err(NetlinkError::Decode(format!(
-                    "a {len}-byte reply exceeds the {RECV_BUF}-byte buffer"
-                )));
-            }
+            let len = recv_datagram(&self.socket, &mut self.buf)?;
             let mut at = 0;
             while at + HEADER <= len {
                 let word = |o: usize| {
@@ -213,11 +206,6 @@ fn error_of(body: &[u8]) -> Option<Errno> {
 
 fn nft(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
-}
-
-/// MSG_TRUNC: recv reports a datagram's full length even if cut short.
-fn libc_msg_trunc() -> i32 {
-    nix::sys::socket::MsgFlags::MSG_TRUNC.bits()
 }
 
 fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {

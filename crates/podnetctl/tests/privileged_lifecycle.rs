@@ -187,9 +187,13 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
         ),
         "1"
     );
-    assert_eq!(common::sh(&n.node_ns[0], "nft list tables"), "");
     assert!(!run_dir.join("subnet.json").exists());
-    // What is not the agent's stays: the pod's attachment.
+    // What is not the agent's stays: the pod's attachment, and the
+    // plugin's anti-spoofing table that guards it.
+    assert_eq!(
+        common::sh(&n.node_ns[0], "nft list tables"),
+        "table bridge podnet-guard"
+    );
     assert!(common::sh(&n.node_ns[0], "ip -o link show").contains("podnet0"));
 }
 
