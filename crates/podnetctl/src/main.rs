@@ -125,7 +125,8 @@ enum Bench {
     /// Pod-to-pod throughput and latency against hand-made paths of the
     /// same shape, and a raw veth pair.
     Datapath {
-        /// Alternating podnet/hand-made pairs per path. Many short pairs
+        /// Pairs per path (podnet, podnet without anti-spoofing and
+        /// hand-made, in rotating order). Many short pairs
         /// beat a few long ones on a noisy machine: each pair's ratio
         /// compares two runs made seconds apart.
         #[arg(long, default_value_t = 30)]
