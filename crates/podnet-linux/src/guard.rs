@@ -88,9 +88,9 @@ pub fn admit(port: &Port) -> Result<(), GuardError> {
 /// Deletes the elements of every port whose interface is gone. `live`
 /// lists the interface indexes that exist; it is asked after the elements
 /// are listed, so a port being admitted right now is always seen alive.
-/// No table, nothing to do. Another DEL pruning at the same time may
-/// delete an element first, which fails this transaction: it is planned
-/// again from a fresh listing.
+/// No table, nothing to do. Another pruner (GC, podnetd) at the same
+/// time may delete an element first, which fails this transaction: it is
+/// planned again from a fresh listing.
 pub fn prune<E: std::fmt::Display>(
     mut live: impl FnMut() -> Result<HashSet<u32>, E>,
 ) -> Result<usize, GuardError> {
