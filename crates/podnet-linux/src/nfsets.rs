@@ -3,8 +3,9 @@
 //! The nftables crate drives the `nft` binary, a process and a JSON round
 //! trip per call (milliseconds): the plugin cannot afford that on every
 //! ADD. Set elements take three message types, encoded here as
-//! `netlink/nexthop.rs` encodes nexthops; tables, chains and rules are
-//! still made with the nftables crate, once per node.
+//! `netlink/nexthop.rs` encodes nexthops, and a rule dump a fourth (the
+//! agent's drift check counts its rules); tables, chains and rules are
+//! still made with the nftables crate or `nft -f`.
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use nix::errno::Errno;
@@ -14,9 +15,11 @@ use crate::netlink::{NetlinkError, RECV_BUF, recv_datagram};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
+const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -32,6 +35,8 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const HEADER: usize = 16;
+/// `NFPROTO_INET`.
+pub const FAMILY_INET: u8 = 1;
 /// `NFPROTO_BRIDGE`.
 pub const FAMILY_BRIDGE: u8 = 7;
 
@@ -112,18 +117,46 @@ impl NfSets {
 
     /// The keys of every element of `set`.
     pub fn keys(&mut self, family: u8, table: &str, set: &str) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        // nfgenmsg, then the element list.
+        self.dump(NFT_MSG_GETSETELEM, family, &elem_list(table, set, None), |body| {
+            keys.extend(element_keys(body.get(4..).unwrap_or_default()))
+        })?
+        .map_err(|errno| NetlinkError::Kernel {
+            op: format!("list set {set} of nftables table {table}"),
+            errno,
+        })?;
+        Ok(keys)
+    }
+
+    /// How many rules `table` holds; `None` if there is no such table.
+    pub fn rule_count(&mut self, family: u8, table: &str) -> Result<Option<usize>> {
+        let mut attrs = Vec::new();
+        attr(&mut attrs, NFTA_RULE_TABLE, &string(table));
+        let mut count = 0;
+        match self.dump(NFT_MSG_GETRULE, family, &attrs, |_| count += 1)? {
+            Ok(()) => Ok(Some(count)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(NetlinkError::Kernel {
+                op: format!("list the rules of nftables table {table}"),
+                errno,
+            }),
+        }
+    }
+
+    /// Dumps objects of one kind, handing each message's body to `each`;
+    /// the kernel's error, if it refuses, is the inner one.
+    fn dump(
+        &mut self,
+        kind: u16,
+        family: u8,
+        attrs: &[u8],
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<std::result::Result<(), Errno>> {
         let mut buf = Vec::new();
-        let attrs = elem_list(table, set, None);
-        self.message(
-            &mut buf,
-            nft(NFT_MSG_GETSETELEM),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            family,
-            &attrs,
-        );
+        self.message(&mut buf, nft(kind), NLM_F_REQUEST | NLM_F_DUMP, family, attrs);
         let want = self.seq;
         self.socket.send(&buf, 0)?;
-        let mut keys = Vec::new();
         let mut failed = None;
         self.receive(|seq, kind, body| {
             if seq != want {
@@ -132,26 +165,16 @@ impl NfSets {
             match kind {
                 NLMSG_DONE => false,
                 NLMSG_ERROR => {
-                    let code = body
-                        .get(..4)
-                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    failed = (code != 0).then(|| Errno::from_raw(-code));
+                    failed = error_of(body);
                     false
                 }
                 _ => {
-                    // nfgenmsg, then the element list.
-                    keys.extend(element_keys(body.get(4..).unwrap_or_default()));
+                    each(body);
                     true
                 }
             }
         })?;
-        match failed {
-            None => Ok(keys),
-            Some(errno) => Err(NetlinkError::Kernel {
-                op: format!("list set {set} of nftables table {table}"),
-                errno,
-            }),
-        }
+        Ok(failed.map_or(Ok(()), Err))
     }
 
     /// Appends one message: header, nfgenmsg, attributes.

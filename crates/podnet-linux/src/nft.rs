@@ -15,6 +15,8 @@ use nftables::schema::{Chain, NfListObject, NfObject, Rule, Set, SetType, SetTyp
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
+use crate::nfsets::{FAMILY_INET, NfSets};
+
 pub const CNI_TABLE: &str = "podnet-cni";
 /// The node agent's table: egress masquerade for the whole cluster.
 pub const AGENT_TABLE: &str = "podnet";
@@ -36,6 +38,28 @@ impl From<NftablesError> for NftError {
 
 /// Masquerade traffic from `source` unless it goes to `exclude` (its own
 /// pod subnet), tagged so it can be found and removed later.
+/// What the agent's table holds, in brief: its rules and its node set
+/// sizes; `None` if it does not exist. A table flushed, deleted or cut
+/// since it was written reads differently, and is written again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub rules: usize,
+    pub nodes: [usize; 2],
+}
+
+pub fn egress_fingerprint() -> Result<Option<Fingerprint>, NftError> {
+    let err = |e: crate::netlink::NetlinkError| NftError(e.to_string());
+    let mut sets = NfSets::open().map_err(err)?;
+    let Some(rules) = sets.rule_count(FAMILY_INET, AGENT_TABLE).map_err(err)? else {
+        return Ok(None);
+    };
+    let mut nodes = [0; 2];
+    for (n, set) in nodes.iter_mut().zip(["nodes4", "nodes6"]) {
+        *n = sets.keys(FAMILY_INET, AGENT_TABLE, set).map_err(err)?.len();
+    }
+    Ok(Some(Fingerprint { rules, nodes }))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasqRule {
     pub source: IpAddr,

@@ -17,12 +17,12 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
-use podnet_core::cluster::vxlan;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
 
 use crate::backoff::{self, Backoff, Repeated};
+use crate::backend::{self, Underlay};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
 use crate::peers::{self, LeaseBook};
@@ -48,7 +48,7 @@ pub struct Setup {
     pub conf: ClusterConf,
     /// The underlay segments this node sits on (for DirectRouting).
     pub segments: Vec<IpNet>,
-    pub links: HopLinks,
+    pub underlay: Underlay,
     pub masquerade: bool,
     /// The subnet file for the plugin, kept as it was written at start;
     /// `None` in tests without files.
@@ -70,7 +70,7 @@ pub struct Agent<S, K> {
     ttl: Duration,
     book: LeaseBook,
     /// What the egress table was last set to, so it is rewritten only on
-    /// change (and always once at start).
+    /// change, once at start, and when it drifted.
     applied_masq: Option<Option<MasqPlan>>,
     next_renew: Instant,
     renew_backoff: Backoff,
@@ -210,12 +210,13 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     /// Names, once each, the backend data fields a newer podnet wrote
     /// that this one ignores.
     fn note_unknown_fields(&mut self) {
+        let backend = self.setup.conf.backend.decide();
         for lease in self.book.leases() {
-            if lease.attrs.backend_type != vxlan::BACKEND_TYPE {
+            if lease.attrs.backend_type != backend.type_name() {
                 continue;
             }
             for data in [&lease.attrs.backend_data, &lease.attrs.backend_v6_data] {
-                for field in vxlan::unknown_fields(data) {
+                for field in backend.unknown_data_fields(data) {
                     if self.unknown_fields.insert(field.clone()) {
                         tracing::warn!(
                             "node {}'s backend data has a field this podnet does not know, {field}; ignoring it",
@@ -285,7 +286,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         backoff::log("rewriting the subnet file", report);
     }
 
-    /// Computes and applies the datapath; returns the objects changed.
+    /// Computes and applies the datapath: the backend's devices (made or
+    /// repaired), its entries, the routes and the egress table. Returns
+    /// the objects changed.
     fn try_reconcile(&mut self) -> Result<usize> {
         let me = Me {
             name: &self.setup.name,
@@ -298,10 +301,29 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             .setup
             .masquerade
             .then(|| masq_plan(&self.setup.conf, leases));
-        let changes = datapath::reconcile(&mut self.kernel, &self.setup.links, &want);
-        if self.applied_masq.as_ref() != Some(&plan) {
+        let backend = &self.setup.conf.backend;
+        let overlay = backend::of::<K>(backend).ensure_devices(
+            &mut self.kernel,
+            &self.setup.attrs,
+            &self.setup.underlay,
+            &self.lease.subnets,
+        )?;
+        let links = HopLinks {
+            overlay,
+            underlay: self.setup.underlay.links,
+        };
+        let changes = datapath::reconcile(&mut self.kernel, backend, &links, &want);
+        let mut egress = 0;
+        let same_plan = self.applied_masq.as_ref() == Some(&plan);
+        if !same_plan || !self.kernel.egress_intact()? {
             self.kernel.replace_egress(plan.as_ref())?;
-            tracing::info!(nodes = ?plan.as_ref().map(|p| p.node_ips.len()), "egress masquerade updated");
+            let nodes = plan.as_ref().map(|p| p.node_ips.len());
+            if same_plan {
+                tracing::warn!(?nodes, "egress table was flushed or changed; rewritten");
+                egress = 1;
+            } else {
+                tracing::info!(?nodes, "egress masquerade updated");
+            }
             self.applied_masq = Some(plan);
         }
         let changes = changes?;
@@ -310,7 +332,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             // One line per route reads well for a few peers, not thousands.
             if p.routes.len() + p.delete_routes.len() <= 16 {
                 for (r, id) in &p.routes {
-                    tracing::info!(dst = %r.dst, via = %r.via, vxlan = r.vxlan, nexthop = id, "route installed");
+                    tracing::info!(dst = %r.dst, via = %r.via, overlay = r.overlay, nexthop = id, "route installed");
                 }
                 for dst in &p.delete_routes {
                     tracing::info!(%dst, "route removed");
@@ -327,16 +349,14 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         if changes.entries > 0 {
             tracing::info!(
                 changed = changes.entries,
-                "vxlan neighbour/fdb entries updated"
+                "backend entries updated"
             );
         }
         let t = &self.telemetry;
         t.peers.set(want.routes.len() as i64);
         t.routes.set(want.routes.len() as i64);
-        let entries = want.neighbours.iter().map(|s| s.len()).sum::<usize>()
-            + want.fdb.iter().map(|s| s.len()).sum::<usize>();
-        t.neighbours.set(entries as i64);
-        Ok(p.routes.len() + p.delete_routes.len() + changes.entries)
+        t.neighbours.set(want.vxlan.len() as i64);
+        Ok(p.routes.len() + p.delete_routes.len() + changes.entries + egress)
     }
 
     /// Renews the lease. Only NotFound makes the node acquire again, and

@@ -1,5 +1,5 @@
-//! The kernel as the agent sees it: three narrow traits, one per kind of
-//! state it owns, so that the agent's loop runs against in-memory fakes
+//! The kernel as the agent sees it: narrow traits, one per kind of state
+//! it owns (routes, the egress table, and each backend's own), so that the agent's loop runs against in-memory fakes
 //! in tests and against netlink and nftables on a node.
 
 #[cfg(test)]
@@ -9,7 +9,10 @@ use anyhow::Result;
 use ipnet::IpNet;
 use podnet_core::cluster::desired::MasqPlan;
 use podnet_linux::failpoint;
-use podnet_linux::netlink::{Change, Entry, Netlink, Nexthop, Route};
+use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
+use podnet_linux::nft;
+
+use crate::backend::vxlan;
 
 /// One change to routes and nexthop objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,30 +37,18 @@ pub trait Routes {
     fn apply_routes(&mut self, ops: &[RouteOp]) -> Result<()>;
 }
 
-/// One change to a vxlan device's neighbour (`fdb: false`) or FDB entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryOp {
-    pub dev: u32,
-    pub fdb: bool,
-    pub entry: Entry,
-    pub delete: bool,
-}
-
-/// Permanent neighbour and FDB entries of the vxlan devices.
-pub trait Neighbours {
-    fn entries(&mut self, dev: u32, fdb: bool) -> Result<Vec<Entry>>;
-    /// Tries every op; returns the first error after all were tried.
-    fn apply_entries(&mut self, ops: &[EntryOp]) -> Result<()>;
-}
-
 /// The egress (masquerade) table, replaced whole.
 pub trait Egress {
     /// `None` removes it.
     fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()>;
+    /// Whether the table is still as the last replace left it: false
+    /// before the first, and once it was flushed, cut or deleted.
+    fn egress_intact(&mut self) -> Result<bool>;
 }
 
-pub trait Kernel: Routes + Neighbours + Egress {}
-impl<K: Routes + Neighbours + Egress> Kernel for K {}
+/// Every kind of state the agent owns; each backend adds its own traits.
+pub trait Kernel: Routes + Egress + vxlan::Neighbours + vxlan::Devices {}
+impl<K: Routes + Egress + vxlan::Neighbours + vxlan::Devices> Kernel for K {}
 
 /// The real kernel: rtnetlink for routes and entries, nftables for the
 /// egress table.
@@ -65,6 +56,8 @@ pub struct Host {
     pub nl: Netlink,
     /// The route protocol that marks ours.
     pub protocol: u8,
+    /// The egress table as last written (`Some(None)`: removed).
+    pub egress: Option<Option<nft::Fingerprint>>,
 }
 
 impl Routes for Host {
@@ -112,34 +105,25 @@ impl Host {
     }
 }
 
-impl Neighbours for Host {
-    fn entries(&mut self, dev: u32, fdb: bool) -> Result<Vec<Entry>> {
-        Ok(self.nl.entries(dev, fdb)?)
-    }
-
-    fn apply_entries(&mut self, ops: &[EntryOp]) -> Result<()> {
-        let batch: Vec<Change> = ops
-            .iter()
-            .map(|op| match op.delete {
-                true => Change::delete_entry(op.dev, &op.entry, op.fdb),
-                false => Change::replace_entry(op.dev, &op.entry, op.fdb),
-            })
-            .collect();
-        Ok(self.nl.apply(&batch)?)
-    }
-}
-
 impl Egress for Host {
     fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()> {
         match plan {
             Some(p) => {
                 let nodes: Vec<std::net::IpAddr> = p.node_ips.iter().copied().collect();
-                podnet_linux::nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.vxlan_port)?;
+                nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.overlay_port)?;
             }
-            None => podnet_linux::nft::replace_egress_table(&[], &[], None)?,
+            None => nft::replace_egress_table(&[], &[], None)?,
         }
         // Applied, but not yet recorded as applied.
         failpoint::hit("agent-egress-update");
+        self.egress = Some(nft::egress_fingerprint()?);
         Ok(())
+    }
+
+    fn egress_intact(&mut self) -> Result<bool> {
+        Ok(match self.egress {
+            Some(written) => nft::egress_fingerprint()? == written,
+            None => false,
+        })
     }
 }

@@ -3,6 +3,7 @@
 //! node's routes and masquerade in line with every other node's lease.
 
 mod agent;
+mod backend;
 mod backoff;
 mod datapath;
 mod kernel;

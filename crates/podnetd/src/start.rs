@@ -1,24 +1,21 @@
 //! Start-up, the imperative part: read the net-conf, find this node's
-//! underlay, acquire the lease, make the vxlan devices, write the subnet
-//! file. What it learns becomes the agent's [`Setup`].
+//! underlay, acquire the lease, write the subnet file. What it learns
+//! becomes the agent's [`Setup`]; the backend's devices are made by the
+//! agent's first reconcile, and kept by every one after.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use podnet_core::cluster::desired::{
-    VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6, family_index, pod_mtu, subnet_file,
-};
-use podnet_core::cluster::lease::{Lease, LeaseAttrs};
-use podnet_core::cluster::netconf::{BackendType, ClusterConf};
-use podnet_core::cluster::vxlan::VxlanData;
-use podnet_core::names::{format_mac, vtep_mac};
-use podnet_linux::netlink::{Link, Netlink, VxlanSpec};
+use podnet_core::cluster::desired::{pod_mtu, subnet_file};
+use podnet_core::cluster::lease::LeaseAttrs;
+use podnet_core::cluster::netconf::ClusterConf;
+use podnet_linux::netlink::Netlink;
 use podnet_store::Store;
 use serde_json::Value;
 
 use crate::agent::{Agent, NodeFile, Setup};
+use crate::backend::Underlay;
 use crate::backoff::until_available;
-use crate::datapath::{self, HopLinks};
 use crate::kernel::Host;
 use crate::{Args, node};
 
@@ -57,20 +54,17 @@ async fn net_conf(args: &Args, store: &impl Store) -> Result<ClusterConf> {
 
 /// How other nodes reach this one, in flannel's lease shape.
 fn lease_attrs(conf: &ClusterConf, args: &Args, public_ip: std::net::IpAddr) -> LeaseAttrs {
-    let vxlan = |ip: Option<std::net::IpAddr>, family: bool| match ip {
-        Some(ip) if conf.backend.kind == BackendType::Vxlan && family => VxlanData {
-            vni: conf.backend.vni,
-            vtep_mac: format_mac(&vtep_mac(&ip)),
-        }
-        .to_value(),
+    let backend = conf.backend.decide();
+    let data = |ip: Option<std::net::IpAddr>, family: bool| match ip {
+        Some(ip) if family => backend.lease_data(ip),
         _ => Value::Null,
     };
     LeaseAttrs {
         public_ip,
         public_ipv6: args.public_ipv6,
-        backend_type: conf.backend.kind.as_str().to_owned(),
-        backend_data: vxlan(Some(public_ip), conf.ipv4.is_some()),
-        backend_v6_data: vxlan(args.public_ipv6, conf.ipv6.is_some()),
+        backend_type: backend.type_name().to_owned(),
+        backend_data: data(Some(public_ip), conf.ipv4.is_some()),
+        backend_v6_data: data(args.public_ipv6, conf.ipv6.is_some()),
     }
 }
 
@@ -86,10 +80,12 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     let attrs = lease_attrs(&conf, args, public_ip);
     let ttl = std::time::Duration::from_secs(conf.lease_ttl);
     let lease = until_available("store", || store.acquire(&name, &attrs, &conf, ttl)).await?;
-    let vxlan = match conf.backend.kind {
-        BackendType::Vxlan => vxlan_devices(&mut nl, &conf, &attrs, &lease, &uplink)?,
-        BackendType::HostGw => Default::default(),
-    };
+    if conf.ipv6.is_some()
+        && args.public_ipv6.is_none()
+        && conf.backend.decide().overlay_port().is_some()
+    {
+        tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
+    }
     let underlay = [
         Some(uplink.index),
         match args.public_ipv6 {
@@ -126,7 +122,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         node = %name,
         ip = %public_ip,
         subnets = ?lease.subnets,
-        backend = conf.backend.kind.as_str(),
+        backend = conf.backend.type_name(),
         mtu,
         "lease acquired"
     );
@@ -135,47 +131,17 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         attrs,
         conf,
         segments,
-        links: HopLinks { vxlan, underlay },
+        underlay: Underlay {
+            links: underlay,
+            mtu: uplink.mtu,
+        },
         masquerade: args.masquerade,
         subnet_file: Some(file),
     };
     let kernel = Host {
         nl,
         protocol: podnet_core::cluster::desired::ROUTE_PROTOCOL,
+        egress: None,
     };
     Ok(Agent::new(store, kernel, setup, lease))
-}
-
-/// One vxlan device per family with a pod subnet, over that family's
-/// underlay address, sized for its encapsulation overhead.
-fn vxlan_devices(
-    nl: &mut Netlink,
-    conf: &ClusterConf,
-    attrs: &LeaseAttrs,
-    lease: &Lease,
-    uplink: &Link,
-) -> Result<datapath::Devices> {
-    let mut devices: datapath::Devices = Default::default();
-    for subnet in &lease.subnets {
-        let v4 = subnet.addr().is_ipv4();
-        let (local, overhead) = match (v4, attrs.public_ipv6) {
-            (true, _) => (attrs.public_ip, VXLAN_OVERHEAD_V4),
-            (false, Some(v6)) => (v6, VXLAN_OVERHEAD_V6),
-            (false, None) => {
-                tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
-                continue;
-            }
-        };
-        let spec = VxlanSpec {
-            name: datapath::device_name(v4),
-            vni: conf.backend.vni,
-            port: conf.backend.port,
-            local,
-            underlay: uplink.index,
-            mac: vtep_mac(&local),
-            mtu: uplink.mtu.saturating_sub(overhead),
-        };
-        devices[family_index(v4)] = Some(datapath::ensure_vxlan(nl, &spec, *subnet)?.index);
-    }
-    Ok(devices)
 }

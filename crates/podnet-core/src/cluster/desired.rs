@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::backend::vxlan;
 use super::lease::Lease;
-use super::netconf::{BackendType, ClusterConf};
-use super::vxlan::VxlanData;
+use super::netconf::ClusterConf;
 use crate::ipam::RangeConf;
 use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 
@@ -16,44 +16,33 @@ use crate::subnet_file::{SUBNET_FILE_VERSION, SubnetFile};
 /// tell its own routes from everyone else's and never touch the others.
 pub const ROUTE_PROTOCOL: u8 = 112;
 
-/// VXLAN's encapsulation overhead per underlay family (outer IP + UDP +
-/// VXLAN + inner Ethernet).
-pub const VXLAN_OVERHEAD_V4: u32 = 50;
-pub const VXLAN_OVERHEAD_V6: u32 = 70;
-
 /// A route the agent owns: a peer's pod subnet, either via the peer's
-/// underlay address (host-gw) or via the peer's subnet address on this
-/// family's vxlan device, onlink.
+/// underlay address, or via `via` onlink through this family's overlay
+/// device (the backend's).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerRoute {
     pub dst: IpNet,
     pub via: IpAddr,
-    pub vxlan: bool,
+    pub overlay: bool,
 }
 
-/// A permanent neighbour entry on a vxlan device: the peer subnet's
-/// address resolves to the peer's VTEP MAC.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Neighbour {
-    pub ip: IpAddr,
-    pub mac: String,
+impl PeerRoute {
+    /// Straight to the peer's underlay address, no encapsulation.
+    pub fn direct(dst: IpNet, underlay: IpAddr) -> Self {
+        PeerRoute {
+            dst,
+            via: underlay,
+            overlay: false,
+        }
+    }
 }
 
-/// A permanent FDB entry on a vxlan device: the VTEP MAC lives at the
-/// peer's underlay address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fdb {
-    pub mac: String,
-    pub dst: IpAddr,
-}
-
-/// Everything the agent owns in its node's datapath.
+/// Everything the agent owns in its node's datapath: the routes, and each
+/// backend's own per-peer objects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Datapath {
     pub routes: BTreeSet<PeerRoute>,
-    /// Per vxlan device: IPv4 (`podnet.vxlan`) and IPv6 (`podnet.vxlan6`).
-    pub neighbours: [BTreeSet<Neighbour>; 2],
-    pub fdb: [BTreeSet<Fdb>; 2],
+    pub vxlan: vxlan::Entries,
 }
 
 /// Index of a family in [`Datapath`]'s per-device arrays.
@@ -75,42 +64,15 @@ pub fn desired<'a>(
     now: u64,
 ) -> Datapath {
     let mut out = Datapath::default();
+    let backend = conf.backend.decide();
     // A peer of another backend type cannot be reached this way: skipped.
-    let backend = conf.backend.kind.as_str();
-    for peer in leases
-        .into_iter()
-        .filter(|l| l.node != me.name && !l.expired(now) && l.attrs.backend_type == backend)
-    {
+    for peer in leases.into_iter().filter(|l| {
+        l.node != me.name && !l.expired(now) && l.attrs.backend_type == backend.type_name()
+    }) {
         for subnet in &peer.subnets {
-            let v4 = subnet.addr().is_ipv4();
-            let Some(underlay) = peer.attrs.underlay(v4) else {
-                continue;
-            };
-            let direct = conf.backend.kind == BackendType::HostGw
-                || (conf.backend.direct_routing
-                    && me.segments.iter().any(|s| s.contains(&underlay)));
-            if direct {
-                out.routes.insert(PeerRoute {
-                    dst: *subnet,
-                    via: underlay,
-                    vxlan: false,
-                });
-                continue;
+            if let Some(underlay) = peer.attrs.underlay(subnet.addr().is_ipv4()) {
+                backend.peer(me, &peer.attrs, *subnet, underlay, &mut out);
             }
-            let Some(VxlanData { vtep_mac: mac, .. }) = VxlanData::of(&peer.attrs, v4) else {
-                continue;
-            };
-            let gateway = subnet.network();
-            out.routes.insert(PeerRoute {
-                dst: *subnet,
-                via: gateway,
-                vxlan: true,
-            });
-            out.neighbours[family_index(v4)].insert(Neighbour {
-                ip: gateway,
-                mac: mac.clone(),
-            });
-            out.fdb[family_index(v4)].insert(Fdb { mac, dst: underlay });
         }
     }
     out
@@ -154,23 +116,18 @@ pub fn diff<T: Ord + Clone, K: Ord>(
 }
 
 /// The pod MTU: `Backend.MTU` if set, else the uplink's minus the largest
-/// encapsulation overhead among the enabled families (none for host-gw).
+/// encapsulation overhead among the enabled families.
 pub fn pod_mtu(conf: &ClusterConf, uplink_mtu: u32) -> u32 {
-    if let Some(mtu) = conf.backend.mtu {
+    if let Some(mtu) = conf.mtu {
         return mtu;
     }
-    let overhead = match conf.backend.kind {
-        BackendType::HostGw => 0,
-        BackendType::Vxlan => [
-            (conf.ipv4.is_some(), VXLAN_OVERHEAD_V4),
-            (conf.ipv6.is_some(), VXLAN_OVERHEAD_V6),
-        ]
+    let backend = conf.backend.decide();
+    let overhead = [(conf.ipv4.is_some(), true), (conf.ipv6.is_some(), false)]
         .iter()
         .filter(|(on, _)| *on)
-        .map(|(_, o)| *o)
+        .map(|(_, v4)| backend.overhead(*v4))
         .max()
-        .unwrap_or(0),
-    };
+        .unwrap_or(0);
     uplink_mtu.saturating_sub(overhead)
 }
 
@@ -181,12 +138,12 @@ pub struct MasqPlan {
     pub cluster_cidrs: Vec<IpNet>,
     pub node_ips: BTreeSet<IpAddr>,
     /// The overlay's UDP port, whose packets need no connection tracking.
-    pub vxlan_port: Option<u16>,
+    pub overlay_port: Option<u16>,
 }
 
 pub fn masq_plan<'a>(conf: &ClusterConf, leases: impl IntoIterator<Item = &'a Lease>) -> MasqPlan {
     MasqPlan {
-        vxlan_port: (conf.backend.kind == BackendType::Vxlan).then_some(conf.backend.port),
+        overlay_port: conf.backend.decide().overlay_port(),
         cluster_cidrs: conf.cluster_cidrs(),
         node_ips: leases
             .into_iter()

@@ -3,9 +3,9 @@
 //! routes (through nexthop objects) and masquerade the agent wants in its
 //! node.
 
+pub mod backend;
 pub mod carve;
 pub mod desired;
 pub mod lease;
 pub mod netconf;
 pub mod nexthops;
-pub mod vxlan;

@@ -2,47 +2,21 @@
 //! migrating user keeps their `net-conf.json`.
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::Value;
 
 pub use super::carve::FamilyConf;
+pub use super::backend::Backend;
 use super::carve::subnet_count;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BackendType {
-    #[serde(rename = "host-gw")]
-    HostGw,
-    #[serde(rename = "vxlan")]
-    Vxlan,
-}
-
-impl BackendType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendType::HostGw => "host-gw",
-            BackendType::Vxlan => "vxlan",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Backend {
-    #[serde(rename = "Type")]
-    pub kind: BackendType,
-    #[serde(rename = "VNI")]
-    pub vni: u32,
-    pub port: u16,
-    #[serde(rename = "MTU", skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    pub direct_routing: bool,
-}
-
 /// A validated cluster configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConf {
     pub ipv4: Option<FamilyConf>,
     pub ipv6: Option<FamilyConf>,
     pub backend: Backend,
+    /// `Backend.MTU`: the pods' MTU, whatever the uplink's.
+    pub mtu: Option<u32>,
     /// Seconds a lease lives without renewal: a node whose agent stops
     /// renewing leaves the cluster after this long.
     pub lease_ttl: u64,
@@ -67,23 +41,11 @@ struct Raw {
     ipv6_subnet_min: Option<String>,
     #[serde(rename = "IPv6SubnetMax")]
     ipv6_subnet_max: Option<String>,
-    backend: Option<RawBackend>,
+    /// Read by the backend named in it (`cluster::backend`).
+    backend: Option<Value>,
     /// podnet's own field: flannel keeps leases for 24 h.
     #[serde(rename = "LeaseTTL")]
     lease_ttl: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawBackend {
-    #[serde(rename = "Type")]
-    kind: Option<String>,
-    #[serde(rename = "VNI")]
-    vni: Option<u32>,
-    port: Option<u16>,
-    #[serde(rename = "MTU")]
-    mtu: Option<u32>,
-    direct_routing: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,10 +79,11 @@ impl ClusterConf {
             |path| unknown.push(path.to_string().replace(".?", "")),
         )
         .map_err(|e| NetConfError(e.to_string()))?;
-        Ok((Self::validate(raw)?, unknown))
+        let conf = Self::validate(raw, &mut unknown)?;
+        Ok((conf, unknown))
     }
 
-    fn validate(raw: Raw) -> Result<Self, NetConfError> {
+    fn validate(raw: Raw, unknown: &mut Vec<String>) -> Result<Self, NetConfError> {
         let ipv4 = if raw.enable_ipv4.unwrap_or(true) {
             Some(family(
                 "",
@@ -151,25 +114,14 @@ impl ClusterConf {
         if ipv4.is_none() && ipv6.is_none() {
             return err("both EnableIPv4 and EnableIPv6 are false: no network to carve");
         }
-        let raw_backend = raw.backend.unwrap_or_default();
-        let kind = match raw_backend.kind.as_deref().unwrap_or("vxlan") {
-            "host-gw" => BackendType::HostGw,
-            "vxlan" => BackendType::Vxlan,
-            other => {
-                return err(format!(
-                    "Backend.Type \"{other}\" is not supported (use \"host-gw\" or \"vxlan\")"
-                ));
-            }
+        let backend = Backend::parse(raw.backend.as_ref(), unknown)?;
+        let mtu = match raw.backend.as_ref().and_then(|b| b.get("MTU")) {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(mtu @ 576..=65535) => Some(mtu as u32),
+                _ => return err(format!("Backend.MTU {v} is outside 576..65535")),
+            },
         };
-        let vni = raw_backend.vni.unwrap_or(1);
-        if vni == 0 || vni >= 1 << 24 {
-            return err(format!("Backend.VNI {vni} is outside 1..16777215"));
-        }
-        if let Some(mtu) = raw_backend.mtu
-            && !(576..=65535).contains(&mtu)
-        {
-            return err(format!("Backend.MTU {mtu} is outside 576..65535"));
-        }
         let lease_ttl = raw.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
         if lease_ttl < MIN_LEASE_TTL {
             return err(format!(
@@ -180,13 +132,8 @@ impl ClusterConf {
             ipv4,
             ipv6,
             lease_ttl,
-            backend: Backend {
-                kind,
-                vni,
-                port: raw_backend.port.unwrap_or(8472),
-                mtu: raw_backend.mtu,
-                direct_routing: raw_backend.direct_routing.unwrap_or(false),
-            },
+            backend,
+            mtu,
         })
     }
 
@@ -320,12 +267,15 @@ mod tests {
         assert_eq!(v4.subnet_len, 24);
         assert_eq!(v4.subnet_min.to_string(), "10.244.1.0/24");
         assert_eq!(v4.subnet_max.to_string(), "10.244.255.0/24");
-        assert_eq!(c.backend.kind, BackendType::HostGw);
-        assert_eq!((c.backend.vni, c.backend.port), (1, 8472));
+        assert_eq!(c.backend, Backend::HostGw(Default::default()));
         assert!(c.ipv6.is_none());
         let empty = ClusterConf::parse("{}").unwrap();
         assert_eq!(empty.ipv4.unwrap().network.to_string(), DEFAULT_NETWORK);
-        assert_eq!(empty.backend.kind, BackendType::Vxlan);
+        assert_eq!(empty.backend, Backend::Vxlan(Default::default()));
+        let Backend::Vxlan(v) = &empty.backend else {
+            unreachable!()
+        };
+        assert_eq!((v.vni, v.port, v.direct_routing), (1, 8472, false));
         assert_eq!(empty.lease_ttl, DEFAULT_LEASE_TTL);
     }
 
@@ -345,7 +295,11 @@ mod tests {
             c.ipv6.as_ref().unwrap().subnet_min.to_string(),
             "fd00:10:0:1::/64"
         );
-        assert!(c.backend.direct_routing);
+        let Backend::Vxlan(v) = &c.backend else {
+            panic!("{:?}", c.backend)
+        };
+        assert_eq!((v.vni, v.port, v.direct_routing), (42, 4789, true));
+        assert_eq!(c.mtu, Some(1400));
         assert_eq!(c.cluster_cidrs().len(), 2);
     }
 
@@ -356,7 +310,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unknown, ["Netwrk", "Backend.GBP"]);
-        assert_eq!(c.backend.kind, BackendType::HostGw);
+        assert_eq!(c.backend.type_name(), "host-gw");
+        // A setting of another backend means nothing to this one.
+        let (_, other) =
+            ClusterConf::parse_lenient(r#"{"Backend":{"Type":"host-gw","VNI":3,"MTU":1400}}"#)
+                .unwrap();
+        assert_eq!(other, ["Backend.VNI"]);
         let (_, none) = ClusterConf::parse_lenient(r#"{"Network":"10.1.0.0/16"}"#).unwrap();
         assert!(none.is_empty());
     }
@@ -391,6 +350,9 @@ mod tests {
             ),
             (r#"{"Backend":{"Type":"geneve"}}"#, "Backend.Type"),
             (r#"{"Backend":{"Type":"vxlan","VNI":0}}"#, "Backend.VNI"),
+            (r#"{"Backend":{"Type":"vxlan","Port":"x"}}"#, "Backend"),
+            (r#"{"Backend":{"Type":"host-gw","MTU":100}}"#, "Backend.MTU"),
+            (r#"{"Backend":{"Type":7}}"#, "Backend.Type"),
             (r#"{"EnableIPv4":false}"#, "EnableIPv4"),
             (r#"{"LeaseTTL":1}"#, "LeaseTTL"),
         ];

@@ -31,14 +31,15 @@ pub fn is_our_nexthop_id(id: u32) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hop {
     pub via: IpAddr,
-    pub vxlan: bool,
+    /// Onlink through the overlay device, else via the underlay.
+    pub overlay: bool,
 }
 
 impl Hop {
     pub fn of(route: &PeerRoute) -> Hop {
         Hop {
             via: route.via,
-            vxlan: route.vxlan,
+            overlay: route.overlay,
         }
     }
 }
@@ -148,7 +149,7 @@ mod tests {
         PeerRoute {
             dst: dst.parse().unwrap(),
             via: via.parse().unwrap(),
-            vxlan: false,
+            overlay: false,
         }
     }
 
@@ -157,7 +158,7 @@ mod tests {
             id,
             hop: Hop {
                 via: via.parse().unwrap(),
-                vxlan: false,
+                overlay: false,
             },
         }
     }

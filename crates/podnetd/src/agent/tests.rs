@@ -1,9 +1,9 @@
 //! The agent's loop against an in-memory store and kernel: no root.
 
 use super::*;
-use crate::kernel::fake::{FakeKernel, MAIN_TABLE, entry_set};
+use crate::kernel::fake::{FIRST_DEVICE, FakeKernel, MAIN_TABLE, entry_set};
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
-use podnet_core::cluster::vxlan::VxlanData;
+use podnet_core::cluster::backend::vxlan::VxlanData;
 use podnet_linux::netlink::Nexthop;
 use podnet_store::conformance::attrs;
 use podnet_store::memory::MemStore;
@@ -11,7 +11,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 const UPLINK: u32 = 2;
-const VXLAN: u32 = 10;
+/// The first device the fake kernel makes: the vxlan device.
+const VXLAN: u32 = FIRST_DEVICE;
 const LONG: u64 = 3600;
 
 fn mac(i: usize) -> String {
@@ -51,9 +52,9 @@ fn setup(backend: &str) -> Setup {
         ))
         .unwrap(),
         segments: vec!["192.168.0.0/24".parse().unwrap()],
-        links: HopLinks {
-            vxlan: [(backend == "vxlan").then_some(VXLAN), None],
-            underlay: [Some(UPLINK), None],
+        underlay: Underlay {
+            links: [Some(UPLINK), None],
+            mtu: 1500,
         },
         subnet_file: None,
         masquerade: false,
@@ -394,4 +395,45 @@ async fn a_node_repairs_its_own_unreadable_record() {
     let snap = r.store.list().await.unwrap();
     assert!(snap.corrupt.is_empty(), "{snap:?}");
     assert_eq!(snap.leases["node0"].subnets, r.agent.lease.subnets);
+}
+
+#[tokio::test]
+async fn a_deleted_vxlan_device_is_made_again_with_its_entries_and_routes() {
+    let store = MemStore::default();
+    store.put(peer(1, "vxlan", LONG));
+    store.put(peer(2, "vxlan", LONG));
+    let mut r = rig("vxlan", store, FakeKernel::default()).await;
+    r.sync().await;
+    let before = r.routes();
+    assert_eq!(before.len(), 2);
+    r.agent.kernel.delete_device(podnet_core::names::VXLAN4);
+    assert!(r.routes().is_empty(), "the routes went with the device");
+    r.agent.reconcile();
+    let (index, addr) = r.agent.kernel.devices[podnet_core::names::VXLAN4];
+    assert_ne!(index, VXLAN, "a new device");
+    assert_eq!(addr, r.agent.lease.subnets[0], "with the node subnet's address");
+    assert_eq!(r.routes(), before);
+    assert!(r.agent.kernel.nexthops.values().all(|n| n.oif == index));
+    for fdb in [false, true] {
+        assert_eq!(entry_set(&r.agent.kernel, index, fdb).len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_flushed_egress_table_is_written_again() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut setup = setup("host-gw");
+    setup.masquerade = true;
+    let lease = store
+        .acquire(&setup.name, &setup.attrs, &setup.conf, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut agent = Agent::new(Arc::new(store.clone()), FakeKernel::default(), setup, lease);
+    agent.handle(Event::Leases(store.list().await.unwrap(), now()));
+    let written = agent.kernel.egress.clone();
+    assert!(matches!(&written, Some(Some(_))), "{written:?}");
+    agent.kernel.egress = None;
+    agent.reconcile();
+    assert_eq!(agent.kernel.egress, written);
 }

@@ -10,7 +10,10 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, ROUTE_PROTOCOL};
 use podnet_linux::netlink::{Entry, Nexthop, Route};
 
-use super::{Egress, EntryOp, Neighbours, RouteOp, Routes};
+use podnet_linux::netlink::VxlanSpec;
+
+use super::{Egress, RouteOp, Routes};
+use crate::backend::vxlan::{Devices, EntryOp, Neighbours};
 
 pub const MAIN_TABLE: u32 = 254;
 
@@ -20,8 +23,11 @@ pub struct FakeKernel {
     pub routes: BTreeMap<IpNet, Route>,
     /// Per (device, fdb?): neighbours keyed by address, FDB by MAC.
     pub entries: BTreeMap<(u32, bool), Vec<Entry>>,
-    /// The egress table: `None` until first written.
+    /// The egress table: `None` until first written, or once "flushed".
     pub egress: Option<Option<MasqPlan>>,
+    /// Devices by name, with their index and node-subnet address.
+    pub devices: BTreeMap<String, (u32, IpNet)>,
+    devices_made: u32,
     /// Every route and entry op applied so far: churn shows here. (The
     /// egress table is written whole, once at every start.)
     pub ops: usize,
@@ -143,6 +149,41 @@ impl Egress for FakeKernel {
     fn replace_egress(&mut self, plan: Option<&MasqPlan>) -> Result<()> {
         self.egress = Some(plan.cloned());
         Ok(())
+    }
+
+    fn egress_intact(&mut self) -> Result<bool> {
+        Ok(self.egress.is_some())
+    }
+}
+
+/// Device indexes count up from 10 and are never reused, as the kernel's.
+pub const FIRST_DEVICE: u32 = 10;
+
+impl Devices for FakeKernel {
+    fn ensure_vxlan(&mut self, spec: &VxlanSpec<'_>, subnet: IpNet) -> Result<u32> {
+        if let Some((index, _)) = self.devices.get(spec.name) {
+            return Ok(*index);
+        }
+        let index = FIRST_DEVICE + self.devices_made;
+        self.devices_made += 1;
+        self.devices.insert(spec.name.to_owned(), (index, subnet));
+        Ok(index)
+    }
+}
+
+impl FakeKernel {
+    /// Deletes a device as `ip link del` would, with its entries and the
+    /// nexthop objects (and so routes) through it.
+    pub fn delete_device(&mut self, name: &str) {
+        let Some((index, _)) = self.devices.remove(name) else {
+            return;
+        };
+        self.entries.retain(|(dev, _), _| *dev != index);
+        let gone: Vec<u32> = self.nexthops.values().filter(|n| n.oif == index).map(|n| n.id).collect();
+        for id in gone {
+            self.nexthops.remove(&id);
+            self.routes.retain(|_, r| r.nexthop != Some(id));
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cluster::backend::vxlan::VxlanData;
 use crate::cluster::lease::LeaseAttrs;
 use serde_json::Value;
 
@@ -33,7 +34,7 @@ fn route(dst: &str, via: &str, vxlan: bool) -> PeerRoute {
     PeerRoute {
         dst: dst.parse().unwrap(),
         via: via.parse().unwrap(),
-        vxlan,
+        overlay: vxlan,
     }
 }
 
@@ -61,7 +62,7 @@ fn host_gw_routes_to_live_peers_only() {
         d.routes.into_iter().collect::<Vec<_>>(),
         vec![route("10.244.2.0/24", "192.168.1.3", false)]
     );
-    assert!(d.fdb[0].is_empty() && d.neighbours[0].is_empty());
+    assert!(d.vxlan.fdb[0].is_empty() && d.vxlan.neighbours[0].is_empty());
 }
 
 #[test]
@@ -75,12 +76,12 @@ fn vxlan_gives_route_neighbour_and_fdb_per_peer() {
         d.routes.iter().next().unwrap(),
         &route("10.244.2.0/24", "10.244.2.0", true)
     );
-    let n = d.neighbours[0].iter().next().unwrap();
+    let n = d.vxlan.neighbours[0].iter().next().unwrap();
     assert_eq!(
         (n.ip.to_string(), n.mac.as_str()),
         ("10.244.2.0".into(), "02:00:00:00:00:02")
     );
-    let f = d.fdb[0].iter().next().unwrap();
+    let f = d.vxlan.fdb[0].iter().next().unwrap();
     assert_eq!(
         (f.mac.as_str(), f.dst.to_string()),
         ("02:00:00:00:00:02", "192.168.2.2".into())
@@ -113,7 +114,7 @@ fn direct_routing_skips_encapsulation_on_the_same_segment() {
         d.routes
             .contains(&route("10.244.3.0/24", "10.244.3.0", true))
     );
-    assert_eq!(d.fdb[0].len(), 1);
+    assert_eq!(d.vxlan.fdb[0].len(), 1);
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn dual_stack_uses_each_familys_underlay_and_device() {
         d.routes
             .contains(&route("fd00:244:0:2::/64", "fd00:244:0:2::", true))
     );
-    assert_eq!(d.fdb[1].iter().next().unwrap().dst.to_string(), "fd00:1::3");
+    assert_eq!(d.vxlan.fdb[1].iter().next().unwrap().dst.to_string(), "fd00:1::3");
     let hg =
         conf(r#"{"EnableIPv6":true,"IPv6Network":"fd00:244::/56","Backend":{"Type":"host-gw"}}"#);
     let d = desired(&ME, &hg, &[host_gw(b)], 10);
