@@ -13,10 +13,11 @@ use podnet_core::ipam::Allocation;
 use podnet_core::names::{
     HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, is_host_veth_name, pod_mac,
 };
+use podnet_linux::failpoint;
 use podnet_linux::netlink::{Change, Link, Netlink, NetlinkError, PROTO_BOOT, RouteSpec, VethSpec};
 use podnet_linux::netns::Netns;
+use podnet_linux::nft::guard::{self, GuardError};
 use podnet_linux::sysctl;
-use podnet_linux::{failpoint, guard};
 
 use crate::ipam::Lease;
 
@@ -256,14 +257,19 @@ fn node_side(
         batch.push(Change::set_up(bridge.index));
     }
     // Guarded before it is a port, so its first frame is checked (one
-    // nfnetlink transaction, ~15 us).
+    // nfnetlink transaction, ~15 us); its permissions recorded on the port
+    // in the same batch as it is enslaved, for podnetd to re-admit it
+    // should the table be lost.
     if conf.anti_spoofing {
-        guard::admit(&Port {
+        let port = Port {
             ifindex: veth.host.index,
             mac: veth.pod_mac,
             addrs: allocs.iter().map(|a| a.address.addr()).collect(),
-        })
-        .map_err(kernel)?;
+        };
+        admit(&port)?;
+        if let Some(alias) = port.alias() {
+            batch.push(Change::set_alias(port.ifindex, &alias));
+        }
     }
     if veth.host.master != Some(bridge.index) {
         batch.push(Change::set_master(veth.host.index, bridge.index));
@@ -278,6 +284,28 @@ fn node_side(
     // A bridge without its own MTU takes its smallest port's.
     bridge.mtu = bridge.mtu.min(veth.mtu);
     Ok(bridge)
+}
+
+/// Admits `port` to the guard. Without a table (no podnetd made it:
+/// standalone use), makes it with `nft`; where that cannot be done, the
+/// runtime is asked to try again, as podnetd remakes a lost table within
+/// a resync.
+fn admit(port: &Port) -> Result<(), CniError> {
+    match guard::admit(port) {
+        Err(GuardError::Missing) => {
+            guard::write_table().map_err(|e| {
+                CniError::new(
+                    Code::TryAgainLater,
+                    format!(
+                        "{}; and it could not be made here: {e}",
+                        GuardError::Missing
+                    ),
+                )
+            })?;
+            guard::admit(port).map_err(kernel)
+        }
+        other => other.map_err(kernel),
+    }
 }
 
 /// Makes the new port forward before ADD returns. The kernel acts on a

@@ -17,6 +17,8 @@ use std::time::Duration;
 use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST, check_conflist};
 use podnet_core::subnet_file::{DEFAULT_SUBNET_FILE, SubnetFile};
 use podnet_linux::files::install_atomic;
+use podnet_linux::netlink::{Netlink, NetlinkError};
+use podnet_linux::nft::registry;
 
 const PLUGIN_NAME: &str = "podnet";
 
@@ -158,8 +160,9 @@ fn wait_for_subnet_file(path: &Path) {
     }
 }
 
-/// Removes the conflist, then the plugin; nothing else. Files already
-/// gone are no error.
+/// Removes the conflist, then the plugin, then (once no podnet pod
+/// remains) the pods' nftables tables, as the registry says. Files and
+/// tables already gone are no error.
 fn uninstall(o: &Options) -> Result<(), String> {
     for path in [
         o.conf_dir.join(&o.conflist_name),
@@ -170,6 +173,18 @@ fn uninstall(o: &Options) -> Result<(), String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
+    }
+    let tables = |e: NetlinkError| format!("nftables: {e}");
+    let pods_remain =
+        registry::pods_remain(&mut Netlink::open().map_err(tables)?).map_err(tables)?;
+    if pods_remain {
+        eprintln!("podnet uninstall-cni: podnet pods remain; their nftables tables stay");
+    }
+    for t in registry::remove(registry::removable(false, pods_remain)).map_err(tables)? {
+        eprintln!(
+            "podnet uninstall-cni: removed table {} {}",
+            t.family_name, t.name
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use podnet_core::cni::{CniError, Env, NetConf};
 use podnet_core::ipam::Allocation;
 use podnet_core::names::host_veth_name;
-use podnet_linux::nft::{self, MasqRule};
+use podnet_linux::nft::masq::{self as nft, MasqRule};
 
 use crate::bridge::kernel;
 

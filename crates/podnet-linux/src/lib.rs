@@ -7,10 +7,8 @@
 
 pub mod failpoint;
 pub mod files;
-pub mod guard;
 pub mod ipam_store;
 pub mod netlink;
 pub mod netns;
-pub mod nfsets;
 pub mod nft;
 pub mod sysctl;

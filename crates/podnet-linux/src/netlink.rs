@@ -72,6 +72,8 @@ pub struct Link {
     pub running: bool,
     /// For a veth: its peer's index (in the peer's namespace).
     pub peer: Option<u32>,
+    /// `ip link set ... alias`: a pod's port records its guard here.
+    pub alias: Option<String>,
 }
 
 /// A route as podnet compares routes: destination, gateway, device.
@@ -131,6 +133,19 @@ impl Change {
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::Controller(master));
         Change::set_link(format!("attach link {index} to {master}"), msg)
+    }
+
+    pub fn set_alias(index: u32, alias: &str) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_owned()));
+        Change {
+            msg: RouteNetlinkMessage::NewLink(msg).into(),
+            flags: 0,
+            tolerate: &[],
+            what: format!("set the alias of link {index}"),
+        }
     }
 
     pub fn set_hairpin(index: u32, on: bool) -> Change {
@@ -240,7 +255,12 @@ pub struct Netlink {
     /// One receive buffer for the socket's life: a datagram is read with a
     /// single syscall, without peeking at its size first.
     buf: Vec<u8>,
+    /// A reply since the last request began carried `NLM_F_DUMP_INTR`.
+    interrupted: bool,
 }
+
+/// Set on a dump's messages when the objects changed while it ran.
+const NLM_F_DUMP_INTR: u16 = 0x10;
 
 /// The kernel sends dump datagrams of at most 32 KiB.
 pub(crate) const RECV_BUF: usize = 64 * 1024;
@@ -256,6 +276,7 @@ impl Netlink {
             socket,
             seq: 0,
             buf: Vec::with_capacity(RECV_BUF),
+            interrupted: false,
         })
     }
 
@@ -294,6 +315,7 @@ impl Netlink {
                 if size == 0 {
                     break;
                 }
+                self.interrupted |= msg.header.flags & NLM_F_DUMP_INTR != 0;
                 offset += (size + 3) & !3;
                 if !handle(msg.header.sequence_number, msg.payload) {
                     return Ok(());
@@ -302,14 +324,38 @@ impl Netlink {
         }
     }
 
+    /// Sends one request and collects its replies. A dump the kernel
+    /// marks interrupted (`NLM_F_DUMP_INTR`: the objects changed while it
+    /// ran, so it may have skipped a live one) is asked again; it is never
+    /// read as complete.
     fn request(
         &mut self,
         op: impl FnOnce() -> String,
         msg: impl Into<Message>,
         flags: u16,
     ) -> Result<Vec<Message>> {
+        const ATTEMPTS: usize = 10;
+        let msg = msg.into();
+        for _ in 0..ATTEMPTS {
+            self.interrupted = false;
+            let out = self.request_once(msg.clone(), flags)?;
+            if !self.interrupted {
+                return out.map_err(|errno| NetlinkError::Kernel { op: op(), errno });
+            }
+        }
+        Err(NetlinkError::Kernel {
+            op: format!("{} (interrupted {ATTEMPTS} times)", op()),
+            errno: Errno::EINTR,
+        })
+    }
+
+    fn request_once(
+        &mut self,
+        msg: Message,
+        flags: u16,
+    ) -> Result<std::result::Result<Vec<Message>, Errno>> {
         let mut buf = Vec::new();
-        let seq = self.encode(msg.into(), flags, &mut buf);
+        let seq = self.encode(msg, flags, &mut buf);
         self.socket.send(&buf, 0)?;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
@@ -331,10 +377,7 @@ impl Netlink {
                 _ => true,
             }
         })?;
-        match failed {
-            None => Ok(out),
-            Some(errno) => Err(NetlinkError::Kernel { op: op(), errno }),
-        }
+        Ok(failed.map_or(Ok(out), Err))
     }
 
     /// Applies many changes at once: each chunk goes out in one send, and
@@ -649,6 +692,7 @@ fn link_from(msg: Message) -> Option<Link> {
         up: m.header.flags.contains(LinkFlags::Up),
         running: m.header.flags.contains(LinkFlags::Running),
         peer: None,
+        alias: None,
     };
     for attr in m.attributes {
         match attr {
@@ -657,6 +701,7 @@ fn link_from(msg: Message) -> Option<Link> {
             LinkAttribute::Mtu(v) => link.mtu = v,
             LinkAttribute::Controller(c) => link.master = Some(c),
             LinkAttribute::Link(p) => link.peer = Some(p),
+            LinkAttribute::IfAlias(a) => link.alias = Some(a),
             LinkAttribute::LinkInfo(infos) => {
                 link.kind = infos.into_iter().find_map(|i| match i {
                     LinkInfo::Kind(k) => Some(k.to_string()),

@@ -1,5 +1,6 @@
-//! The anti-spoofing guard against a real kernel: the table made on first
-//! use, elements admitted over nfnetlink, listed back, and pruned.
+//! The anti-spoofing guard against a real kernel: the table made and
+//! migrated, elements admitted over nfnetlink, listed back, and pruned;
+//! the off switch.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,8 +8,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use podnet_core::guard::{self, Port};
-use podnet_linux::guard::{admit, prune};
-use podnet_linux::nfsets::{FAMILY_BRIDGE, NfSets};
+use podnet_linux::nft::guard::{
+    GuardError, TableState, admit, prune, set_passthrough, state, write_at, write_table,
+};
+use podnet_linux::nft::sets::{FAMILY_BRIDGE, NfSets};
 use podnet_testkit::TestNetns;
 
 fn port(i: u32) -> Port {
@@ -33,8 +36,13 @@ fn keys(set: &str) -> Vec<Vec<u8>> {
 fn privileged_admit_lists_and_prunes_in_a_fresh_namespace() {
     let ns = TestNetns::new("pntest-guard");
     ns.in_ns(|| {
-        // Nothing to prune before the table exists.
+        // Nothing to prune before the table exists, and nothing admitted.
         assert_eq!(prune(|| Ok::<_, String>(HashSet::new())).unwrap(), 0);
+        let missing = admit(&port(0));
+        assert!(matches!(missing, Err(GuardError::Missing)), "{missing:?}");
+        assert_eq!(state().unwrap(), TableState::Missing);
+        write_table().unwrap();
+        assert_eq!(state().unwrap(), TableState::Current);
         let mut took = Vec::new();
         for i in 0..200 {
             let started = Instant::now();
@@ -44,7 +52,7 @@ fn privileged_admit_lists_and_prunes_in_a_fresh_namespace() {
         took.sort();
         let median: Duration = took[took.len() / 2];
         eprintln!(
-            "admit: median {median:?} (the first, which made the table: {:?})",
+            "admit: median {median:?} (slowest: {:?})",
             took.last().unwrap()
         );
 
@@ -74,4 +82,61 @@ fn privileged_admit_lists_and_prunes_in_a_fresh_namespace() {
         assert_eq!(ports, live);
         assert_eq!(prune(|| Ok::<_, String>(live.clone())).unwrap(), 0);
     });
+}
+
+#[test]
+fn privileged_a_layout_bump_migrates_in_place_keeping_every_element() {
+    let ns = TestNetns::new("pntest-layout");
+    ns.in_ns(|| {
+        let old = guard::LAYOUT - 1;
+        write_at(old).unwrap();
+        assert_eq!(state().unwrap(), TableState::Outdated(Some(old)));
+        for i in 0..20 {
+            admit(&port(i)).unwrap();
+        }
+        set_passthrough(true).unwrap();
+        let before: Vec<Vec<Vec<u8>>> = guard::SETS.iter().map(|s| keys(s)).collect();
+        write_table().unwrap();
+        assert_eq!(state().unwrap(), TableState::Current);
+        let after: Vec<Vec<Vec<u8>>> = guard::SETS.iter().map(|s| keys(s)).collect();
+        assert_eq!(after, before, "every element kept");
+        assert_eq!(keys(guard::PASSTHROUGH).len(), 1, "the switch kept");
+        // Writing again is harmless; cut rules read as outdated.
+        write_table().unwrap();
+        assert_eq!(keys(guard::LAYOUT_SET).len(), 1);
+        ns.exec_ok(&[
+            "nft",
+            "delete",
+            "rule",
+            "bridge",
+            guard::TABLE,
+            "prerouting",
+            "handle",
+            &rule_handle(&ns),
+        ]);
+        assert_eq!(state().unwrap(), TableState::Outdated(Some(guard::LAYOUT)));
+        set_passthrough(false).unwrap();
+        set_passthrough(false).unwrap();
+        assert!(keys(guard::PASSTHROUGH).is_empty());
+    });
+}
+
+/// The handle of the guard chain's last rule.
+fn rule_handle(ns: &TestNetns) -> String {
+    let listed = ns.exec_ok(&[
+        "nft",
+        "-a",
+        "list",
+        "chain",
+        "bridge",
+        guard::TABLE,
+        "prerouting",
+    ]);
+    listed
+        .lines()
+        .filter_map(|l| l.split("# handle ").nth(1))
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
 }

@@ -17,12 +17,14 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
+use podnet_core::guard::{ElementPlan, LAYOUT, key_ifindex, plan_elements};
 use podnet_core::subnet_file::SubnetFile;
+use podnet_linux::nft::guard::TableState;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
 
-use crate::backoff::{self, Backoff, Repeated};
 use crate::backend::{self, Underlay};
+use crate::backoff::{self, Backoff, Repeated};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
 use crate::peers::{self, LeaseBook};
@@ -78,6 +80,7 @@ pub struct Agent<S, K> {
     store_failures: Repeated,
     reconcile_failures: Repeated,
     subnet_file_failures: Repeated,
+    guard_failures: Repeated,
     last_reconcile: Option<Instant>,
     /// The lease set's revision at the last successful reconcile (the
     /// routes are in place), and whether the store has been told (the
@@ -117,6 +120,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             store_failures: Repeated::default(),
             reconcile_failures: Repeated::default(),
             subnet_file_failures: Repeated::default(),
+            guard_failures: Repeated::default(),
             last_reconcile: None,
             converged_at: None,
             announced: false,
@@ -238,6 +242,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
 
     pub fn reconcile(&mut self) {
         self.keep_subnet_file();
+        self.keep_guard();
         if self.book.is_empty() {
             return;
         }
@@ -284,6 +289,66 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             Err(e) => self.subnet_file_failures.failed("io", format!("{e:#}")),
         };
         backoff::log("rewriting the subnet file", report);
+    }
+
+    /// Keeps the anti-spoofing table: made again if it is missing,
+    /// migrated in place if its layout is older or its rules were cut, and
+    /// every live guarded port's elements in it (re-admitted from the
+    /// record on its port), the gone ports' pruned. Pods need it whether
+    /// or not any peer is known, so it does not wait for the store.
+    fn keep_guard(&mut self) {
+        let report = match self.try_keep_guard() {
+            Ok(repaired) => {
+                self.telemetry.drift_repairs.inc_by(repaired as u64);
+                self.guard_failures.succeeded()
+            }
+            Err(e) => self.guard_failures.failed("guard", format!("{e:#}")),
+        };
+        backoff::log("keeping the anti-spoofing table", report);
+    }
+
+    fn try_keep_guard(&mut self) -> Result<usize> {
+        let k = &mut self.kernel;
+        let mut repaired = 0;
+        match k.guard_table()? {
+            TableState::Current => {}
+            state => {
+                k.write_guard_table()?;
+                match state {
+                    TableState::Outdated(Some(LAYOUT)) => {
+                        tracing::warn!("anti-spoofing rules were changed; written again");
+                        repaired += 1;
+                    }
+                    TableState::Outdated(from) => {
+                        tracing::info!(?from, to = LAYOUT, "anti-spoofing table migrated in place")
+                    }
+                    _ => {
+                        tracing::warn!("anti-spoofing table was missing; made again");
+                        repaired += 1;
+                    }
+                }
+            }
+        }
+        let listed = k.guard_elements()?;
+        let (live, ports) = k.ports()?;
+        let plan = plan_elements(&listed, &live, &ports);
+        if plan == ElementPlan::default() {
+            return Ok(repaired);
+        }
+        k.apply_guard(&plan)?;
+        if !plan.add.is_empty() {
+            let readmitted: BTreeSet<u32> = plan
+                .add
+                .iter()
+                .filter_map(|(_, key)| key_ifindex(key))
+                .collect();
+            tracing::warn!(
+                ports = readmitted.len(),
+                "guarded ports had lost their anti-spoofing elements; re-admitted from their records"
+            );
+            repaired += readmitted.len();
+        }
+        Ok(repaired)
     }
 
     /// Computes and applies the datapath: the backend's devices (made or
@@ -347,10 +412,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             );
         }
         if changes.entries > 0 {
-            tracing::info!(
-                changed = changes.entries,
-                "backend entries updated"
-            );
+            tracing::info!(changed = changes.entries, "backend entries updated");
         }
         let t = &self.telemetry;
         t.peers.set(want.routes.len() as i64);

@@ -13,7 +13,7 @@ use podnet_core::cluster::nexthops::{
     Hop, InstalledHop, InstalledRoute, RoutePlan, is_our_nexthop_id, plan_routes,
 };
 use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
-use podnet_linux::nft;
+use podnet_linux::nft::registry;
 
 use crate::backend::{self, Overlay};
 use crate::kernel::{Kernel, RouteOp, Routes};
@@ -150,8 +150,9 @@ pub fn reconcile<K: Kernel>(
 }
 
 /// `podnetd --cleanup`: removes every route and nexthop object carrying
-/// our protocol, every backend's devices (with their entries), the egress
-/// table and the subnet file. Nothing else is touched.
+/// our protocol, every backend's devices (with their entries), the tables
+/// the registry gives it (the pods' only once no pod remains) and the
+/// subnet file. Nothing else is touched.
 pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
     let mut nl = Netlink::open()?;
     let ours: Vec<_> = nl
@@ -172,7 +173,13 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
         .collect();
     nl.apply(&hops)?;
     backend::cleanup(&mut nl)?;
-    nft::replace_egress_table(&[], &[], None)?;
+    let pods_remain = registry::pods_remain(&mut nl)?;
+    for t in registry::remove(registry::removable(true, pods_remain))? {
+        tracing::info!(table = %format!("{} {}", t.family_name, t.name), "removed");
+    }
+    if pods_remain {
+        tracing::info!("podnet pods remain: their anti-spoofing and ipMasq tables stay");
+    }
     match std::fs::remove_file(run_dir.join("subnet.json")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}

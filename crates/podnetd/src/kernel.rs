@@ -5,12 +5,16 @@
 #[cfg(test)]
 pub mod fake;
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 use ipnet::IpNet;
 use podnet_core::cluster::desired::MasqPlan;
+use podnet_core::guard::{Element, ElementPlan, Port};
 use podnet_linux::failpoint;
 use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
 use podnet_linux::nft;
+use podnet_linux::nft::guard::{self, TableState};
 
 use crate::backend::vxlan;
 
@@ -46,9 +50,25 @@ pub trait Egress {
     fn egress_intact(&mut self) -> Result<bool>;
 }
 
+/// The anti-spoofing table: made or migrated, and its per-port elements
+/// kept in line with the node's ports.
+pub trait Guard {
+    fn guard_table(&mut self) -> Result<TableState>;
+    /// Creates the table, or migrates it to this layout, keeping every
+    /// element, in one transaction.
+    fn write_guard_table(&mut self) -> Result<()>;
+    /// The per-port elements it holds (none without a table).
+    fn guard_elements(&mut self) -> Result<Vec<Element>>;
+    /// The interface indexes that exist, and the guarded ports recorded
+    /// on them. Asked after the elements are listed, so a port admitted
+    /// meanwhile is seen alive.
+    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)>;
+    fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()>;
+}
+
 /// Every kind of state the agent owns; each backend adds its own traits.
-pub trait Kernel: Routes + Egress + vxlan::Neighbours + vxlan::Devices {}
-impl<K: Routes + Egress + vxlan::Neighbours + vxlan::Devices> Kernel for K {}
+pub trait Kernel: Routes + Egress + Guard + vxlan::Neighbours + vxlan::Devices {}
+impl<K: Routes + Egress + Guard + vxlan::Neighbours + vxlan::Devices> Kernel for K {}
 
 /// The real kernel: rtnetlink for routes and entries, nftables for the
 /// egress table.
@@ -57,7 +77,7 @@ pub struct Host {
     /// The route protocol that marks ours.
     pub protocol: u8,
     /// The egress table as last written (`Some(None)`: removed).
-    pub egress: Option<Option<nft::Fingerprint>>,
+    pub egress: Option<Option<nft::egress::Fingerprint>>,
 }
 
 impl Routes for Host {
@@ -110,20 +130,47 @@ impl Egress for Host {
         match plan {
             Some(p) => {
                 let nodes: Vec<std::net::IpAddr> = p.node_ips.iter().copied().collect();
-                nft::replace_egress_table(&p.cluster_cidrs, &nodes, p.overlay_port)?;
+                nft::egress::replace_egress_table(&p.cluster_cidrs, &nodes, p.overlay_port)?;
             }
-            None => nft::replace_egress_table(&[], &[], None)?,
+            None => nft::egress::replace_egress_table(&[], &[], None)?,
         }
         // Applied, but not yet recorded as applied.
         failpoint::hit("agent-egress-update");
-        self.egress = Some(nft::egress_fingerprint()?);
+        self.egress = Some(nft::egress::egress_fingerprint()?);
         Ok(())
     }
 
     fn egress_intact(&mut self) -> Result<bool> {
         Ok(match self.egress {
-            Some(written) => nft::egress_fingerprint()? == written,
+            Some(written) => nft::egress::egress_fingerprint()? == written,
             None => false,
         })
+    }
+}
+
+impl Guard for Host {
+    fn guard_table(&mut self) -> Result<TableState> {
+        Ok(guard::state()?)
+    }
+
+    fn write_guard_table(&mut self) -> Result<()> {
+        Ok(guard::write_table()?)
+    }
+
+    fn guard_elements(&mut self) -> Result<Vec<Element>> {
+        Ok(guard::elements()?.unwrap_or_default())
+    }
+
+    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)> {
+        let links = self.nl.links()?;
+        let ports = links
+            .iter()
+            .filter_map(|l| Port::from_alias(l.index, l.alias.as_deref()?))
+            .collect();
+        Ok((links.iter().map(|l| l.index).collect(), ports))
+    }
+
+    fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
+        Ok(guard::apply(plan)?)
     }
 }

@@ -155,18 +155,16 @@ async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     agent.run(inbox, resync).await
 }
 
-/// Reclaims leaked addresses (and reports the pools) and prunes the
-/// anti-spoofing elements of gone pods at every resync; a failure is
-/// logged once.
+/// Reclaims leaked addresses (and reports the pools) at every resync, on
+/// the blocking pool beside the agent's loop; a failure is logged once.
 async fn reclaim_leaks(mut reclaimer: reclaim::Reclaimer, every: Duration) {
     let mut failures = backoff::Repeated::default();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let pass = tokio::task::spawn_blocking(move || {
-            let pruned = reclaim::prune_guard();
             let result = reclaimer.run();
-            (reclaimer, pruned.and(result))
+            (reclaimer, result)
         });
         let Ok((r, result)) = pass.await else {
             return;

@@ -124,16 +124,6 @@ impl Reclaimer {
     }
 }
 
-/// Prunes the anti-spoofing elements of pods whose port is gone (the
-/// plugin's DEL leaves them, inert). Returns how many went.
-pub fn prune_guard() -> Result<usize> {
-    let mut netlink = Netlink::open()?;
-    Ok(podnet_linux::guard::prune(|| {
-        let links = netlink.links()?;
-        anyhow::Ok(links.iter().map(|l| l.index).collect())
-    })?)
-}
-
 fn link_names() -> Result<BTreeSet<String>> {
     Ok(Netlink::open()?
         .links()?

@@ -10,6 +10,7 @@ use podnet_core::cluster::desired::{pod_mtu, subnet_file};
 use podnet_core::cluster::lease::LeaseAttrs;
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_linux::netlink::Netlink;
+use podnet_linux::nft::guard;
 use podnet_store::Store;
 use serde_json::Value;
 
@@ -114,6 +115,10 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         &lease.subnets,
         &args.ipam_dir,
     )?;
+    // Before pods can be made here: the plugin then never needs `nft`.
+    if guard::state()? != guard::TableState::Current {
+        guard::write_table()?;
+    }
     if let Some(src) = &args.cni_conflist {
         node::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
     }

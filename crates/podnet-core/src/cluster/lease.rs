@@ -2,7 +2,7 @@
 //!
 //! A lease's node data has flannel's shape (`LeaseAttrs`): the underlay
 //! addresses, the backend's type and the backend's own data, which is
-//! opaque JSON here and read only by its backend (vxlan: `cluster::vxlan`).
+//! opaque JSON here and read only by its backend (vxlan: `cluster::backend::vxlan`).
 //! The node name, the subnets and the expiry are podnet's own fields.
 //!
 //! Evolution: lease data only ever gains fields, and readers ignore the

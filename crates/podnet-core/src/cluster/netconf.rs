@@ -5,8 +5,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use super::carve::FamilyConf;
 pub use super::backend::Backend;
+pub use super::carve::FamilyConf;
 use super::carve::subnet_count;
 
 /// A validated cluster configuration.

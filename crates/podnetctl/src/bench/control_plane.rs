@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
+use podnet_core::cluster::backend::vxlan::VxlanData;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::nexthops::NEXTHOP_ID_BASE;
-use podnet_core::cluster::vxlan::VxlanData;
 use podnet_core::names::{format_mac, vtep_mac};
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::netlink::{Change, Netlink, Nexthop};

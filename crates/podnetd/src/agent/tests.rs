@@ -1,9 +1,10 @@
 //! The agent's loop against an in-memory store and kernel: no root.
 
 use super::*;
+use crate::kernel::Guard;
 use crate::kernel::fake::{FIRST_DEVICE, FakeKernel, MAIN_TABLE, entry_set};
-use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_core::cluster::backend::vxlan::VxlanData;
+use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_linux::netlink::Nexthop;
 use podnet_store::conformance::attrs;
 use podnet_store::memory::MemStore;
@@ -411,7 +412,10 @@ async fn a_deleted_vxlan_device_is_made_again_with_its_entries_and_routes() {
     r.agent.reconcile();
     let (index, addr) = r.agent.kernel.devices[podnet_core::names::VXLAN4];
     assert_ne!(index, VXLAN, "a new device");
-    assert_eq!(addr, r.agent.lease.subnets[0], "with the node subnet's address");
+    assert_eq!(
+        addr, r.agent.lease.subnets[0],
+        "with the node subnet's address"
+    );
     assert_eq!(r.routes(), before);
     assert!(r.agent.kernel.nexthops.values().all(|n| n.oif == index));
     for fdb in [false, true] {
@@ -426,7 +430,12 @@ async fn a_flushed_egress_table_is_written_again() {
     let mut setup = setup("host-gw");
     setup.masquerade = true;
     let lease = store
-        .acquire(&setup.name, &setup.attrs, &setup.conf, Duration::from_secs(60))
+        .acquire(
+            &setup.name,
+            &setup.attrs,
+            &setup.conf,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     let mut agent = Agent::new(Arc::new(store.clone()), FakeKernel::default(), setup, lease);
@@ -436,4 +445,56 @@ async fn a_flushed_egress_table_is_written_again() {
     agent.kernel.egress = None;
     agent.reconcile();
     assert_eq!(agent.kernel.egress, written);
+}
+
+/// A guarded port as the plugin leaves it: its elements in the table and
+/// its record on the link.
+fn guarded_port(k: &mut FakeKernel, ifindex: u32) -> Vec<podnet_core::guard::Element> {
+    let port = podnet_core::guard::Port {
+        ifindex,
+        mac: [2, 0, 0, 0, 0, ifindex as u8],
+        addrs: vec![format!("10.244.1.{ifindex}").parse().unwrap()],
+    };
+    k.links.insert(ifindex, port.alias());
+    podnet_core::guard::elements(&port)
+}
+
+#[tokio::test]
+async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one() {
+    let mut k = FakeKernel::default();
+    k.write_guard_table().unwrap();
+    let a = guarded_port(&mut k, 21);
+    let b = guarded_port(&mut k, 22);
+    let gone = guarded_port(&mut k, 23);
+    k.links.remove(&23);
+    k.links.insert(2, None); // the uplink: not a pod
+    k.guard = Some((podnet_core::guard::LAYOUT, [a.clone(), gone].concat()));
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, k).await;
+    r.agent.reconcile();
+    let want: BTreeSet<_> = [a.clone(), b.clone()].concat().into_iter().collect();
+    let have = |r: &Rig| -> BTreeSet<_> {
+        r.agent
+            .kernel
+            .guard
+            .clone()
+            .unwrap()
+            .1
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(have(&r), want, "b re-admitted, the gone port pruned");
+    // The table deleted: made again, both ports back.
+    r.agent.kernel.guard = None;
+    r.agent.reconcile();
+    assert_eq!(have(&r), want);
+    // An older layout: migrated, elements kept.
+    r.agent.kernel.guard.as_mut().unwrap().0 = 0;
+    r.agent.reconcile();
+    assert_eq!(
+        r.agent.kernel.guard.as_ref().unwrap().0,
+        podnet_core::guard::LAYOUT
+    );
+    assert_eq!(have(&r), want);
 }

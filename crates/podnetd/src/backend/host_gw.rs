@@ -9,7 +9,13 @@ use podnet_core::cluster::lease::LeaseAttrs;
 use super::{Apply, Overlay, Underlay};
 
 impl<K> Apply<K> for HostGw {
-    fn ensure_devices(&self, _: &mut K, _: &LeaseAttrs, _: &Underlay, _: &[IpNet]) -> Result<Overlay> {
+    fn ensure_devices(
+        &self,
+        _: &mut K,
+        _: &LeaseAttrs,
+        _: &Underlay,
+        _: &[IpNet],
+    ) -> Result<Overlay> {
         Ok(Overlay::default())
     }
 

@@ -84,7 +84,10 @@ impl<K: Neighbours + Devices> Apply<K> for Vxlan {
             let Some(dev) = *dev else {
                 continue;
             };
-            let neigh: BTreeSet<Entry> = want.vxlan.neighbours[f].iter().filter_map(neigh_entry).collect();
+            let neigh: BTreeSet<Entry> = want.vxlan.neighbours[f]
+                .iter()
+                .filter_map(neigh_entry)
+                .collect();
             let fdb: BTreeSet<Entry> = want.vxlan.fdb[f].iter().filter_map(fdb_entry).collect();
             for (is_fdb, wanted) in [(false, neigh), (true, fdb)] {
                 let have = k.entries(dev, is_fdb)?;

@@ -3,7 +3,7 @@
 //! destination (anyone's), a route delete matches the route protocol, and
 //! deleting a nexthop object takes its routes along.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
@@ -12,7 +12,10 @@ use podnet_linux::netlink::{Entry, Nexthop, Route};
 
 use podnet_linux::netlink::VxlanSpec;
 
-use super::{Egress, RouteOp, Routes};
+use podnet_core::guard::{Element, ElementPlan, LAYOUT, Port};
+use podnet_linux::nft::guard::TableState;
+
+use super::{Egress, Guard, RouteOp, Routes};
 use crate::backend::vxlan::{Devices, EntryOp, Neighbours};
 
 pub const MAIN_TABLE: u32 = 254;
@@ -28,6 +31,10 @@ pub struct FakeKernel {
     /// Devices by name, with their index and node-subnet address.
     pub devices: BTreeMap<String, (u32, IpNet)>,
     devices_made: u32,
+    /// The anti-spoofing table, if made: its layout and per-port elements.
+    pub guard: Option<(u32, Vec<Element>)>,
+    /// The node's links: index and alias.
+    pub links: BTreeMap<u32, Option<String>>,
     /// Every route and entry op applied so far: churn shows here. (The
     /// egress table is written whole, once at every start.)
     pub ops: usize,
@@ -179,7 +186,12 @@ impl FakeKernel {
             return;
         };
         self.entries.retain(|(dev, _), _| *dev != index);
-        let gone: Vec<u32> = self.nexthops.values().filter(|n| n.oif == index).map(|n| n.id).collect();
+        let gone: Vec<u32> = self
+            .nexthops
+            .values()
+            .filter(|n| n.oif == index)
+            .map(|n| n.id)
+            .collect();
         for id in gone {
             self.nexthops.remove(&id);
             self.routes.retain(|_, r| r.nexthop != Some(id));
@@ -193,4 +205,46 @@ pub fn entry_set(k: &FakeKernel, dev: u32, fdb: bool) -> BTreeSet<Entry> {
         .get(&(dev, fdb))
         .map(|v| v.iter().cloned().collect())
         .unwrap_or_default()
+}
+
+impl Guard for FakeKernel {
+    fn guard_table(&mut self) -> Result<TableState> {
+        Ok(match &self.guard {
+            None => TableState::Missing,
+            Some((LAYOUT, _)) => TableState::Current,
+            Some((layout, _)) => TableState::Outdated(Some(*layout)),
+        })
+    }
+
+    fn write_guard_table(&mut self) -> Result<()> {
+        let elements = self.guard.take().map(|(_, e)| e).unwrap_or_default();
+        self.guard = Some((LAYOUT, elements));
+        Ok(())
+    }
+
+    fn guard_elements(&mut self) -> Result<Vec<Element>> {
+        Ok(self
+            .guard
+            .as_ref()
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default())
+    }
+
+    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)> {
+        let ports = self
+            .links
+            .iter()
+            .filter_map(|(i, alias)| Port::from_alias(*i, alias.as_deref()?))
+            .collect();
+        Ok((self.links.keys().copied().collect(), ports))
+    }
+
+    fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
+        let Some((_, elements)) = &mut self.guard else {
+            bail!("no anti-spoofing table");
+        };
+        elements.retain(|e| !plan.delete.contains(e));
+        elements.extend(plan.add.iter().cloned());
+        Ok(())
+    }
 }

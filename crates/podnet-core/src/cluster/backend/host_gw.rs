@@ -38,7 +38,14 @@ impl Decide for HostGw {
         None
     }
 
-    fn peer(&self, _: &Me<'_>, _: &LeaseAttrs, subnet: IpNet, underlay: IpAddr, out: &mut Datapath) {
+    fn peer(
+        &self,
+        _: &Me<'_>,
+        _: &LeaseAttrs,
+        subnet: IpNet,
+        underlay: IpAddr,
+        out: &mut Datapath,
+    ) {
         out.routes.insert(PeerRoute::direct(subnet, underlay));
     }
 }

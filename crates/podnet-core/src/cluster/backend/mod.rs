@@ -32,7 +32,14 @@ pub trait Decide {
     fn overlay_port(&self) -> Option<u16>;
     /// The objects this node wants to reach one peer subnet, whose node
     /// sits at `underlay`; a peer whose data does not parse adds nothing.
-    fn peer(&self, me: &Me<'_>, peer: &LeaseAttrs, subnet: IpNet, underlay: IpAddr, out: &mut Datapath);
+    fn peer(
+        &self,
+        me: &Me<'_>,
+        peer: &LeaseAttrs,
+        subnet: IpNet,
+        underlay: IpAddr,
+        out: &mut Datapath,
+    );
 }
 
 /// The backend a net-conf names, with its own settings.
@@ -49,7 +56,9 @@ type Parse = fn(&Value, &mut Vec<String>) -> Result<Backend, NetConfError>;
 /// Every backend by `Backend.Type`.
 const REGISTRY: &[(&str, Parse)] = &[
     (host_gw::TYPE, |v, u| Ok(Backend::HostGw(settings(v, u)?))),
-    (vxlan::TYPE, |v, u| Ok(Backend::Vxlan(vxlan::Vxlan::parse(settings(v, u)?)?))),
+    (vxlan::TYPE, |v, u| {
+        Ok(Backend::Vxlan(vxlan::Vxlan::parse(settings(v, u)?)?))
+    }),
 ];
 
 /// flannel's default backend.
@@ -78,7 +87,11 @@ impl Backend {
         let kind = match raw.get("Type") {
             None | Some(Value::Null) => DEFAULT_TYPE,
             Some(Value::String(s)) => s.as_str(),
-            Some(other) => return Err(NetConfError(format!("Backend.Type {other} is not a string"))),
+            Some(other) => {
+                return Err(NetConfError(format!(
+                    "Backend.Type {other} is not a string"
+                )));
+            }
         };
         let Some((_, parse)) = REGISTRY.iter().find(|(name, _)| *name == kind) else {
             let known: Vec<String> = REGISTRY.iter().map(|(n, _)| format!("\"{n}\"")).collect();
@@ -100,7 +113,10 @@ impl Backend {
 
 /// A backend's settings from the `Backend` object, naming fields its
 /// struct does not have.
-fn settings<T: DeserializeOwned>(raw: &Value, unknown: &mut Vec<String>) -> Result<T, NetConfError> {
+fn settings<T: DeserializeOwned>(
+    raw: &Value,
+    unknown: &mut Vec<String>,
+) -> Result<T, NetConfError> {
     serde_ignored::deserialize(raw, |path| unknown.push(path.to_string().replace(".?", "")))
         .map_err(|e| NetConfError(format!("Backend: {e}")))
 }

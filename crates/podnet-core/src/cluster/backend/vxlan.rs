@@ -101,7 +101,11 @@ impl Decide for Vxlan {
     }
 
     fn overhead(&self, v4_underlay: bool) -> u32 {
-        if v4_underlay { OVERHEAD_V4 } else { OVERHEAD_V6 }
+        if v4_underlay {
+            OVERHEAD_V4
+        } else {
+            OVERHEAD_V6
+        }
     }
 
     fn lease_data(&self, local: IpAddr) -> Value {
@@ -120,7 +124,14 @@ impl Decide for Vxlan {
         Some(self.port)
     }
 
-    fn peer(&self, me: &Me<'_>, peer: &LeaseAttrs, subnet: IpNet, underlay: IpAddr, out: &mut Datapath) {
+    fn peer(
+        &self,
+        me: &Me<'_>,
+        peer: &LeaseAttrs,
+        subnet: IpNet,
+        underlay: IpAddr,
+        out: &mut Datapath,
+    ) {
         if self.direct_routing && me.segments.iter().any(|s| s.contains(&underlay)) {
             out.routes.insert(PeerRoute::direct(subnet, underlay));
             return;

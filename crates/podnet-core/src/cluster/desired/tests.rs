@@ -129,7 +129,10 @@ fn dual_stack_uses_each_familys_underlay_and_device() {
         d.routes
             .contains(&route("fd00:244:0:2::/64", "fd00:244:0:2::", true))
     );
-    assert_eq!(d.vxlan.fdb[1].iter().next().unwrap().dst.to_string(), "fd00:1::3");
+    assert_eq!(
+        d.vxlan.fdb[1].iter().next().unwrap().dst.to_string(),
+        "fd00:1::3"
+    );
     let hg =
         conf(r#"{"EnableIPv6":true,"IPv6Network":"fd00:244::/56","Backend":{"Type":"host-gw"}}"#);
     let d = desired(&ME, &hg, &[host_gw(b)], 10);

@@ -15,10 +15,13 @@ use crate::netlink::{NetlinkError, RECV_BUF, recv_datagram};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -76,25 +79,69 @@ impl NfSets {
     /// asks for an ack, so a success costs one reply however many changes
     /// there are; the kernel reports a failing message whether asked or not.
     pub fn apply(&mut self, family: u8, table: &str, changes: &[Change<'_>]) -> Result<()> {
-        let mut buf = Vec::new();
-        self.message(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, &[]);
-        let first = self.seq.wrapping_add(1);
-        for (i, (op, set, key)) in changes.iter().enumerate() {
-            let (kind, mut flags) = match op {
-                Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE),
-                Op::Delete => (NFT_MSG_DELSETELEM, NLM_F_REQUEST),
-            };
-            if i + 1 == changes.len() {
-                flags |= NLM_F_ACK;
-            }
-            let attrs = elem_list(table, set, Some(key));
-            self.message(&mut buf, nft(kind), flags, family, &attrs);
-        }
-        let last = self.seq;
-        self.message(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, &[]);
         if changes.is_empty() {
             return Ok(());
         }
+        let messages: Vec<_> = changes
+            .iter()
+            .map(|(op, set, key)| {
+                let (kind, flags) = match op {
+                    Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+                    Op::Delete => (NFT_MSG_DELSETELEM, 0),
+                };
+                (kind, flags, elem_list(table, set, Some(key)))
+            })
+            .collect();
+        self.transaction(family, &messages)?
+            .map_err(|errno| NetlinkError::Kernel {
+                op: format!("update sets of nftables table {table}"),
+                errno,
+            })
+    }
+
+    /// Deletes `table` with everything in it; false if there was none.
+    pub fn delete_table(&mut self, family: u8, table: &str) -> Result<bool> {
+        let mut attrs = Vec::new();
+        attr(&mut attrs, NFTA_TABLE_NAME, &string(table));
+        match self.transaction(family, &[(NFT_MSG_DELTABLE, 0, attrs)])? {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(errno) => Err(NetlinkError::Kernel {
+                op: format!("delete nftables table {table}"),
+                errno,
+            }),
+        }
+    }
+
+    /// Sends `messages` (type, extra flags, attributes) as one batch: all
+    /// of them, or (on the first error, returned) none. Only the last
+    /// message asks for an ack, so a success costs one reply however many
+    /// there are; the kernel reports a failing message whether asked or
+    /// not. A socket error is the outer error.
+    fn transaction(
+        &mut self,
+        family: u8,
+        messages: &[(u16, u16, Vec<u8>)],
+    ) -> Result<std::result::Result<(), Errno>> {
+        let mut buf = Vec::new();
+        self.message(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, &[]);
+        let first = self.seq.wrapping_add(1);
+        for (i, (kind, flags, attrs)) in messages.iter().enumerate() {
+            let ack = if i + 1 == messages.len() {
+                NLM_F_ACK
+            } else {
+                0
+            };
+            self.message(
+                &mut buf,
+                nft(*kind),
+                NLM_F_REQUEST | flags | ack,
+                family,
+                attrs,
+            );
+        }
+        let last = self.seq;
+        self.message(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, &[]);
         self.socket.send(&buf, 0)?;
         let mut failed = None;
         self.receive(|seq, kind, body| {
@@ -106,22 +153,19 @@ impl NfSets {
             }
             true
         })?;
-        match failed {
-            None => Ok(()),
-            Some(errno) => Err(NetlinkError::Kernel {
-                op: format!("update sets of nftables table {table}"),
-                errno,
-            }),
-        }
+        Ok(failed.map_or(Ok(()), Err))
     }
 
     /// The keys of every element of `set`.
     pub fn keys(&mut self, family: u8, table: &str, set: &str) -> Result<Vec<Vec<u8>>> {
         let mut keys = Vec::new();
         // nfgenmsg, then the element list.
-        self.dump(NFT_MSG_GETSETELEM, family, &elem_list(table, set, None), |body| {
-            keys.extend(element_keys(body.get(4..).unwrap_or_default()))
-        })?
+        self.dump(
+            NFT_MSG_GETSETELEM,
+            family,
+            &elem_list(table, set, None),
+            |body| keys.extend(element_keys(body.get(4..).unwrap_or_default())),
+        )?
         .map_err(|errno| NetlinkError::Kernel {
             op: format!("list set {set} of nftables table {table}"),
             errno,
@@ -131,6 +175,22 @@ impl NfSets {
 
     /// How many rules `table` holds; `None` if there is no such table.
     pub fn rule_count(&mut self, family: u8, table: &str) -> Result<Option<usize>> {
+        // A rule dump of a missing table is merely empty.
+        let mut found = false;
+        let name = string(table);
+        self.dump(NFT_MSG_GETTABLE, family, &[], |body| {
+            let attrs = attrs(body.get(4..).unwrap_or_default());
+            found |= attrs
+                .filter(|(k, _)| *k == NFTA_TABLE_NAME)
+                .any(|(_, v)| v == name.as_slice());
+        })?
+        .map_err(|errno| NetlinkError::Kernel {
+            op: "list nftables tables".into(),
+            errno,
+        })?;
+        if !found {
+            return Ok(None);
+        }
         let mut attrs = Vec::new();
         attr(&mut attrs, NFTA_RULE_TABLE, &string(table));
         let mut count = 0;
@@ -154,7 +214,13 @@ impl NfSets {
         mut each: impl FnMut(&[u8]),
     ) -> Result<std::result::Result<(), Errno>> {
         let mut buf = Vec::new();
-        self.message(&mut buf, nft(kind), NLM_F_REQUEST | NLM_F_DUMP, family, attrs);
+        self.message(
+            &mut buf,
+            nft(kind),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            family,
+            attrs,
+        );
         let want = self.seq;
         self.socket.send(&buf, 0)?;
         let mut failed = None;

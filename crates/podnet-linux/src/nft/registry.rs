@@ -1,0 +1,128 @@
+//! Every nftables table podnet makes: its family, name and hooks, who
+//! writes it, and who removes it when. `podnetd --cleanup` and
+//! `podnet uninstall-cni` remove tables by reading this list; a lab's
+//! teardown removes its namespaces, and every table with them.
+
+use super::sets::{FAMILY_BRIDGE, FAMILY_INET, NfSets};
+use podnet_core::names::is_host_veth_name;
+
+use crate::netlink::{Netlink, NetlinkError};
+
+pub const AGENT_TABLE: &str = "podnet";
+pub const CNI_TABLE: &str = "podnet-cni";
+pub use podnet_core::guard::TABLE as GUARD_TABLE;
+
+/// When a table may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// With the agent: `podnetd --cleanup`.
+    WithAgent,
+    /// Once no podnet pod remains on the node: its rules or elements
+    /// protect or serve pods, which outlive the agent and the plugin's
+    /// files. `--cleanup` and `uninstall-cni` remove it only then.
+    WithLastPod,
+}
+
+/// One chain with a hook: (name, hook, priority).
+pub type Hook = (&'static str, &'static str, i32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// `NFPROTO_*`.
+    pub family: u8,
+    pub family_name: &'static str,
+    pub name: &'static str,
+    pub hooks: &'static [Hook],
+    /// Who writes it.
+    pub writer: &'static str,
+    pub removal: Removal,
+}
+
+pub const EGRESS: Table = Table {
+    family: FAMILY_INET,
+    family_name: "inet",
+    name: AGENT_TABLE,
+    hooks: &[
+        ("postrouting", "postrouting", 100),
+        ("raw-prerouting", "prerouting", -300),
+        ("raw-output", "output", -300),
+    ],
+    writer: "podnetd (nft::egress)",
+    removal: Removal::WithAgent,
+};
+
+pub const IP_MASQ: Table = Table {
+    family: FAMILY_INET,
+    family_name: "inet",
+    name: CNI_TABLE,
+    hooks: &[("postrouting", "postrouting", 100)],
+    writer: "the plugin, ipMasq (nft::masq)",
+    removal: Removal::WithLastPod,
+};
+
+pub const GUARD: Table = Table {
+    family: FAMILY_BRIDGE,
+    family_name: "bridge",
+    name: GUARD_TABLE,
+    hooks: &[("prerouting", "prerouting", -300)],
+    writer: "podnetd, or the plugin standalone; elements by the plugin (nft::guard)",
+    removal: Removal::WithLastPod,
+};
+
+/// Every table podnet makes.
+pub const TABLES: [Table; 3] = [EGRESS, IP_MASQ, GUARD];
+
+/// Removes the tables `removable` picks; a table that is not there is
+/// not an error. Returns the ones removed.
+pub fn remove(removable: impl Fn(&Table) -> bool) -> Result<Vec<Table>, NetlinkError> {
+    let mut nl = NfSets::open()?;
+    let mut removed = Vec::new();
+    for table in TABLES.into_iter().filter(|t| removable(t)) {
+        if nl.delete_table(table.family, table.name)? {
+            removed.push(table);
+        }
+    }
+    Ok(removed)
+}
+
+/// What a clean-up removes: the agent's own tables if `agent` (podnetd's
+/// clean-up, not the plugin's), the pods' ones once no pod remains.
+pub fn removable(agent: bool, pods_remain: bool) -> impl Fn(&Table) -> bool {
+    move |t| match t.removal {
+        Removal::WithAgent => agent,
+        Removal::WithLastPod => !pods_remain,
+    }
+}
+
+/// Whether any podnet pod remains on the node: a host veth of podnet's.
+pub fn pods_remain(nl: &mut Netlink) -> Result<bool, NetlinkError> {
+    Ok(nl.links()?.iter().any(|l| is_host_veth_name(&l.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pods_tables_stay_while_pods_remain() {
+        let names = |agent, pods| -> Vec<&str> {
+            TABLES
+                .iter()
+                .filter(|t| removable(agent, pods)(t))
+                .map(|t| t.name)
+                .collect()
+        };
+        assert_eq!(names(true, true), ["podnet"]);
+        assert_eq!(names(true, false), ["podnet", "podnet-cni", "podnet-guard"]);
+        assert!(names(false, true).is_empty());
+        assert_eq!(names(false, false), ["podnet-cni", "podnet-guard"]);
+    }
+
+    #[test]
+    fn names_are_unique_and_fit() {
+        for (i, t) in TABLES.iter().enumerate() {
+            assert!(t.name.len() < 32);
+            assert!(TABLES[..i].iter().all(|o| o.name != t.name));
+        }
+    }
+}
