@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
-use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan};
+use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, stale_gateways};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_core::guard::{ElementPlan, LAYOUT, key_ifindex, plan_elements};
@@ -55,6 +55,8 @@ pub struct Setup {
     /// The subnet file for the plugin, kept as it was written at start;
     /// `None` in tests without files.
     pub subnet_file: Option<NodeFile>,
+    /// The plugin's IPAM state, to name pods left on an old subnet.
+    pub ipam_dir: Option<PathBuf>,
 }
 
 /// `<run_dir>/subnet.json` and what it must hold.
@@ -81,6 +83,7 @@ pub struct Agent<S, K> {
     reconcile_failures: Repeated,
     subnet_file_failures: Repeated,
     guard_failures: Repeated,
+    gateway_failures: Repeated,
     last_reconcile: Option<Instant>,
     /// The lease set's revision at the last successful reconcile (the
     /// routes are in place), and whether the store has been told (the
@@ -121,6 +124,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             reconcile_failures: Repeated::default(),
             subnet_file_failures: Repeated::default(),
             guard_failures: Repeated::default(),
+            gateway_failures: Repeated::default(),
             last_reconcile: None,
             converged_at: None,
             announced: false,
@@ -243,6 +247,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     pub fn reconcile(&mut self) {
         self.keep_subnet_file();
         self.keep_guard();
+        self.keep_gateways();
         if self.book.is_empty() {
             return;
         }
@@ -289,6 +294,35 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             Err(e) => self.subnet_file_failures.failed("io", format!("{e:#}")),
         };
         backoff::log("rewriting the subnet file", report);
+    }
+
+    /// Removes any bridge gateway of a subnet this node no longer holds
+    /// (its lease went elsewhere while it was away, or someone added one),
+    /// and names the pods left on it.
+    fn keep_gateways(&mut self) {
+        let cluster = self.setup.conf.cluster_cidrs();
+        let own = &self.lease.subnets;
+        let result = self.kernel.bridge_addresses().and_then(|addrs| {
+            let stale = stale_gateways(&addrs, &cluster, own);
+            for (index, addr) in &stale {
+                self.kernel.delete_address(*index, *addr)?;
+                tracing::warn!(bridge = index, gateway = %addr, subnets = ?own, "removed the gateway of a subnet this node does not hold");
+            }
+            Ok(stale.len())
+        });
+        let report = match result {
+            Ok(removed) => {
+                if removed > 0
+                    && let Some(dir) = &self.setup.ipam_dir
+                {
+                    crate::node::name_pods_outside(dir, own);
+                }
+                self.telemetry.drift_repairs.inc_by(removed as u64);
+                self.gateway_failures.succeeded()
+            }
+            Err(e) => self.gateway_failures.failed("netlink", format!("{e:#}")),
+        };
+        backoff::log("removing stale gateways", report);
     }
 
     /// Keeps the anti-spoofing table: made again if it is missing,

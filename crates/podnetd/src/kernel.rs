@@ -66,9 +66,17 @@ pub trait Guard {
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()>;
 }
 
+/// The gateway addresses on the node's bridges.
+pub trait Gateways {
+    /// Every address on a bridge: (bridge index, address).
+    fn bridge_addresses(&mut self) -> Result<Vec<(u32, IpNet)>>;
+    fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()>;
+}
+
 /// Every kind of state the agent owns; each backend adds its own traits.
-pub trait Kernel: Routes + Egress + Guard + vxlan::Neighbours + vxlan::Devices {}
-impl<K: Routes + Egress + Guard + vxlan::Neighbours + vxlan::Devices> Kernel for K {}
+pub trait Kernel: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan::Devices {}
+impl<K> Kernel for K where K: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan::Devices
+{}
 
 /// The real kernel: rtnetlink for routes and entries, nftables for the
 /// egress table.
@@ -172,5 +180,27 @@ impl Guard for Host {
 
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
         Ok(guard::apply(plan)?)
+    }
+}
+
+impl Gateways for Host {
+    fn bridge_addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
+        let bridges: HashSet<u32> = self
+            .nl
+            .links()?
+            .into_iter()
+            .filter(|l| l.kind.as_deref() == Some("bridge"))
+            .map(|l| l.index)
+            .collect();
+        Ok(self
+            .nl
+            .all_addresses()?
+            .into_iter()
+            .filter(|(i, _)| bridges.contains(i))
+            .collect())
+    }
+
+    fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        Ok(self.nl.delete_address(index, addr)?)
     }
 }

@@ -116,40 +116,10 @@ pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
         .with_context(|| format!("write {}", target.display()))
 }
 
-/// A node whose lease changed subnet (its old one went to another node):
-/// its bridges still hold the old gateway, as in flannel's "cni0 already
-/// has an IP address different from". The old gateway goes (the plugin
-/// puts the new one on the bridge at the next ADD), and the pods still
-/// holding addresses of the old subnet are named: they have no way out
-/// until they are recreated.
-pub fn drop_stale_gateways(
-    nl: &mut Netlink,
-    cluster: &[IpNet],
-    own: &[IpNet],
-    ipam_dir: &Path,
-) -> Result<()> {
-    let bridges: Vec<Link> = nl
-        .links()?
-        .into_iter()
-        .filter(|l| l.kind.as_deref() == Some("bridge"))
-        .collect();
-    let addrs: Vec<(u32, IpNet)> = nl
-        .all_addresses()?
-        .into_iter()
-        .filter(|(i, _)| bridges.iter().any(|b| b.index == *i))
-        .collect();
-    let stale = podnet_core::cluster::desired::stale_gateways(&addrs, cluster, own);
-    for (index, addr) in &stale {
-        let bridge = bridges
-            .iter()
-            .find(|b| b.index == *index)
-            .map_or("?", |b| b.name.as_str());
-        nl.delete_address(*index, *addr)?;
-        tracing::warn!(%bridge, gateway = %addr, subnets = ?own, "removed the gateway of a subnet this node no longer holds");
-    }
-    if stale.is_empty() {
-        return Ok(());
-    }
+/// Names each pod whose address lies outside this node's subnets (`own`):
+/// it is on a subnet the node held before, and has no way out until it
+/// is recreated.
+pub fn name_pods_outside(ipam_dir: &Path, own: &[IpNet]) {
     for net in std::fs::read_dir(ipam_dir).into_iter().flatten().flatten() {
         let Ok(state) = IpamStore::open(&net.path()).and_then(|s| s.load()) else {
             continue;
@@ -166,7 +136,6 @@ pub fn drop_stale_gateways(
             }
         }
     }
-    Ok(())
 }
 
 /// The cluster must not contain the node's own address: routes to pods

@@ -109,12 +109,6 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         content: subnet_file(&conf, &lease, mtu),
     };
     node::write_subnet_file(&file.run_dir, &file.content)?;
-    node::drop_stale_gateways(
-        &mut nl,
-        &conf.cluster_cidrs(),
-        &lease.subnets,
-        &args.ipam_dir,
-    )?;
     // Before pods can be made here: the plugin then never needs `nft`.
     if guard::state()? != guard::TableState::Current {
         guard::write_table()?;
@@ -142,6 +136,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         },
         masquerade: args.masquerade,
         subnet_file: Some(file),
+        ipam_dir: Some(args.ipam_dir.clone()),
     };
     let kernel = Host {
         nl,

@@ -12,6 +12,7 @@ use podnet_linux::netns::NamedNetns;
 
 use super::stats::{median_rate, paired_ratio};
 use crate::lab;
+use crate::lab::probe::in_ns;
 
 pub struct Options {
     pub pairs: usize,
@@ -102,7 +103,9 @@ pub fn run(opts: Options) -> Result<()> {
                 Ok((p.ns.clone(), p.ips[0].to_string()))
             };
             let (p11, p12, p21) = (pod("node1-pod1")?, pod("node1-pod2")?, pod("node2-pod1")?);
-            let guard = GuardToggle::save(record.nodes.iter().map(|n| n.ns.clone()))?;
+            let guard = GuardSwitch {
+                nodes: record.nodes.iter().map(|n| n.ns.clone()).collect(),
+            };
             let hand = handmade(&tag, backend)?;
             let h = |n: &str| format!("{tag}-{n}");
             let paths = [
@@ -167,67 +170,22 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-/// podnet's anti-spoofing table in every lab node, taken away and put
-/// back as it was (its elements too), to measure what it costs.
-struct GuardToggle {
-    /// (node netns, the table as `nft list` printed it).
-    tables: Vec<(String, String)>,
-    on: std::cell::Cell<bool>,
+/// podnet's anti-spoofing in every lab node, turned off and on through
+/// its supported switch (which the agents' drift repair keeps), to
+/// measure what it costs.
+struct GuardSwitch {
+    nodes: Vec<String>,
 }
 
-impl GuardToggle {
-    fn save(nodes: impl Iterator<Item = String>) -> Result<GuardToggle> {
-        let tables = nodes
-            .map(|ns| {
-                let table = nft(&ns, &["list", "table", "bridge", GUARD], None)?;
-                Ok((ns, table))
-            })
-            .collect::<Result<_>>()?;
-        Ok(GuardToggle {
-            tables,
-            on: std::cell::Cell::new(true),
-        })
-    }
-
+impl GuardSwitch {
     fn set(&self, on: bool) -> Result<()> {
-        if self.on.replace(on) == on {
-            return Ok(());
-        }
-        for (ns, table) in &self.tables {
-            if on {
-                nft(ns, &["-f", "-"], Some(table))?;
-            } else {
-                nft(ns, &["delete", "table", "bridge", GUARD], None)?;
-            }
+        for ns in &self.nodes {
+            in_ns(&format!("/var/run/netns/{ns}"), || {
+                podnet_linux::nft::guard::set_passthrough(!on)
+            })??;
         }
         Ok(())
     }
-}
-
-const GUARD: &str = podnet_core::guard::TABLE;
-
-/// Runs `nft args` in `ns` with `stdin`; its stdout.
-fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let (Some(mut pipe), Some(text)) = (child.stdin.take(), stdin) {
-        pipe.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft {} in {ns}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn range(v: &[f64]) -> String {

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs `f` on a short-lived thread inside the namespace at `path`, so the
 /// caller's thread never switches namespace.
-fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+pub fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
     let ns = Netns::open(path)?;
     std::thread::scope(|s| {
         s.spawn(|| ns.run(f))

@@ -428,8 +428,10 @@ fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Resu
         "logFile": dir.join("podnet.log"),
         "ipam": { "dataDir": dir.join("ipam") },
     });
+    // As on a cluster node, where podnetd made the anti-spoofing table:
+    // the plugin needs no binary from PATH (no `nft`).
     let mut child = Command::new("ip")
-        .args(["netns", "exec", node_ns])
+        .args(["netns", "exec", node_ns, "env", "PATH=/nonexistent"])
         .arg(sibling("podnet")?)
         .env("CNI_COMMAND", "ADD")
         .env("CNI_CONTAINERID", pod)

@@ -58,6 +58,7 @@ fn setup(backend: &str) -> Setup {
             mtu: 1500,
         },
         subnet_file: None,
+        ipam_dir: None,
         masquerade: false,
     }
 }
@@ -497,4 +498,29 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
         podnet_core::guard::LAYOUT
     );
     assert_eq!(have(&r), want);
+}
+
+#[tokio::test]
+async fn a_gateway_of_a_subnet_not_held_is_removed_and_the_own_kept() {
+    let mut k = FakeKernel::default();
+    let net = |s: &str| -> IpNet { s.parse().unwrap() };
+    k.bridge_addresses = vec![
+        (7, net("10.244.1.1/24")),
+        (7, net("10.244.9.1/24")),
+        (7, net("192.168.5.1/24")),
+    ];
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, k).await;
+    let own = r.agent.lease.subnets[0];
+    r.agent.kernel.bridge_addresses[0] = (7, IpNet::new(own.network(), own.prefix_len()).unwrap());
+    let kept = vec![
+        r.agent.kernel.bridge_addresses[0],
+        (7, net("192.168.5.1/24")),
+    ];
+    r.agent.reconcile();
+    assert_eq!(
+        r.agent.kernel.bridge_addresses, kept,
+        "only the cluster address outside the node's subnet went"
+    );
 }

@@ -15,7 +15,7 @@ use podnet_linux::netlink::VxlanSpec;
 use podnet_core::guard::{Element, ElementPlan, LAYOUT, Port};
 use podnet_linux::nft::guard::TableState;
 
-use super::{Egress, Guard, RouteOp, Routes};
+use super::{Egress, Gateways, Guard, RouteOp, Routes};
 use crate::backend::vxlan::{Devices, EntryOp, Neighbours};
 
 pub const MAIN_TABLE: u32 = 254;
@@ -33,6 +33,8 @@ pub struct FakeKernel {
     devices_made: u32,
     /// The anti-spoofing table, if made: its layout and per-port elements.
     pub guard: Option<(u32, Vec<Element>)>,
+    /// Addresses on the node's bridges: (bridge index, address).
+    pub bridge_addresses: Vec<(u32, IpNet)>,
     /// The node's links: index and alias.
     pub links: BTreeMap<u32, Option<String>>,
     /// Every route and entry op applied so far: churn shows here. (The
@@ -245,6 +247,17 @@ impl Guard for FakeKernel {
         };
         elements.retain(|e| !plan.delete.contains(e));
         elements.extend(plan.add.iter().cloned());
+        Ok(())
+    }
+}
+
+impl Gateways for FakeKernel {
+    fn bridge_addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
+        Ok(self.bridge_addresses.clone())
+    }
+
+    fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        self.bridge_addresses.retain(|a| *a != (index, addr));
         Ok(())
     }
 }

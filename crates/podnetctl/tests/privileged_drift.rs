@@ -1,0 +1,104 @@
+//! Drift repair: what podnetd owns on its node, broken behind its back,
+//! is back within a resync (`--resync-ms`, 1 s), and the pods reach each
+//! other again: its vxlan device, its egress table, the anti-spoofing
+//! table with every live pod's port in it, and a bridge gateway of a
+//! subnet the node does not hold. The lab's pods are attached with no
+//! `nft` on the plugin's PATH.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestLab, log_lines, sh};
+
+const CAP: Duration = Duration::from_secs(30);
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < CAP, "{what}: not after {CAP:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{what}: after {:?}", started.elapsed());
+}
+
+fn node_ns(lab: &TestLab, i: usize) -> String {
+    lab.record()["nodes"][i]["ns"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
+    let lab = TestLab::up_with(2, 1, &["--backend", "vxlan"]);
+    lab.check_until_ok("vxlan lab");
+    let node1 = node_ns(&lab, 0);
+    sh(&node1, "ip link del podnet.vxlan");
+    wait_for("podnet.vxlan made again", || {
+        sh(&node1, "ip -d link show podnet.vxlan 2>/dev/null").contains("vxlan id 1")
+    });
+    lab.check_until_ok("after the vxlan device was deleted");
+    assert_eq!(log_lines(&lab, "node1", "vxlan device made"), 2);
+
+    let egress = || sh(&node1, "nft list table inet podnet 2>/dev/null");
+    let whole = egress();
+    assert!(
+        whole.contains("masquerade") && whole.contains("notrack"),
+        "{whole}"
+    );
+    sh(&node1, "nft flush table inet podnet");
+    wait_for("a flushed egress table rewritten", || egress() == whole);
+    sh(&node1, "nft delete table inet podnet");
+    wait_for("a deleted egress table rewritten", || egress() == whole);
+    assert_eq!(
+        log_lines(&lab, "node1", "egress table was flushed or changed"),
+        2
+    );
+    lab.check_until_ok("after the egress table was flushed and deleted");
+}
+
+#[test]
+fn privileged_a_deleted_guard_table_comes_back_with_every_live_port() {
+    let lab = TestLab::up(1, 2);
+    let node = node_ns(&lab, 0);
+    let sets = || {
+        let table = sh(&node, "nft list table bridge podnet-guard 2>/dev/null");
+        // The elements, without the handles and the order nft prints them in.
+        let mut lines: Vec<String> = table.lines().map(str::trim).map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let before = sets();
+    assert!(
+        before.iter().filter(|l| l.starts_with("elements")).count() >= 4,
+        "{before:#?}"
+    );
+    sh(&node, "nft delete table bridge podnet-guard");
+    wait_for("the guard table made again, both pods re-admitted", || {
+        sets() == before
+    });
+    assert_eq!(
+        log_lines(&lab, "node1", "anti-spoofing table was missing"),
+        1
+    );
+    // Its elements cut: put back too.
+    sh(&node, "nft flush set bridge podnet-guard addrs4");
+    wait_for("the cut elements re-admitted", || sets() == before);
+    lab.check_until_ok("after the guard table was deleted");
+}
+
+#[test]
+fn privileged_a_stale_gateway_on_the_bridge_is_removed() {
+    let lab = TestLab::up(2, 1);
+    let node1 = node_ns(&lab, 0);
+    // An address in the cluster CIDR, in no subnet of this node's.
+    sh(&node1, "ip addr add 10.244.250.1/24 dev podnet0");
+    wait_for("the stale gateway removed", || {
+        !sh(&node1, "ip -o addr show dev podnet0").contains("10.244.250.1")
+    });
+    assert!(
+        sh(&node1, "ip -o addr show dev podnet0").contains("inet "),
+        "the node's own gateway stays"
+    );
+    lab.check_until_ok("after the stale gateway went");
+}
