@@ -11,7 +11,7 @@ use podnet_core::ipam::{Allocation, Attachment};
 use podnet_core::subnet_file::SubnetFile;
 use serde_json::Value;
 
-use crate::{delegate, node};
+use crate::{delegate, pool_source};
 use podnet_linux::failpoint;
 use podnet_linux::ipam_store::IpamStore;
 
@@ -45,7 +45,7 @@ pub fn allocate(
 ) -> Result<Lease, CniError> {
     match &conf.ipam.kind {
         IpamKind::Builtin => {
-            let pool = node::pool(conf, file)?;
+            let pool = pool_source::pool(conf, file)?;
             let who = attachment(env);
             let lease = store(conf)?.transact(|state| {
                 let fresh = state.owned_by(&who).is_empty();
@@ -156,8 +156,8 @@ pub fn status(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
     match &conf.ipam.kind {
         IpamKind::Builtin => {
             let unavailable = |msg: String| CniError::new(Code::NotAvailable, msg);
-            let file = node::subnet_file(conf)?;
-            let pool = node::pool(conf, file.as_ref()).map_err(|e| unavailable(e.msg))?;
+            let file = pool_source::subnet_file(conf)?;
+            let pool = pool_source::pool(conf, file.as_ref()).map_err(|e| unavailable(e.msg))?;
             if !store(conf)?.load()?.has_capacity(&pool) {
                 return Err(unavailable(format!(
                     "the address pool of network {} is exhausted",

@@ -8,7 +8,7 @@ mod install;
 mod ipam;
 mod logging;
 mod masq;
-mod node;
+mod pool_source;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

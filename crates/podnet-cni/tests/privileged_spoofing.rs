@@ -178,8 +178,10 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
     gc["cni.dev/valid-attachments"] = json!([]);
     let vars = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/usr/lib/cni")];
     node.invoke(&vars, gc.to_string().as_bytes()).expect_ok();
-    let listed = node
-        .ns
-        .exec_ok(&["nft", "-j", "list", "table", "bridge", "podnet-guard"]);
-    assert!(!listed.contains("\"elem\""), "{listed}");
+    for set in podnet_core::guard::SETS {
+        let listed = node
+            .ns
+            .exec_ok(&["nft", "-j", "list", "set", "bridge", "podnet-guard", set]);
+        assert!(!listed.contains("\"elem\""), "{listed}");
+    }
 }

@@ -80,6 +80,17 @@ impl Netns {
         let _guard = self.enter()?;
         Ok(f())
     }
+
+    /// Runs `f` inside this namespace on a short-lived thread of its own,
+    /// so the caller's thread never switches (a tokio worker must not). A
+    /// panic in `f` is the caller's.
+    pub fn run_on_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+        std::thread::scope(|s| {
+            s.spawn(|| self.run(f))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
 }
 
 // NS_GET_NSTYPE: _IO(0xb7, 0x3), see ioctl_ns(2).

@@ -7,7 +7,7 @@
 //! Allocation, expiry and release do not apply: a node leaves when its
 //! Node object is deleted.
 
-pub mod node;
+pub mod slim_node;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,7 +19,7 @@ use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use serde_json::json;
 
-use self::node::SlimNode;
+use self::slim_node::SlimNode;
 use crate::{Result, Revision, Snapshot, Store, StoreError};
 
 /// Nodes per list page: a bound on what one response holds in memory.
@@ -48,7 +48,7 @@ impl Cache {
         if deleted {
             self.nodes.remove(&name);
         } else {
-            self.nodes.insert(name, node::lease(node));
+            self.nodes.insert(name, slim_node::lease(node));
         }
         if let Some(rv) = &node.metadata.resource_version {
             self.revision = rv.clone();
@@ -144,7 +144,7 @@ impl KubeStore {
         match mine {
             Some((name, attrs))
                 if node.metadata.name.as_deref() == Some(name.as_str())
-                    && !node::annotated(node, &attrs) =>
+                    && !slim_node::annotated(node, &attrs) =>
             {
                 self.annotate(&name, &attrs).await
             }
@@ -162,7 +162,7 @@ impl KubeStore {
     }
 
     async fn annotate(&self, name: &str, attrs: &LeaseAttrs) -> Result<()> {
-        let patch = node::annotations_patch(attrs);
+        let patch = slim_node::annotations_patch(attrs);
         self.nodes
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -177,7 +177,7 @@ impl KubeStore {
         attrs: &LeaseAttrs,
         conf: Option<&ClusterConf>,
     ) -> Result<Lease> {
-        let subnets = node::pod_cidrs(node).map_err(StoreError::Invalid)?;
+        let subnets = slim_node::pod_cidrs(node).map_err(StoreError::Invalid)?;
         if subnets.is_empty() {
             return Err(StoreError::Unavailable(format!(
                 "node {name} has no spec.podCIDRs yet: kube-controller-manager must run with \

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use podnet_store::etcd::layout::{DEFAULT_PREFIX, parse_lease, parse_subnet_key};
-use podnet_store::kube::node::{SlimNode, lease};
+use podnet_store::kube::slim_node::{SlimNode, lease};
 use podnet_testkit::fuzz::{config, input};
 use proptest::prelude::*;
 

@@ -130,14 +130,9 @@ impl EtcdMember {
                 .arg(&c.ca)
                 .arg("--client-cert-auth");
         }
+        let cluster = format!("m1={peer_url}");
         let child = cmd
-            .args(["--name", "m1", "--data-dir"])
-            .arg(&data)
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("m1={peer_url}")])
+            .args(podnet_lab::etcd::member_args("m1", &data, &client_url, &peer_url, &cluster))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

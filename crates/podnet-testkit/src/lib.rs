@@ -115,15 +115,9 @@ impl TestNetns {
 /// Runs `f` on a fresh thread that has entered the namespace at `netns`
 /// (a path: a named namespace, or one a runtime mounted).
 pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let file = std::fs::File::open(netns).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
+    podnet_linux::netns::Netns::open(netns)
+        .and_then(|ns| ns.run_on_thread(f))
         .unwrap()
-    })
 }
 
 /// A TCP server in `netns` that answers every connection with the peer

@@ -1,15 +1,15 @@
-//! `podnetctl`: the operator's CLI.
+//! `podnetctl`: the operator's CLI. Its own command is `node remove`
+//! (`release.rs`); the lab and the benchmarks are `podnet-lab`'s.
 
-mod bench;
-mod lab;
-mod node;
+mod release;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use podnet_lab::{bench, check, status, topology, up};
 use podnet_store::StoreOptions;
-use podnet_store::etcd::EtcdFlags;
+use podnet_store::etcd::flags::EtcdFlags;
 
 #[derive(Parser)]
 #[command(name = "podnetctl", version, about = "Operate and measure podnet")]
@@ -34,7 +34,7 @@ enum Top {
     /// A multi-node cluster of network namespaces on this machine.
     Lab {
         /// Where the lab keeps its state (store, run dirs, names, PIDs).
-        #[arg(long, global = true, default_value = lab::DEFAULT_DIR)]
+        #[arg(long, global = true, default_value = podnet_lab::DEFAULT_DIR)]
         dir: PathBuf,
         #[command(subcommand)]
         what: Lab,
@@ -89,7 +89,7 @@ enum Lab {
     /// Stop, start or restart one node's podnetd.
     Agent {
         node: String,
-        action: lab::up::AgentAction,
+        action: up::AgentAction,
         /// Stop with SIGKILL instead of SIGTERM.
         #[arg(long)]
         kill: bool,
@@ -206,25 +206,25 @@ fn main() -> ExitCode {
                 lease_ttl,
                 store,
                 ipam_reclaim_after,
-            } => lab::up::up(lab::up::UpOptions {
+            } => up::up(up::UpOptions {
                 dir,
                 lease_ttl,
                 nodes,
                 pods_per_node,
                 backend,
                 direct_routing,
-                shape: lab::topology::Shape { routed, dual_stack },
+                shape: topology::Shape { routed, dual_stack },
                 masquerade: true,
                 etcd: store == "etcd",
                 kube: store == "kube",
                 ipam_reclaim_after,
             }),
-            Lab::Check { json } => lab::check::run(&dir, json),
-            Lab::Status { json } => lab::status(&dir, json),
-            Lab::AddNode => lab::up::add_node(&dir),
-            Lab::RemoveNode { name } => lab::up::remove_node(&dir, &name),
-            Lab::Agent { node, action, kill } => lab::up::agent(&dir, &node, action, kill),
-            Lab::Down => lab::down(&dir),
+            Lab::Check { json } => check::run(&dir, json),
+            Lab::Status { json } => status::status(&dir, json),
+            Lab::AddNode => up::add_node(&dir),
+            Lab::RemoveNode { name } => up::remove_node(&dir, &name),
+            Lab::Agent { node, action, kill } => up::agent(&dir, &node, action, kill),
+            Lab::Down => up::down(&dir),
         },
         Top::Node {
             store,
@@ -235,7 +235,7 @@ fn main() -> ExitCode {
                 etcd: etcd.options(),
                 ..StoreOptions::default()
             };
-            node::remove(&store, &opts, &name)
+            release::remove(&store, &opts, &name)
         }
         Top::Bench { what } => match what {
             Bench::Cni {

@@ -286,7 +286,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         if have.as_ref() == Some(&file.content) {
             return;
         }
-        let report = match crate::node::write_subnet_file(&file.run_dir, &file.content) {
+        let report = match crate::host::write_subnet_file(&file.run_dir, &file.content) {
             Ok(()) => {
                 tracing::warn!(path = %path.display(), "subnet file was missing, damaged or changed; rewritten");
                 self.subnet_file_failures.succeeded()
@@ -315,7 +315,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 if removed > 0
                     && let Some(dir) = &self.setup.ipam_dir
                 {
-                    crate::node::name_pods_outside(dir, own);
+                    crate::host::name_pods_outside(dir, own);
                 }
                 self.telemetry.drift_repairs.inc_by(removed as u64);
                 self.gateway_failures.succeeded()

@@ -7,7 +7,7 @@ mod backend;
 mod backoff;
 mod datapath;
 mod kernel;
-mod node;
+mod host;
 mod peers;
 mod reclaim;
 mod start;
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use podnet_store::etcd::EtcdFlags;
+use podnet_store::etcd::flags::EtcdFlags;
 use podnet_store::{Store, StoreOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;

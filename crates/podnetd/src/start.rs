@@ -18,7 +18,7 @@ use crate::agent::{Agent, NodeFile, Setup};
 use crate::backend::Underlay;
 use crate::backoff::until_available;
 use crate::kernel::Host;
-use crate::{Args, node};
+use crate::{Args, host};
 
 /// The cluster's net-conf: the stored one, after offering ours. Fields
 /// this podnet does not know are named once, not refused: a newer podnet
@@ -72,12 +72,12 @@ fn lease_attrs(conf: &ClusterConf, args: &Args, public_ip: std::net::IpAddr) -> 
 pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Agent<S, Host>> {
     let conf = net_conf(args, store.as_ref()).await?;
     let mut nl = Netlink::open()?;
-    let (public_ip, uplink) = node::public_ip(args, &mut nl)?;
-    node::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
+    let (public_ip, uplink) = host::public_ip(args, &mut nl)?;
+    host::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
     if let Some(v6) = args.public_ipv6 {
-        node::check_no_overlap(&conf.cluster_cidrs(), v6)?;
+        host::check_no_overlap(&conf.cluster_cidrs(), v6)?;
     }
-    let name = node::name(args)?;
+    let name = host::name(args)?;
     let attrs = lease_attrs(&conf, args, public_ip);
     let ttl = std::time::Duration::from_secs(conf.lease_ttl);
     let lease = until_available("store", || store.acquire(&name, &attrs, &conf, ttl)).await?;
@@ -90,7 +90,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     let underlay = [
         Some(uplink.index),
         match args.public_ipv6 {
-            Some(v6) => Some(node::link_holding(
+            Some(v6) => Some(host::link_holding(
                 &nl.all_addresses()?,
                 v6,
                 "--public-ipv6",
@@ -108,15 +108,15 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         run_dir: args.run_dir.clone(),
         content: subnet_file(&conf, &lease, mtu),
     };
-    node::write_subnet_file(&file.run_dir, &file.content)?;
+    host::write_subnet_file(&file.run_dir, &file.content)?;
     // Before pods can be made here: the plugin then never needs `nft`.
     if guard::state()? != guard::TableState::Current {
         guard::write_table()?;
     }
     if let Some(src) = &args.cni_conflist {
-        node::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
+        host::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
     }
-    node::enable_forwarding(conf.ipv6.is_some())?;
+    host::enable_forwarding(conf.ipv6.is_some())?;
     tracing::info!(
         node = %name,
         ip = %public_ip,

@@ -4,18 +4,18 @@ use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_linux::netlink::Netlink;
 
 use super::open_netns;
-use crate::{bridge, ipam, masq, node};
+use crate::{bridge, ipam, masq, pool_source};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
     let netns = open_netns(env)?;
-    let file = node::subnet_file(conf)?;
+    let file = pool_source::subnet_file(conf)?;
     // IPAM waits on the disk and the veth on the kernel; neither needs the
     // other, so they run side by side.
     let (lease, veth, host) = std::thread::scope(|s| {
         let ipam = s.spawn(|| ipam::allocate(conf, env, stdin, file.as_ref()));
         let mut host = Netlink::open().map_err(bridge::kernel);
         let veth = host.as_mut().map_err(|e| e.clone()).and_then(|host| {
-            let mtu = node::mtu(conf, file.as_ref(), host);
+            let mtu = pool_source::mtu(conf, file.as_ref(), host);
             bridge::create_veth(host, conf, env, &netns, mtu)
         });
         let lease = ipam

@@ -67,7 +67,7 @@ impl Cluster for Api {
     }
 
     async fn corrupt(&self, node: &str) {
-        let patch = json!({"metadata": {"annotations": {node::PUBLIC_IP: "not an address"}}});
+        let patch = json!({"metadata": {"annotations": {slim_node::PUBLIC_IP: "not an address"}}});
         self.admin(|w| w.patch(node, podnet_kube_emu::world::PatchKind::Merge, &patch, true));
     }
 
@@ -139,8 +139,8 @@ fn privileged_a_lease_is_the_nodes_pod_cidrs_and_its_annotations() {
         assert_eq!(lease.subnets, ["10.244.7.0/24".parse::<IpNet>().unwrap()]);
         let n = api.node(0);
         let a = n.metadata.annotations.unwrap();
-        assert_eq!(a[node::BACKEND_TYPE], "host-gw");
-        assert_eq!(a[node::PUBLIC_IP], "192.168.0.2");
+        assert_eq!(a[slim_node::BACKEND_TYPE], "host-gw");
+        assert_eq!(a[slim_node::PUBLIC_IP], "192.168.0.2");
         store.network_up("node0").await.unwrap();
         let conditions = api.node(0).status.unwrap().conditions.unwrap();
         let c = conditions
@@ -228,7 +228,7 @@ fn privileged_removed_annotations_are_restored() {
             "node1 has no annotations yet"
         );
         let wipe =
-            json!({"metadata": {"annotations": {node::BACKEND_DATA: null, node::PUBLIC_IP: null}}});
+            json!({"metadata": {"annotations": {slim_node::BACKEND_DATA: null, slim_node::PUBLIC_IP: null}}});
         api.admin(|w| {
             w.patch(
                 "node0",

@@ -20,27 +20,15 @@ use kube::api::{Api, DeleteParams, PostParams};
 use podnet_linux::netns::NamedNetns;
 use serde::{Deserialize, Serialize};
 
-use super::state::Lab;
-use super::topology::Attachment;
-use super::up::{plug, sibling, step};
+use crate::plumbing::{plug, sibling, step};
+use crate::record::{KubeApi, Lab};
+use crate::topology::Attachment;
 
 const ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 240);
 const READY_CAP: Duration = Duration::from_secs(30);
 
-/// The running API server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KubeApi {
-    pub ns: String,
-    pub pid: i32,
-}
-
 fn dir(lab: &Lab) -> PathBuf {
     lab.dir.join("kube")
-}
-
-/// `podnet` (the agents' service account) or `admin` (the lab).
-pub fn kubeconfig(lab: &Lab, user: &str) -> PathBuf {
-    dir(lab).join(format!("{user}.kubeconfig"))
 }
 
 pub fn start(lab: &mut Lab) -> Result<()> {
@@ -102,7 +90,7 @@ where
     T: Send,
     F: Future<Output = kube::Result<T>>,
 {
-    let path = kubeconfig(lab, "admin");
+    let path = lab.kubeconfig("admin");
     lab.on_underlay(|| async move {
         let file = kube::config::Kubeconfig::read_from(&path)?;
         let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;

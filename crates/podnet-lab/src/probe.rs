@@ -7,22 +7,10 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use podnet_linux::netns::Netns;
+use crate::plumbing::in_ns;
 
 pub const PORT: u16 = 7777;
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Runs `f` on a short-lived thread inside the namespace at `path`, so the
-/// caller's thread never switches namespace.
-pub fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let ns = Netns::open(path)?;
-    std::thread::scope(|s| {
-        s.spawn(|| ns.run(f))
-            .join()
-            .map_err(|_| anyhow::anyhow!("probe thread panicked"))?
-            .map_err(Into::into)
-    })
-}
 
 /// Starts a peer-address server in `ns`; it serves until the process exits.
 pub fn serve(ns: &str) -> Result<()> {

@@ -18,8 +18,9 @@ use podnet_linux::netlink::{Change, Netlink, Nexthop};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_store::file::FileStore;
 
+use super::sim::{AgentRun, CAP, Underlay, our_routes, peak_rss_kib, run_agent, sim_attrs, sim_peer, sim_subnet};
 use super::stats::Summary;
-use crate::lab;
+use crate::{record, up};
 
 pub struct Options {
     pub nodes: usize,
@@ -29,7 +30,6 @@ pub struct Options {
     pub etcd: bool,
 }
 
-const CAP: Duration = Duration::from_secs(30);
 
 pub fn run(opts: Options) -> Result<()> {
     println!(
@@ -50,23 +50,10 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
-/// Routes of ours in a node, by destination.
-fn our_routes(ns: &str) -> Result<Vec<IpNet>> {
-    let netns = Netns::open(format!("/var/run/netns/{ns}"))?;
-    Ok(Netlink::open_in(&netns)?
-        .routes()?
-        .into_iter()
-        .filter(|r| r.protocol == ROUTE_PROTOCOL)
-        .map(|r| r.dst)
-        .collect())
-}
-
-/// Join convergence on a lab of `opts.nodes` nodes, on the file store or
-/// on a 3-member etcd (then beside etcd's own put-to-watch latency).
 fn convergence(opts: &Options, etcd: bool) -> Result<()> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("lab");
-    lab::up::up(lab::up::UpOptions {
+    up::up(up::UpOptions {
         dir: dir.clone(),
         nodes: opts.nodes,
         pods_per_node: 0,
@@ -86,7 +73,7 @@ fn convergence(opts: &Options, etcd: bool) -> Result<()> {
         };
         Ok((joins, floor))
     });
-    lab::down(&dir)?;
+    up::down(&dir)?;
     let (samples, floor) = measured?;
     let s = Summary::of(&samples).ok_or_else(|| anyhow!("no rounds"))?;
     println!();
@@ -116,7 +103,7 @@ fn convergence(opts: &Options, etcd: bool) -> Result<()> {
 fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
     let mut samples = Vec::new();
     for round in 0..rounds {
-        let record = lab::state::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+        let record = record::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
         let others: Vec<String> = record.nodes.iter().map(|n| n.ns.clone()).collect();
         let name = format!(
             "node{}",
@@ -124,7 +111,7 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
         );
         let adder = {
             let dir = dir.to_path_buf();
-            std::thread::spawn(move || lab::up::add_node(&dir))
+            std::thread::spawn(move || up::add_node(&dir))
         };
         // t0: the new node holds its lease: its agent writes the subnet
         // file right after the store answered (the same on every store).
@@ -157,7 +144,7 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
         adder.join().map_err(|_| anyhow!("add-node panicked"))??;
         eprintln!("  round {round}: {name} converged in {took:?}");
         samples.push(took);
-        lab::up::remove_node(dir, &name)?;
+        up::remove_node(dir, &name)?;
         // The next round's node may get the same subnet: start it only
         // once every node has dropped this one's route.
         for ns in &others {
@@ -170,157 +157,6 @@ fn join_rounds(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
         }
     }
     Ok(samples)
-}
-
-/// A node namespace on an underlay /16 that holds every simulated peer
-/// address on-link, and the hub namespace at its other end.
-pub(super) struct Underlay {
-    pub node: NamedNetns,
-    pub hub: NamedNetns,
-    pub node_ip: IpAddr,
-}
-
-pub(super) fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    let ok = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .status()?
-        .success();
-    if ok {
-        Ok(())
-    } else {
-        bail!("ip -n {ns} {}", args.join(" "))
-    }
-}
-
-impl Underlay {
-    pub fn new(tag: &str) -> Result<Underlay> {
-        let node = NamedNetns::create(&format!("{tag}-node"))?;
-        let hub = NamedNetns::create(&format!("{tag}-hub"))?;
-        let node_ip = IpAddr::V4(Ipv4Addr::new(172, 16, 255, 254));
-        ip(
-            hub.name(),
-            &[
-                "link",
-                "add",
-                "up0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                node.name(),
-            ],
-        )?;
-        ip(hub.name(), &["link", "set", "up0", "up"])?;
-        ip(
-            node.name(),
-            &["addr", "add", &format!("{node_ip}/16"), "dev", "eth0"],
-        )?;
-        ip(node.name(), &["link", "set", "eth0", "up"])?;
-        Ok(Underlay { node, hub, node_ip })
-    }
-}
-
-/// The simulated peer `i`'s lease attributes.
-pub(super) fn sim_attrs(i: usize, backend: &str) -> LeaseAttrs {
-    let public_ip = sim_peer(i);
-    LeaseAttrs {
-        public_ip,
-        public_ipv6: None,
-        backend_type: backend.to_owned(),
-        backend_data: VxlanData {
-            vni: 1,
-            vtep_mac: format_mac(&vtep_mac(&public_ip)),
-        }
-        .to_value(),
-        backend_v6_data: serde_json::Value::Null,
-    }
-}
-
-pub(super) fn net_conf(backend: &str) -> String {
-    format!(r#"{{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#)
-}
-
-/// What one agent did with `peers` peers: the time from its start to all
-/// routes present, its own reconcile time, and its peak RSS (KiB).
-pub(super) struct AgentRun {
-    pub took: Duration,
-    pub reconcile_ms: Option<u64>,
-    pub rss_kib: u64,
-}
-
-/// Starts podnetd in `u.node` on `store`, waits for `peers` routes, stops it.
-pub(super) fn run_agent(
-    u: &Underlay,
-    work: &Path,
-    store: &str,
-    backend: &str,
-    peers: usize,
-) -> Result<AgentRun> {
-    let conf = work.join("net-conf.json");
-    std::fs::write(&conf, net_conf(backend))?;
-    let podnetd = lab::up::sibling("podnetd")?;
-    let log = work.join("podnetd.log");
-    let spawned = Instant::now();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", u.node.name()])
-        .arg(&podnetd)
-        .args([
-            "--node-name",
-            "bench",
-            "--public-ip",
-            &u.node_ip.to_string(),
-        ])
-        .arg("--run-dir")
-        .arg(work.join("run"))
-        .args(["--store", store])
-        .arg("--net-conf")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("start podnetd")?;
-    let pid = child.id();
-    let outcome = (|| -> Result<(Duration, u64)> {
-        while our_routes(u.node.name())?.len() < peers {
-            if spawned.elapsed() > CAP {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                bail!(
-                    "podnetd did not program {peers} routes within {CAP:?}; its log ends: {tail:?}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let took = spawned.elapsed();
-        Ok((took, peak_rss_kib(pid)?))
-    })();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
-    let (took, rss_kib) = outcome?;
-    let reconcile_ms = std::fs::read_to_string(&log)?
-        .lines()
-        .filter(|l| l.contains("routes reconciled"))
-        .find_map(|l| {
-            l.split("took_ms=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        });
-    Ok(AgentRun {
-        took,
-        reconcile_ms,
-        rss_kib,
-    })
 }
 
 /// One agent, `peers` simulated peer leases in 10.0.0.0/8: time to program
@@ -455,22 +291,3 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// The `i`th simulated peer's underlay address, in 172.16.0.0/16.
-fn sim_peer(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8))
-}
-
-/// The `n`th /24 of 10.0.0.0/8.
-pub(super) fn sim_subnet(n: usize) -> Result<IpNet> {
-    let addr = Ipv4Addr::new(10, (n >> 8) as u8, n as u8, 0);
-    Ok(IpNet::new(IpAddr::V4(addr), 24)?)
-}
-
-pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| anyhow!("no VmHWM for pid {pid}"))
-}

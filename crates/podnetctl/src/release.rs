@@ -1,4 +1,5 @@
-//! `podnetctl node`: operations on a cluster's nodes through its store.
+//! `podnetctl node remove`: a node released from the cluster through its
+//! store.
 
 use anyhow::{Result, bail};
 use podnet_store::{Store, StoreOptions};

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use podnet_linux::netns::NamedNetns;
 
 use super::stats::{median_rate, paired_ratio};
-use crate::lab;
-use crate::lab::probe::in_ns;
+use crate::plumbing::{in_ns, ip};
+use crate::{record, up};
 
 pub struct Options {
     pub pairs: usize,
@@ -79,7 +79,7 @@ pub fn run(opts: Options) -> Result<()> {
     for backend in ["host-gw", "vxlan"] {
         let work = tempfile::tempdir()?;
         let dir = work.path().join("lab");
-        lab::up::up(lab::up::UpOptions {
+        up::up(up::UpOptions {
             dir: dir.clone(),
             nodes: 2,
             pods_per_node: 2,
@@ -93,7 +93,7 @@ pub fn run(opts: Options) -> Result<()> {
             kube: false,
         })?;
         let result = (|| -> Result<()> {
-            let record = lab::state::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+            let record = record::Lab::load(&dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
             let pod = |name: &str| -> Result<(String, String)> {
                 let p = record
                     .pods
@@ -163,7 +163,7 @@ pub fn run(opts: Options) -> Result<()> {
             drop(hand);
             Ok(())
         })();
-        lab::down(&dir)?;
+        up::down(&dir)?;
         result?;
     }
     report(&raw_samples, &rows, &guard_rows);
@@ -352,18 +352,6 @@ fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     Ok(())
 }
 
-/// Runs `ip -n ns args`, failing loudly.
-fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(["-n", ns]).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "ip -n {ns} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 fn sysctl(ns: &str, key: &str) -> Result<()> {
     let status = Command::new("ip")

@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use podnet_linux::netns::NamedNetns;
 use serde::Serialize;
 
-use super::state::{EtcdMember, Lab};
-use super::topology::Attachment;
-use super::up::{plug, step};
+use crate::plumbing::{plug, step};
+use crate::record::{EtcdMember, Lab};
+use crate::topology::Attachment;
 
 pub const MEMBERS: usize = 3;
 const HEALTHY_CAP: Duration = Duration::from_secs(30);
@@ -77,6 +77,30 @@ pub fn start(lab: &mut Lab) -> Result<()> {
     Ok(())
 }
 
+/// One etcd member's arguments: its name and data dir, where it serves
+/// clients and peers, and the cluster it starts in (`n1=URL,...`). The
+/// lab's members and the tests' use these.
+pub fn member_args(
+    name: &str,
+    data: &Path,
+    client_url: &str,
+    peer_url: &str,
+    cluster: &str,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--name".into(), name.into(), "--data-dir".into()];
+    args.push(data.into());
+    for (flag, value) in [
+        ("--listen-client-urls", client_url),
+        ("--advertise-client-urls", client_url),
+        ("--listen-peer-urls", peer_url),
+        ("--initial-advertise-peer-urls", peer_url),
+        ("--initial-cluster", cluster),
+    ] {
+        args.extend([flag.into(), value.into()]);
+    }
+    args
+}
+
 /// Starts member `name` of the cluster `peers` (`n1=http://a:2380,...`)
 /// in namespace `ns`, serving on `addr`, with its data dir under `data`.
 pub fn spawn(
@@ -90,14 +114,8 @@ pub fn spawn(
 ) -> Result<Child> {
     let url = |port: u16| format!("http://{addr}:{port}");
     Command::new("ip")
-        .args(["netns", "exec", ns, "etcd", "--name", name])
-        .arg("--data-dir")
-        .arg(data.join(name))
-        .args(["--listen-client-urls", &url(2379)])
-        .args(["--advertise-client-urls", &url(2379)])
-        .args(["--listen-peer-urls", &url(2380)])
-        .args(["--initial-advertise-peer-urls", &url(2380)])
-        .args(["--initial-cluster", peers])
+        .args(["netns", "exec", ns, "etcd"])
+        .args(member_args(name, &data.join(name), &url(2379), &url(2380), peers))
         .args(["--initial-cluster-token", token])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

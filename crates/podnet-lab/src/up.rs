@@ -1,26 +1,25 @@
-//! Building the lab: `up`, `add-node` and `remove-node`.
+//! Building the lab and taking it down: `up`, `add-node`, `remove-node`,
+//! `agent`, `down`.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use podnet_linux::netlink::{Entry, Link, Netlink};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_linux::sysctl;
 use podnet_store::Store;
 use serde_json::json;
 
-use super::state::{Lab, Node, Pod};
-use super::topology::{self as topo, Attachment, Shape};
-
-const READY_CAP: Duration = Duration::from_secs(20);
+use crate::plumbing::{
+    alive, ip, plug, sibling, signal_agent, start_agent, step, stop_agent, wait_for_file,
+};
+use crate::record::{Lab, Node, Pod};
+use crate::topology::{self as topo, Shape};
 
 pub struct UpOptions {
     pub dir: PathBuf,
@@ -39,45 +38,6 @@ pub struct UpOptions {
     pub kube: bool,
     /// The agents' `--ipam-reclaim-after` (seconds), if not the default.
     pub ipam_reclaim_after: Option<u64>,
-}
-
-/// The binaries the lab runs, found next to podnetctl.
-pub fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .ok_or_else(|| anyhow!("podnetctl has no directory"))?
-        .join(name);
-    if !path.is_file() {
-        bail!(
-            "{} not found next to podnetctl (build the workspace)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-/// Runs `ip` (inside `ns` if given); fails with its stderr.
-fn ip(ns: Option<&str>, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
-    }
-    let out = cmd.args(args).output().context("run ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}{}: {}",
-            ns.map(|n| format!("-n {n} ")).unwrap_or_default(),
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-pub(super) fn step(msg: &str) {
-    print!("  {msg} ... ");
-    let _ = std::io::stdout().flush();
 }
 
 /// The cluster config the lab's agents share.
@@ -169,7 +129,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if let Err(e) = built {
         eprintln!("lab up failed: {e:#}; removing what was made");
         lab.save()?;
-        super::down(&lab.dir)?;
+        down(&lab.dir)?;
         return Err(e);
     }
     println!("lab is up: `podnetctl lab check` to probe it, `podnetctl lab down` to remove it");
@@ -192,68 +152,20 @@ fn build(lab: &mut Lab, nodes: usize, opts: &UpOptions) -> Result<()> {
             Ok(())
         })??;
     } else {
-        ip(Some(&underlay), &["link", "add", "fab0", "type", "bridge"])?;
-        ip(Some(&underlay), &["link", "set", "fab0", "up"])?;
+        ip(&underlay, &["link", "add", "fab0", "type", "bridge"])?;
+        ip(&underlay, &["link", "set", "fab0", "up"])?;
     }
     let ext = NamedNetns::create(&lab.external_ns)?.keep();
     plug(lab, &ext, "ext", &lab.shape.external())?;
     println!("ok");
     if opts.etcd {
-        super::etcd::start(lab)?;
+        crate::etcd::start(lab)?;
     }
     if opts.kube {
-        super::kube::start(lab)?;
+        crate::kube::start(lab)?;
     }
     for i in 1..=nodes {
         add_node_at(lab, i)?;
-    }
-    Ok(())
-}
-
-/// Connects `ns` to the underlay as `eth0`: to the fabric bridge (flat),
-/// or to its own router port (routed); addresses and default routes per
-/// `attachments`.
-pub(super) fn plug(lab: &Lab, ns: &str, port: &str, attachments: &[Attachment]) -> Result<()> {
-    let under = lab.underlay_ns.as_str();
-    ip(
-        Some(under),
-        &[
-            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ],
-    )?;
-    if lab.shape.routed {
-        ip(Some(under), &["link", "set", port, "up"])?;
-    } else {
-        ip(Some(under), &["link", "set", port, "master", "fab0", "up"])?;
-    }
-    for a in attachments {
-        let v6 = a.addr.is_ipv6();
-        let with_prefix = |addr: IpAddr| format!("{addr}/{}", a.prefix);
-        let mut add = vec!["addr", "add"];
-        let addr = with_prefix(a.addr);
-        add.extend([addr.as_str(), "dev", "eth0"]);
-        if v6 {
-            add.push("nodad");
-        }
-        ip(Some(ns), &add)?;
-        if let Some(router) = a.router {
-            let r = with_prefix(router);
-            let mut add = vec!["addr", "add", r.as_str(), "dev", port];
-            if v6 {
-                add.push("nodad");
-            }
-            ip(Some(under), &add)?;
-        }
-    }
-    ip(Some(ns), &["link", "set", "eth0", "up"])?;
-    for a in attachments {
-        if let Some(gw) = a.gateway {
-            let family = if a.addr.is_ipv6() { "-6" } else { "-4" };
-            ip(
-                Some(ns),
-                &[family, "route", "add", "default", "via", &gw.to_string()],
-            )?;
-        }
     }
     Ok(())
 }
@@ -330,7 +242,7 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
 
     if lab.kube.is_some() {
         step(&format!("{name}: Node object, podCIDRs 10.244.{i}.0/24"));
-        super::kube::register(lab, &name, vec![format!("10.244.{i}.0/24")])?;
+        crate::kube::register(lab, &name, vec![format!("10.244.{i}.0/24")])?;
         println!("ok");
     }
     step(&format!("{name}: podnetd"));
@@ -361,61 +273,7 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     Ok(())
 }
 
-fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<i32> {
-    let dir = lab.node_dir(name);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let log = std::fs::File::create(dir.join("podnetd.log"))?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns])
-        .arg(sibling("podnetd")?)
-        .args(["--node-name", name])
-        .args(["--public-ip", &addrs[0].to_string()]);
-    if let Some(v6) = addrs.get(1) {
-        cmd.args(["--public-ipv6", &v6.to_string()]);
-    }
-    if lab.kube.is_some() {
-        cmd.arg("--kubeconfig")
-            .arg(super::kube::kubeconfig(lab, "podnet"));
-    }
-    cmd.arg("--run-dir")
-        .arg(dir.join("run"))
-        .arg("--store")
-        .arg(lab.store_spec())
-        .arg("--net-conf")
-        .arg(lab.dir.join("net-conf.json"))
-        .arg(format!("--masquerade={}", lab.masquerade))
-        .arg("--ipam-dir")
-        .arg(dir.join("ipam"));
-    if let Some(secs) = lab.ipam_reclaim_after {
-        cmd.arg(format!("--ipam-reclaim-after={secs}"));
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: ^C on `lab up` must not stop the agents.
-        .process_group(0)
-        .spawn()
-        .context("start podnetd")?;
-    // `ip netns exec` execs podnetd in place, so this is podnetd's PID.
-    Ok(child.id() as i32)
-}
 
-fn wait_for_file(path: &Path, pid: i32) -> Result<()> {
-    let started = Instant::now();
-    while !path.exists() {
-        if !alive(pid) {
-            bail!("podnetd (pid {pid}) exited; see its podnetd.log");
-        }
-        if started.elapsed() > READY_CAP {
-            bail!("{} did not appear within {READY_CAP:?}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<Vec<IpAddr>> {
@@ -476,7 +334,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     ));
     stop_agent(node.pid);
     if lab.kube.is_some() {
-        super::kube::deregister(&lab, name)?;
+        crate::kube::deregister(&lab, name)?;
     } else {
         lab.with_store(|s| async move { s.release(name).await })?;
     }
@@ -486,7 +344,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     // namespace's links go away in the background, and a node added next
     // would reuse the port's name.
     ip(
-        Some(&lab.underlay_ns),
+        &lab.underlay_ns,
         &["link", "del", &topo::port(node.index)],
     )?;
     for ns in gone.iter().map(|p| p.ns.as_str()).chain([node.ns.as_str()]) {
@@ -498,42 +356,24 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie has exited; only its parent has not reaped it yet.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-/// SIGTERM, then SIGKILL if it has not exited after a while.
-pub fn stop_agent(pid: i32) {
-    signal_agent(pid, Signal::SIGTERM);
-}
-
-/// Sends `signal` and waits for the agent to exit (SIGKILL after 5 s).
-fn signal_agent(pid: i32, signal: Signal) {
-    if pid <= 0 || !alive(pid) {
-        return;
-    }
-    let _ = kill(Pid::from_raw(pid), signal);
-    let started = Instant::now();
-    while alive(pid) && started.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentAction {
     Stop,
     Start,
     Restart,
+}
+
+impl std::str::FromStr for AgentAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stop" => Ok(AgentAction::Stop),
+            "start" => Ok(AgentAction::Start),
+            "restart" => Ok(AgentAction::Restart),
+            other => Err(format!("{other}: use stop, start or restart")),
+        }
+    }
 }
 
 /// Stops (SIGTERM, or SIGKILL with `kill`), starts or restarts one node's
@@ -578,3 +418,30 @@ pub fn agent(dir: &Path, name: &str, action: AgentAction, kill_it: bool) -> Resu
     );
     Ok(())
 }
+
+/// Stops every process of the lab and removes its namespaces and its
+/// directory.
+pub fn down(dir: &Path) -> Result<()> {
+    let Some(lab) = Lab::load(dir)? else {
+        bail!("no lab in {}", dir.display());
+    };
+    println!("stopping {} agents", lab.nodes.len());
+    for pid in lab
+        .nodes
+        .iter()
+        .map(|n| n.pid)
+        .chain(lab.etcd.iter().map(|m| m.pid))
+        .chain(lab.kube.iter().map(|k| k.pid))
+    {
+        stop_agent(pid);
+    }
+    for ns in lab.namespaces() {
+        if let Err(e) = podnet_linux::netns::NamedNetns::delete(&ns) {
+            eprintln!("  {e}");
+        }
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    println!("lab removed");
+    Ok(())
+}
+

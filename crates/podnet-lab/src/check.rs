@@ -15,8 +15,8 @@ use podnet_store::Snapshot;
 use podnet_store::Store;
 use serde::Serialize;
 
-use super::probe;
-use super::state::Lab;
+use crate::probe;
+use crate::record::Lab;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

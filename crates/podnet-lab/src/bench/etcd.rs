@@ -14,8 +14,9 @@ use podnet_linux::netns::Netns;
 use podnet_store::Store;
 use podnet_store::etcd::{EtcdOptions, EtcdStore};
 
-use super::control_plane::{AgentRun, Underlay, ip, net_conf, run_agent, sim_attrs};
-use crate::lab::etcd::{spawn, wait_healthy};
+use super::sim::{AgentRun, Underlay, net_conf, run_agent, sim_attrs};
+use crate::etcd::{spawn, wait_healthy};
+use crate::plumbing::{block_on_in, ip};
 
 /// Clients shared by the simulated nodes, and leases in flight at once.
 const CLIENTS: usize = 32;
@@ -43,18 +44,8 @@ pub fn scale(peers: usize) -> Result<()> {
     let result = (|| -> Result<()> {
         let endpoint = format!("http://{etcd_ip}:2379");
         wait_healthy(u.hub.name(), &endpoint)?;
-        let hub = Netns::open(format!("/var/run/netns/{}", u.hub.name()))?;
-        let leased = std::thread::scope(|s| {
-            s.spawn(|| -> Result<Leased> {
-                let _inside = hub.enter()?;
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(lease_all(&endpoint, peers))
-            })
-            .join()
-            .map_err(|_| anyhow!("the leasing thread panicked"))?
-        })?;
+        let hub = format!("/var/run/netns/{}", u.hub.name());
+        let leased = block_on_in(&hub, || lease_all(&endpoint, peers))?;
         let secs = leased.took.as_secs_f64();
         println!();
         println!("etcd, {peers} simulated nodes leasing at once ({CLIENTS} clients):");
@@ -161,35 +152,24 @@ async fn lease_all(endpoint: &str, peers: usize) -> Result<Leased> {
 /// etcd's own latency from a put to the watch event, on the lab's cluster,
 /// seen from the external host: the floor for join convergence.
 pub fn put_to_watch(dir: &std::path::Path, samples: usize) -> Result<Vec<Duration>> {
-    let lab = crate::lab::state::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
+    let lab = crate::record::Lab::load(dir)?.ok_or_else(|| anyhow!("lab vanished"))?;
     let endpoints: Vec<String> = lab.etcd.iter().map(|m| m.client_url()).collect();
-    let ext = Netns::open(format!("/var/run/netns/{}", lab.external_ns))?;
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<Vec<Duration>> {
-            let _inside = ext.enter()?;
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(async {
-                    let mut client = etcd_client::Client::connect(&endpoints, None).await?;
-                    let key = "/podnet-bench/floor";
-                    let mut out = Vec::with_capacity(samples);
-                    for i in 0..samples {
-                        let mut watch = client.watch(key, None).await?;
-                        watch.message().await?; // created
-                        let t = Instant::now();
-                        client.put(key, i.to_string(), None).await?;
-                        while watch
-                            .message()
-                            .await?
-                            .is_some_and(|r| r.events().is_empty())
-                        {}
-                        out.push(t.elapsed());
-                    }
-                    Ok(out)
-                })
-        })
-        .join()
-        .map_err(|_| anyhow!("the floor thread panicked"))?
+    lab.on_underlay(|| async {
+        let mut client = etcd_client::Client::connect(&endpoints, None).await?;
+        let key = "/podnet-bench/floor";
+        let mut out = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let mut watch = client.watch(key, None).await?;
+            watch.message().await?; // created
+            let t = Instant::now();
+            client.put(key, i.to_string(), None).await?;
+            while watch
+                .message()
+                .await?
+                .is_some_and(|r| r.events().is_empty())
+            {}
+            out.push(t.elapsed());
+        }
+        Ok(out)
     })
 }

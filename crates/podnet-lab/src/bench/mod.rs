@@ -4,4 +4,5 @@ pub mod cni;
 pub mod control_plane;
 pub mod datapath;
 pub mod etcd;
+pub mod sim;
 pub mod stats;

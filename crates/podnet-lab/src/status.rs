@@ -1,0 +1,164 @@
+//! `lab status`: each node's agent, readiness, lease, MTU, routes and
+//! pods, and the etcd members' roles.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use ipnet::IpNet;
+use podnet_core::cluster::desired::ROUTE_PROTOCOL;
+use podnet_core::cluster::lease::Lease;
+use podnet_linux::netlink::Netlink;
+use podnet_linux::netns::Netns;
+use podnet_store::Store;
+use serde::Serialize;
+
+use crate::record::Lab;
+use crate::topology::Shape;
+
+pub fn status(dir: &Path, json: bool) -> Result<()> {
+    let Some(lab) = Lab::load(dir)? else {
+        bail!("no lab in {}", dir.display());
+    };
+    let snap = lab.with_store(|s| async move { s.list().await })?;
+    let leases: Vec<_> = snap.leases.into_values().collect();
+    let report = status_report(&lab, &leases)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_status(&report));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+    pub agent_running: bool,
+    /// podnetd's `/readyz` (`None`: no answer).
+    pub ready: Option<bool>,
+    pub subnets: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    /// podnetd's routes in this node: destination and next hop.
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
+    pub pods: Vec<(String, Vec<IpAddr>)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub dir: PathBuf,
+    pub backend: String,
+    pub shape: Shape,
+    pub direct_routing: bool,
+    pub nodes: Vec<NodeStatus>,
+    /// The etcd members and their roles (empty on the file store).
+    pub etcd: Vec<crate::etcd::MemberStatus>,
+}
+
+pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
+    let mut nodes = Vec::new();
+    for n in &lab.nodes {
+        let ns = Netns::open(format!("/var/run/netns/{}", n.ns))?;
+        let routes = Netlink::open_in(&ns)?
+            .routes()?
+            .into_iter()
+            .filter(|r| r.protocol == ROUTE_PROTOCOL)
+            .map(|r| (r.dst, r.gw))
+            .collect();
+        let subnet_file = std::fs::read_to_string(lab.node_dir(&n.name).join("run/subnet.json"))
+            .ok()
+            .and_then(|raw| podnet_core::subnet_file::SubnetFile::parse(&raw).ok());
+        nodes.push(NodeStatus {
+            name: n.name.clone(),
+            addrs: n.addrs.clone(),
+            agent_running: std::path::Path::new(&format!("/proc/{}", n.pid)).exists(),
+            ready: crate::probe::http_get(&n.ns, HEALTH.into(), "/readyz")
+                .ok()
+                .map(|(code, _)| code == 200),
+            subnets: leases
+                .iter()
+                .find(|l| l.node == n.name)
+                .map(|l| l.subnets.clone())
+                .unwrap_or_default(),
+            mtu: subnet_file.and_then(|f| f.mtu),
+            routes,
+            pods: lab
+                .pods
+                .iter()
+                .filter(|p| p.node == n.name)
+                .map(|p| (p.name.clone(), p.ips.clone()))
+                .collect(),
+        });
+    }
+    Ok(StatusReport {
+        dir: lab.dir.clone(),
+        backend: lab.backend.clone(),
+        shape: lab.shape,
+        direct_routing: lab.direct_routing,
+        nodes,
+        etcd: if lab.etcd.is_empty() {
+            Vec::new()
+        } else {
+            crate::etcd::status(lab)
+        },
+    })
+}
+
+/// podnetd's default `--health-addr`, which the lab's agents keep.
+const HEALTH: ([u8; 4], u16) = ([127, 0, 0, 1], 9411);
+
+pub fn render_status(r: &StatusReport) -> String {
+    let mut out = format!(
+        "lab {}  backend {}{}  underlay {}{}\n",
+        r.dir.display(),
+        r.backend,
+        if r.direct_routing {
+            " (DirectRouting)"
+        } else {
+            ""
+        },
+        if r.shape.routed { "routed" } else { "flat" },
+        if r.shape.dual_stack {
+            ", dual-stack"
+        } else {
+            ""
+        },
+    );
+    for m in &r.etcd {
+        out += &format!(
+            "etcd {:4} {:15} pid {:7} {}\n",
+            m.name,
+            m.addr.to_string(),
+            m.pid,
+            m.role
+        );
+    }
+    for n in &r.nodes {
+        let subnets: Vec<String> = n.subnets.iter().map(ToString::to_string).collect();
+        out += &format!(
+            "{:8} {:15} lease {:18} mtu {:5} agent {} {}\n",
+            n.name,
+            n.addrs[0].to_string(),
+            subnets.join(","),
+            n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            if n.agent_running { "running" } else { "DOWN" },
+            match n.ready {
+                Some(true) => "ready",
+                Some(false) => "not ready",
+                None => "(no health answer)",
+            }
+        );
+        for (dst, via) in &n.routes {
+            out += &format!(
+                "           route {dst} via {}\n",
+                via.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+            );
+        }
+        for (pod, ips) in &n.pods {
+            let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            out += &format!("           pod {pod} {}\n", ips.join(" "));
+        }
+    }
+    out
+}
