@@ -295,7 +295,7 @@ fn render(cells: &[Cell]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::state::{Node, Pod};
+    use crate::record::{Node, Pod};
 
     fn lab() -> Lab {
         let node = |i: usize| Node {

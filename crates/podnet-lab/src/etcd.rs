@@ -115,7 +115,13 @@ pub fn spawn(
     let url = |port: u16| format!("http://{addr}:{port}");
     Command::new("ip")
         .args(["netns", "exec", ns, "etcd"])
-        .args(member_args(name, &data.join(name), &url(2379), &url(2380), peers))
+        .args(member_args(
+            name,
+            &data.join(name),
+            &url(2379),
+            &url(2380),
+            peers,
+        ))
         .args(["--initial-cluster-token", token])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 use podnet_linux::netns::NamedNetns;
-use serde::{Deserialize, Serialize};
 
 use crate::plumbing::{plug, sibling, step};
 use crate::record::{KubeApi, Lab};

@@ -125,8 +125,7 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
         cmd.args(["--public-ipv6", &v6.to_string()]);
     }
     if lab.kube.is_some() {
-        cmd.arg("--kubeconfig")
-            .arg(super::kube::kubeconfig(lab, "podnet"));
+        cmd.arg("--kubeconfig").arg(lab.kubeconfig("podnet"));
     }
     cmd.arg("--run-dir")
         .arg(dir.join("run"))
@@ -196,7 +195,6 @@ pub fn signal_agent(pid: i32, signal: Signal) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
-
 
 /// Runs `f` on a short-lived thread inside the namespace at `path`, so the
 /// caller's thread never switches namespace.

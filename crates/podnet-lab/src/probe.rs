@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use crate::plumbing::in_ns;
+use anyhow::{Context, Result};
 
 pub const PORT: u16 = 7777;
 const TIMEOUT: Duration = Duration::from_secs(2);

@@ -149,10 +149,7 @@ impl Lab {
     /// API, podnet's service account.
     pub fn store_options(&self) -> podnet_store::StoreOptions {
         podnet_store::StoreOptions {
-            kubeconfig: self
-                .kube
-                .as_ref()
-                .map(|_| self.kubeconfig("podnet")),
+            kubeconfig: self.kube.as_ref().map(|_| self.kubeconfig("podnet")),
             ..Default::default()
         }
     }
@@ -177,4 +174,3 @@ impl Lab {
         out
     }
 }
-

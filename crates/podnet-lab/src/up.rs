@@ -1,6 +1,7 @@
 //! Building the lab and taking it down: `up`, `add-node`, `remove-node`,
 //! `agent`, `down`.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -273,9 +274,6 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     Ok(())
 }
 
-
-}
-
 fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<Vec<IpAddr>> {
     let dir = lab.node_dir(node);
     let conf = json!({
@@ -343,10 +341,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
     // Delete the underlay port first: that is synchronous, whereas a
     // namespace's links go away in the background, and a node added next
     // would reuse the port's name.
-    ip(
-        &lab.underlay_ns,
-        &["link", "del", &topo::port(node.index)],
-    )?;
+    ip(&lab.underlay_ns, &["link", "del", &topo::port(node.index)])?;
     for ns in gone.iter().map(|p| p.ns.as_str()).chain([node.ns.as_str()]) {
         NamedNetns::delete(ns)?;
     }
@@ -444,4 +439,3 @@ pub fn down(dir: &Path) -> Result<()> {
     println!("lab removed");
     Ok(())
 }
-

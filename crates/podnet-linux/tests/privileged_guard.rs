@@ -134,8 +134,8 @@ fn rule_handle(ns: &TestNetns) -> String {
     ]);
     listed
         .lines()
-        .filter_map(|l| l.split("# handle ").nth(1))
-        .last()
+        .rev()
+        .find_map(|l| l.split("# handle ").nth(1))
         .unwrap()
         .trim()
         .to_owned()

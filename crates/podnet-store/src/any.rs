@@ -95,4 +95,3 @@ pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
         ))),
     }
 }
-

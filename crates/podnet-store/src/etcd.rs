@@ -12,9 +12,9 @@
 //!   then lists; a compacted R just lists.
 //! - TLS with client certificates: `https://` endpoints and [`TlsFiles`].
 
-pub mod layout;
 #[cfg(feature = "cli")]
 pub mod flags;
+pub mod layout;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -9,9 +9,9 @@
 //! runs on tokio. A synchronous backend (the file store) does its blocking
 //! work on tokio's blocking pool.
 
+mod any;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-mod any;
 pub mod etcd;
 pub mod file;
 pub mod kube;
@@ -153,7 +153,6 @@ pub trait Store: Send + Sync {
         async { Ok(()) }
     }
 }
-
 
 /// A lease for `node` that lives `ttl` from now.
 fn lease_for(node: &str, subnets: Vec<IpNet>, attrs: &LeaseAttrs, ttl: Duration) -> Lease {

@@ -132,7 +132,13 @@ impl EtcdMember {
         }
         let cluster = format!("m1={peer_url}");
         let child = cmd
-            .args(podnet_lab::etcd::member_args("m1", &data, &client_url, &peer_url, &cluster))
+            .args(podnet_lab::etcd::member_args(
+                "m1",
+                &data,
+                &client_url,
+                &peer_url,
+                &cluster,
+            ))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,24 +1,22 @@
 //! `podnetctl bench control-plane`: how fast podnetd converges when a node
 //! joins a lab, and how it copes with thousands of peers.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use ipnet::IpNet;
-use podnet_core::cluster::backend::vxlan::VxlanData;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
-use podnet_core::cluster::lease::{Lease, LeaseAttrs};
+use podnet_core::cluster::lease::Lease;
 use podnet_core::cluster::nexthops::NEXTHOP_ID_BASE;
-use podnet_core::names::{format_mac, vtep_mac};
+use podnet_core::names::vtep_mac;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::netlink::{Change, Netlink, Nexthop};
-use podnet_linux::netns::{NamedNetns, Netns};
+use podnet_linux::netns::NamedNetns;
 use podnet_store::file::FileStore;
 
-use super::sim::{AgentRun, CAP, Underlay, our_routes, peak_rss_kib, run_agent, sim_attrs, sim_peer, sim_subnet};
+use super::sim::{AgentRun, CAP, Underlay, our_routes, run_agent, sim_attrs, sim_peer, sim_subnet};
 use super::stats::Summary;
 use crate::{record, up};
 
@@ -29,7 +27,6 @@ pub struct Options {
     /// Also measure the etcd store, beside the file store.
     pub etcd: bool,
 }
-
 
 pub fn run(opts: Options) -> Result<()> {
     println!(
@@ -290,4 +287,3 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     nl.apply(&changes)?;
     Ok(started.elapsed())
 }
-

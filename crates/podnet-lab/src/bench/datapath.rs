@@ -352,7 +352,6 @@ fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     Ok(())
 }
 
-
 fn sysctl(ns: &str, key: &str) -> Result<()> {
     let status = Command::new("ip")
         .args(["netns", "exec", ns, "sh"])

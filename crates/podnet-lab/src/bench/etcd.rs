@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use podnet_core::cluster::netconf::ClusterConf;
-use podnet_linux::netns::Netns;
 use podnet_store::Store;
 use podnet_store::etcd::{EtcdOptions, EtcdStore};
 

@@ -227,8 +227,7 @@ fn privileged_removed_annotations_are_restored() {
             ["node0"],
             "node1 has no annotations yet"
         );
-        let wipe =
-            json!({"metadata": {"annotations": {slim_node::BACKEND_DATA: null, slim_node::PUBLIC_IP: null}}});
+        let wipe = json!({"metadata": {"annotations": {slim_node::BACKEND_DATA: null, slim_node::PUBLIC_IP: null}}});
         api.admin(|w| {
             w.patch(
                 "node0",
