@@ -102,3 +102,26 @@ fn privileged_a_stale_gateway_on_the_bridge_is_removed() {
     );
     lab.check_until_ok("after the stale gateway went");
 }
+
+#[test]
+fn privileged_the_plugin_needs_no_nft_on_a_node_podnetd_runs() {
+    // The lab attaches its pods with PATH=/nonexistent: each ADD admitted
+    // its port to the table podnetd made before installing anything.
+    let lab = TestLab::up(1, 2);
+    let node = node_ns(&lab, 0);
+    let ports = sh(&node, "nft list set bridge podnet-guard ports");
+    assert_eq!(
+        ports.matches("\"pn").count(),
+        2,
+        "both ports guarded: {ports}"
+    );
+    let record = lab.record();
+    let pods = record["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 2);
+    for pod in pods {
+        assert!(!pod["ips"].as_array().unwrap().is_empty(), "{pod}");
+    }
+    let aliases = sh(&node, "ip -o link show | grep -c 'alias podnet-guard'");
+    assert_eq!(aliases, "2", "each port records its guard");
+    lab.check_until_ok("pods attached without nft");
+}

@@ -8,12 +8,15 @@ use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::Expression;
 use nftables::helper;
-use nftables::schema::{Chain, NfListObject, Rule, Set, SetType, SetTypeValue, Table};
+use nftables::schema::{
+    Chain, Element, FlushObject, NfCmd, NfListObject, Rule, Set, SetType, SetTypeValue, Table,
+};
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
+use super::registry::{POSTROUTING as CHAIN, RAW, RAW_OUTPUT, RAW_PREROUTING, SRCNAT};
 use super::sets::{FAMILY_INET, NfSets};
-use super::{NftError, POSTROUTING as CHAIN, SRCNAT, payload, prefix};
+use super::{NftError, payload, prefix};
 
 pub use super::registry::AGENT_TABLE;
 
@@ -33,90 +36,109 @@ pub fn egress_fingerprint() -> Result<Option<Fingerprint>, NftError> {
         return Ok(None);
     };
     let mut nodes = [0; 2];
-    for (n, set) in nodes.iter_mut().zip(["nodes4", "nodes6"]) {
+    for (n, set) in nodes.iter_mut().zip(NODES) {
         *n = sets.keys(FAMILY_INET, AGENT_TABLE, set).map_err(err)?.len();
     }
     Ok(Some(Fingerprint { rules, nodes }))
 }
 
-/// Replaces the agent's table in one transaction: pod traffic from a
-/// cluster CIDR is masqueraded unless it goes to a cluster CIDR or to a
-/// node (the `nodes4`/`nodes6` sets). The overlay's own UDP (`overlay_port`)
+/// The node address sets, IPv4 and IPv6.
+const NODES: [&str; 2] = ["nodes4", "nodes6"];
+
+/// Brings the agent's table to this plan in one transaction: pod traffic
+/// from a cluster CIDR is masqueraded unless it goes to a cluster CIDR or
+/// to a node (the node sets). The overlay's own UDP (`overlay_port`)
 /// skips connection tracking: nothing ever NATs it, and tracking it would
 /// cost every packet a lookup. Pod-to-pod traffic stays tracked, because a
 /// pod's reply to a Service's DNATed connection is pod-to-pod too, and only
 /// conntrack can turn its source back into the Service address.
-/// An empty `cluster` removes the table.
+///
+/// The table is never deleted to change it: its chains and sets are
+/// declared (kept if they exist), flushed and refilled, all at once. An
+/// empty `cluster` removes it.
 pub fn replace_egress_table(
     cluster: &[IpNet],
     nodes: &[IpAddr],
     overlay_port: Option<u16>,
 ) -> Result<(), NftError> {
     let mut batch = Batch::new();
-    let table = || Table {
+    let table = Table {
         family: NfFamily::INet,
         name: AGENT_TABLE.into(),
         ..Table::default()
     };
-    // add-then-delete makes the delete safe when the table does not exist.
-    batch.add(NfListObject::Table(table()));
-    batch.delete(NfListObject::Table(table()));
-    if !cluster.is_empty() {
-        batch.add(NfListObject::Table(table()));
-        batch.add(NfListObject::Chain(Chain {
+    batch.add(NfListObject::Table(table.clone()));
+    if cluster.is_empty() {
+        batch.delete(NfListObject::Table(table));
+        return apply(batch);
+    }
+    let chain = |name: &'static str, kind, hook, prio| Chain {
+        family: NfFamily::INet,
+        table: AGENT_TABLE.into(),
+        name: name.into(),
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    };
+    let post = chain(CHAIN, NfChainType::NAT, NfHook::Postrouting, SRCNAT);
+    batch.add(NfListObject::Chain(post.clone()));
+    batch.add_cmd(NfCmd::Flush(FlushObject::Chain(post)));
+    for (v4, (name, kind)) in [true, false].into_iter().zip(
+        NODES
+            .into_iter()
+            .zip([SetType::Ipv4Addr, SetType::Ipv6Addr]),
+    ) {
+        let set = Set {
             family: NfFamily::INet,
             table: AGENT_TABLE.into(),
-            name: CHAIN.into(),
-            _type: Some(NfChainType::NAT),
-            hook: Some(NfHook::Postrouting),
-            prio: Some(SRCNAT),
-            policy: Some(NfChainPolicy::Accept),
-            ..Chain::default()
-        }));
-        for (v4, set, kind) in [
-            (true, "nodes4", SetType::Ipv4Addr),
-            (false, "nodes6", SetType::Ipv6Addr),
-        ] {
-            let elems: Vec<Expression> = nodes
-                .iter()
-                .filter(|ip| ip.is_ipv4() == v4)
-                .map(|ip| Expression::String(ip.to_string().into()))
-                .collect();
-            batch.add(NfListObject::Set(Box::new(Set {
+            name: name.into(),
+            set_type: SetTypeValue::Single(kind),
+            ..Set::default()
+        };
+        batch.add(NfListObject::Set(Box::new(set.clone())));
+        batch.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set))));
+        let elems: Vec<Expression> = nodes
+            .iter()
+            .filter(|ip| ip.is_ipv4() == v4)
+            .map(|ip| Expression::String(ip.to_string().into()))
+            .collect();
+        if !elems.is_empty() {
+            batch.add(NfListObject::Element(Element {
                 family: NfFamily::INet,
                 table: AGENT_TABLE.into(),
-                name: set.into(),
-                set_type: SetTypeValue::Single(kind),
-                elem: (!elems.is_empty()).then(|| elems.into()),
-                ..Set::default()
-            })));
-        }
-        for net in cluster {
-            batch.add(NfListObject::Rule(egress_rule(net)));
-        }
-        // Overlay packets are sent by the node (output) and received by it
-        // (prerouting).
-        if let Some(port) = overlay_port {
-            for (chain, hook) in [
-                (RAW_PREROUTING, NfHook::Prerouting),
-                (RAW_OUTPUT, NfHook::Output),
-            ] {
-                batch.add(NfListObject::Chain(Chain {
-                    family: NfFamily::INet,
-                    table: AGENT_TABLE.into(),
-                    name: chain.into(),
-                    _type: Some(NfChainType::Filter),
-                    hook: Some(hook),
-                    prio: Some(RAW),
-                    policy: Some(NfChainPolicy::Accept),
-                    ..Chain::default()
-                }));
-                batch.add(NfListObject::Rule(overlay_notrack_rule(chain, port)));
-            }
+                name: name.into(),
+                elem: elems.into(),
+            }));
         }
     }
-    // The crate writes the notrack statement as a bare string; nft wants
-    // an object. Patch it in the JSON before applying.
+    for net in cluster {
+        batch.add(NfListObject::Rule(egress_rule(net)));
+    }
+    // Overlay packets are sent by the node (output) and received by it
+    // (prerouting). Without an overlay the chains go (add, then delete:
+    // safe whether or not they exist).
+    for (name, hook) in [
+        (RAW_PREROUTING, NfHook::Prerouting),
+        (RAW_OUTPUT, NfHook::Output),
+    ] {
+        let raw = chain(name, NfChainType::Filter, hook, RAW);
+        batch.add(NfListObject::Chain(raw.clone()));
+        match overlay_port {
+            Some(port) => {
+                batch.add_cmd(NfCmd::Flush(FlushObject::Chain(raw)));
+                batch.add(NfListObject::Rule(overlay_notrack_rule(name, port)));
+            }
+            None => batch.delete(NfListObject::Chain(raw)),
+        }
+    }
+    apply(batch)
+}
+
+/// Applies a batch as one transaction. The crate writes the notrack
+/// statement as a bare string; nft wants an object: patched in the JSON.
+fn apply(batch: Batch<'_>) -> Result<(), NftError> {
     let mut json =
         serde_json::to_value(batch.to_nftables()).map_err(|e| NftError(e.to_string()))?;
     fix_notrack(&mut json);
@@ -134,11 +156,6 @@ fn fix_notrack(v: &mut serde_json::Value) {
         _ => {}
     }
 }
-
-const RAW_PREROUTING: &str = "raw-prerouting";
-const RAW_OUTPUT: &str = "raw-output";
-/// The raw priority: before conntrack looks at a packet.
-const RAW: i32 = -300;
 
 /// `notrack` for the overlay's UDP packets.
 fn overlay_notrack_rule(chain: &'static str, port: u16) -> Rule<'static> {
@@ -162,10 +179,11 @@ fn overlay_notrack_rule(chain: &'static str, port: u16) -> Rule<'static> {
 
 fn egress_rule(net: &IpNet) -> Rule<'static> {
     let (proto, set) = if net.addr().is_ipv4() {
-        ("ip", "@nodes4")
+        ("ip", NODES[0])
     } else {
-        ("ip6", "@nodes6")
+        ("ip6", NODES[1])
     };
+    let set = format!("@{set}");
     let statements = vec![
         Statement::Match(Match {
             left: payload(proto, "saddr"),

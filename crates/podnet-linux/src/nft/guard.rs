@@ -21,7 +21,7 @@ use podnet_core::guard::{
     PASSTHROUGH_KEY, PORTS, Port, SETS, TABLE, TARGETS6,
 };
 
-use super::registry::GUARD;
+use super::registry::{GUARD, GUARD_CHAIN};
 use super::sets::{FAMILY_BRIDGE, NfSets, Op};
 use crate::netlink::NetlinkError;
 
@@ -91,7 +91,8 @@ pub fn rules() -> Vec<String> {
 /// existing one to it, keeping every element.
 pub fn transaction(layout: u32) -> String {
     let table = format!("{} {TABLE}", GUARD.family_name);
-    let (chain, hook, priority) = GUARD.hooks[0];
+    let (_, hook, priority) = GUARD.hooks[0];
+    let chain = GUARD_CHAIN;
     let mut out = format!("add table {table}\n");
     for (name, definition) in sets() {
         out += &format!("add set {table} {name} {{ {definition} }}\n");

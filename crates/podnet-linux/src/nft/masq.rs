@@ -12,7 +12,8 @@ use nftables::schema::{Chain, NfListObject, NfObject, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::{NftError, POSTROUTING as CHAIN, SRCNAT, payload, prefix};
+use super::registry::{POSTROUTING as CHAIN, SRCNAT};
+use super::{NftError, payload, prefix};
 
 pub use super::registry::CNI_TABLE;
 /// nftables' limit on a rule comment.

@@ -23,11 +23,6 @@ use ipnet::IpNet;
 use nftables::expr::{Expression, NamedExpression, Payload, PayloadField, Prefix};
 use nftables::helper::NftablesError;
 
-/// The NAT chains' name.
-const POSTROUTING: &str = "postrouting";
-/// srcnat priority.
-const SRCNAT: i32 = 100;
-
 #[derive(Debug, thiserror::Error)]
 #[error("nftables: {0}")]
 pub struct NftError(pub String);

@@ -9,6 +9,16 @@ use podnet_core::names::is_host_veth_name;
 use crate::netlink::{Netlink, NetlinkError};
 
 pub const AGENT_TABLE: &str = "podnet";
+/// The NAT chains (the agent's and the plugin's), at srcnat priority.
+pub const POSTROUTING: &str = "postrouting";
+pub const SRCNAT: i32 = 100;
+/// The agent's notrack chains, at raw priority (before conntrack).
+pub const RAW_PREROUTING: &str = "raw-prerouting";
+pub const RAW_OUTPUT: &str = "raw-output";
+pub const RAW: i32 = -300;
+/// The guard's chain, before the bridge decides anything.
+pub const GUARD_CHAIN: &str = "prerouting";
+pub const GUARD_PRIORITY: i32 = -300;
 pub const CNI_TABLE: &str = "podnet-cni";
 pub use podnet_core::guard::TABLE as GUARD_TABLE;
 
@@ -43,9 +53,9 @@ pub const EGRESS: Table = Table {
     family_name: "inet",
     name: AGENT_TABLE,
     hooks: &[
-        ("postrouting", "postrouting", 100),
-        ("raw-prerouting", "prerouting", -300),
-        ("raw-output", "output", -300),
+        (POSTROUTING, "postrouting", SRCNAT),
+        (RAW_PREROUTING, "prerouting", RAW),
+        (RAW_OUTPUT, "output", RAW),
     ],
     writer: "podnetd (nft::egress)",
     removal: Removal::WithAgent,
@@ -55,7 +65,7 @@ pub const IP_MASQ: Table = Table {
     family: FAMILY_INET,
     family_name: "inet",
     name: CNI_TABLE,
-    hooks: &[("postrouting", "postrouting", 100)],
+    hooks: &[(POSTROUTING, "postrouting", SRCNAT)],
     writer: "the plugin, ipMasq (nft::masq)",
     removal: Removal::WithLastPod,
 };
@@ -64,7 +74,7 @@ pub const GUARD: Table = Table {
     family: FAMILY_BRIDGE,
     family_name: "bridge",
     name: GUARD_TABLE,
-    hooks: &[("prerouting", "prerouting", -300)],
+    hooks: &[(GUARD_CHAIN, "prerouting", GUARD_PRIORITY)],
     writer: "podnetd, or the plugin standalone; elements by the plugin (nft::guard)",
     removal: Removal::WithLastPod,
 };

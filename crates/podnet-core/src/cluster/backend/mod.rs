@@ -120,3 +120,56 @@ fn settings<T: DeserializeOwned>(
     serde_ignored::deserialize(raw, |path| unknown.push(path.to_string().replace(".?", "")))
         .map_err(|e| NetConfError(format!("Backend: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<(Backend, Vec<String>), NetConfError> {
+        let value: Value = serde_json::from_str(json).unwrap();
+        let mut unknown = Vec::new();
+        Backend::parse(Some(&value), &mut unknown).map(|b| (b, unknown))
+    }
+
+    #[test]
+    fn every_registered_backend_parses_under_its_own_name() {
+        for (name, _) in REGISTRY {
+            let (backend, unknown) = parse(&format!(r#"{{"Type":"{name}"}}"#)).unwrap();
+            assert_eq!(backend.type_name(), *name);
+            assert!(unknown.is_empty(), "{unknown:?}");
+        }
+        let mut unknown = Vec::new();
+        assert_eq!(
+            Backend::parse(None, &mut unknown).unwrap().type_name(),
+            DEFAULT_TYPE
+        );
+    }
+
+    #[test]
+    fn an_unknown_type_names_the_supported_ones() {
+        let e = parse(r#"{"Type":"geneve"}"#).unwrap_err();
+        assert!(e.0.contains(r#""host-gw" or "vxlan""#), "{e}");
+    }
+
+    #[test]
+    fn each_backend_decides_its_overhead_data_and_port() {
+        let (host_gw, _) = parse(r#"{"Type":"host-gw"}"#).unwrap();
+        let (vxlan, _) = parse(r#"{"Type":"vxlan","VNI":7,"Port":4789}"#).unwrap();
+        let local: IpAddr = "192.168.1.2".parse().unwrap();
+        let (h, v) = (host_gw.decide(), vxlan.decide());
+        assert_eq!((h.overhead(true), h.overhead(false)), (0, 0));
+        assert_eq!((v.overhead(true), v.overhead(false)), (50, 70));
+        assert_eq!((h.overlay_port(), v.overlay_port()), (None, Some(4789)));
+        assert_eq!(h.lease_data(local), Value::Null);
+        let data = v.lease_data(local);
+        assert_eq!(data["VNI"], 7);
+        assert_eq!(
+            data["VtepMAC"],
+            crate::names::format_mac(&crate::names::vtep_mac(&local))
+        );
+        assert_eq!(
+            v.unknown_data_fields(&serde_json::json!({"VNI":1,"New":2})),
+            ["New"]
+        );
+    }
+}
