@@ -9,30 +9,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{TestLab, log_lines, sh};
-
-const CAP: Duration = Duration::from_secs(30);
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < CAP, "{what}: not after {CAP:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("{what}: after {:?}", started.elapsed());
-}
-
-fn node_ns(lab: &TestLab, i: usize) -> String {
-    lab.record()["nodes"][i]["ns"].as_str().unwrap().to_owned()
-}
+use common::{TestLab, log_lines, ns_of, sh, wait_for};
 
 #[test]
 fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
     let lab = TestLab::up_with(2, 1, &["--backend", "vxlan"]);
     lab.check_until_ok("vxlan lab");
-    let node1 = node_ns(&lab, 0);
+    let node1 = ns_of(&lab, "nodes", 0);
     sh(&node1, "ip link del podnet.vxlan");
     wait_for("podnet.vxlan made again", || {
         sh(&node1, "ip -d link show podnet.vxlan 2>/dev/null").contains("vxlan id 1")
@@ -60,7 +43,7 @@ fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
 #[test]
 fn privileged_a_deleted_guard_table_comes_back_with_every_live_port() {
     let lab = TestLab::up(1, 2);
-    let node = node_ns(&lab, 0);
+    let node = ns_of(&lab, "nodes", 0);
     let sets = || {
         let table = sh(&node, "nft list table bridge podnet-guard 2>/dev/null");
         // The elements, without the handles and the order nft prints them in.
@@ -90,7 +73,7 @@ fn privileged_a_deleted_guard_table_comes_back_with_every_live_port() {
 #[test]
 fn privileged_a_stale_gateway_on_the_bridge_is_removed() {
     let lab = TestLab::up(2, 1);
-    let node1 = node_ns(&lab, 0);
+    let node1 = ns_of(&lab, "nodes", 0);
     // An address in the cluster CIDR, in no subnet of this node's.
     sh(&node1, "ip addr add 10.244.250.1/24 dev podnet0");
     wait_for("the stale gateway removed", || {
@@ -108,7 +91,7 @@ fn privileged_the_plugin_needs_no_nft_on_a_node_podnetd_runs() {
     // The lab attaches its pods with PATH=/nonexistent: each ADD admitted
     // its port to the table podnetd made before installing anything.
     let lab = TestLab::up(1, 2);
-    let node = node_ns(&lab, 0);
+    let node = ns_of(&lab, "nodes", 0);
     let ports = sh(&node, "nft list set bridge podnet-guard ports");
     assert_eq!(
         ports.matches("\"pn").count(),

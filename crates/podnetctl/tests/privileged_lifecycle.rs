@@ -7,12 +7,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::TestLab;
+use common::{TestLab, wait_for};
 use serde_json::Value;
-
-const CAP: Duration = Duration::from_secs(30);
 
 /// Runs a command to success, showing its stderr if it fails.
 fn run_ok(cmd: &mut Command) {
@@ -22,18 +20,6 @@ fn run_ok(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Polls `probe` until it holds; returns how long that took.
-fn wait_for(what: &str, probe: impl Fn() -> bool) -> Duration {
-    let started = Instant::now();
-    while !probe() {
-        assert!(started.elapsed() < CAP, "{what}: not after {CAP:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = started.elapsed();
-    eprintln!("{what}: {took:?}");
-    took
 }
 
 struct Names {

@@ -8,26 +8,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{TestLab, log_lines, sh};
+use common::{TestLab, log_lines, ns_of, sh, wait_for};
 use podnet_testkit::TestNetns;
 use serde_json::{Value, json};
-
-const CAP: Duration = Duration::from_secs(30);
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < CAP, "{what}: not after {CAP:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("{what}: after {:?}", started.elapsed());
-}
-
-fn ns_of(lab: &TestLab, kind: &str, i: usize) -> String {
-    lab.record()[kind][i]["ns"].as_str().unwrap().to_owned()
-}
 
 #[test]
 fn privileged_a_deleted_or_cut_subnet_file_is_rewritten_at_the_next_resync() {

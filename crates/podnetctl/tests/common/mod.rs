@@ -174,3 +174,21 @@ impl Drop for Thaw {
         }
     }
 }
+
+/// Polls `ok` until it holds (at most 30 s); prints and returns how long
+/// that took.
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < CAP, "{what}: not after {CAP:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    eprintln!("{what}: after {took:?}");
+    took
+}
+
+/// The namespace of the `i`th node (or other `kind` of the record).
+pub fn ns_of(lab: &TestLab, kind: &str, i: usize) -> String {
+    lab.record()[kind][i]["ns"].as_str().unwrap().to_owned()
+}
