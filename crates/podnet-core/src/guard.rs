@@ -127,6 +127,46 @@ pub fn plan_elements(
     }
 }
 
+/// The ports the per-port sets admit, read back from their keys (those
+/// with a MAC): how a port admitted before records existed gets one.
+pub fn ports_of(listed: &[Element]) -> Vec<Port> {
+    let mut macs = std::collections::BTreeMap::new();
+    let mut addrs: std::collections::BTreeMap<u32, Vec<IpAddr>> = Default::default();
+    for (set, key) in listed {
+        let (Some(ifindex), Some(rest)) = (key_ifindex(key), key.get(4..)) else {
+            continue;
+        };
+        // After the index: the MAC, padded to 8 bytes, then the address.
+        let addr = match *set {
+            MACS => {
+                if let Some(mac) = rest.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
+                    macs.insert(ifindex, mac);
+                }
+                continue;
+            }
+            ADDRS4 => rest
+                .get(8..12)
+                .and_then(|a| <[u8; 4]>::try_from(a).ok())
+                .map(IpAddr::from),
+            ADDRS6 => rest
+                .get(8..24)
+                .and_then(|a| <[u8; 16]>::try_from(a).ok())
+                .map(IpAddr::from),
+            _ => None,
+        };
+        if let Some(addr) = addr {
+            addrs.entry(ifindex).or_default().push(addr);
+        }
+    }
+    macs.into_iter()
+        .map(|(ifindex, mac)| Port {
+            ifindex,
+            mac,
+            addrs: addrs.remove(&ifindex).unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// The set elements that admit `port`: (set, key). nftables lays out a
 /// concatenated key with each part padded to 4 bytes; an interface index
 /// is in host byte order, addresses in network order.
@@ -228,6 +268,22 @@ mod tests {
         assert_eq!(plan.delete, elements(&gone));
         let all: Vec<Element> = elements(&a).into_iter().chain(elements(&b)).collect();
         assert_eq!(plan_elements(&all, &live, &[a, b]), ElementPlan::default());
+    }
+
+    #[test]
+    fn ports_read_back_from_their_elements() {
+        let port = |i: u32, addrs: &[&str]| Port {
+            ifindex: i,
+            mac: [2, 0, 0, 0, 0, i as u8],
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let a = port(3, &["10.0.0.3", "fd00::3"]);
+        let b = port(4, &["10.0.0.4"]);
+        let listed: Vec<Element> = elements(&a).into_iter().chain(elements(&b)).collect();
+        assert_eq!(ports_of(&listed), [a, b]);
+        // A port without its MAC element is not one we can record.
+        let no_mac: Vec<Element> = listed.into_iter().filter(|(s, _)| *s != MACS).collect();
+        assert!(ports_of(&no_mac).is_empty());
     }
 
     #[test]

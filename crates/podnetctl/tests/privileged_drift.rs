@@ -64,6 +64,18 @@ fn privileged_a_deleted_guard_table_comes_back_with_every_live_port() {
         log_lines(&lab, "node1", "anti-spoofing table was missing"),
         1
     );
+    // A port from before ports carried their record: recorded from its
+    // elements, and re-admitted like the others.
+    let first_port = sh(
+        &node,
+        "ip -o link show | grep -o 'pn[0-9a-f]\\{12\\}' | head -1",
+    );
+    sh(&node, &format!("ip link set dev {first_port} alias ''"));
+    wait_for("an older port's record written", || {
+        sh(&node, &format!("ip link show dev {first_port}")).contains("alias podnet-guard")
+    });
+    sh(&node, "nft delete table bridge podnet-guard");
+    wait_for("both pods re-admitted again", || sets() == before);
     // Its elements cut: put back too.
     sh(&node, "nft flush set bridge podnet-guard addrs4");
     wait_for("the cut elements re-admitted", || sets() == before);

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, stale_gateways};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
-use podnet_core::guard::{ElementPlan, LAYOUT, key_ifindex, plan_elements};
+use podnet_core::guard::{ElementPlan, LAYOUT, key_ifindex, plan_elements, ports_of};
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::nft::guard::TableState;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
@@ -364,7 +364,20 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             }
         }
         let listed = k.guard_elements()?;
-        let (live, ports) = k.ports()?;
+        let (live, mut ports) = k.ports()?;
+        // A live port admitted before ports carried their record (an
+        // upgrade) gets one from its elements, so that it too is
+        // re-admitted should the table be lost.
+        for port in ports_of(&listed) {
+            if live.contains(&port.ifindex) && !ports.iter().any(|p| p.ifindex == port.ifindex) {
+                k.record_port(&port)?;
+                tracing::info!(
+                    ifindex = port.ifindex,
+                    "recorded an older port's guard on its link"
+                );
+                ports.push(port);
+            }
+        }
         let plan = plan_elements(&listed, &live, &ports);
         if plan == ElementPlan::default() {
             return Ok(repaired);

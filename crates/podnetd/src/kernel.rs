@@ -64,6 +64,8 @@ pub trait Guard {
     /// meanwhile is seen alive.
     fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)>;
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()>;
+    /// Records `port`'s guard on its link, as the plugin does at ADD.
+    fn record_port(&mut self, port: &Port) -> Result<()>;
 }
 
 /// The gateway addresses on the node's bridges.
@@ -180,6 +182,13 @@ impl Guard for Host {
 
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
         Ok(guard::apply(plan)?)
+    }
+
+    fn record_port(&mut self, port: &Port) -> Result<()> {
+        let Some(alias) = port.alias() else {
+            anyhow::bail!("port {}'s addresses do not fit its alias", port.ifindex);
+        };
+        Ok(self.nl.apply(&[Change::set_alias(port.ifindex, &alias)])?)
     }
 }
 

@@ -490,6 +490,14 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
     r.agent.kernel.guard = None;
     r.agent.reconcile();
     assert_eq!(have(&r), want);
+    // A port from before records (no alias): recorded from its elements,
+    // so that it too comes back with a lost table.
+    r.agent.kernel.links.insert(22, None);
+    r.agent.reconcile();
+    assert!(r.agent.kernel.links[&22].is_some(), "recorded");
+    r.agent.kernel.guard = None;
+    r.agent.reconcile();
+    assert_eq!(have(&r), want);
     // An older layout: migrated, elements kept.
     r.agent.kernel.guard.as_mut().unwrap().0 = 0;
     r.agent.reconcile();

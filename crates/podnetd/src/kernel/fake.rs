@@ -249,6 +249,11 @@ impl Guard for FakeKernel {
         elements.extend(plan.add.iter().cloned());
         Ok(())
     }
+
+    fn record_port(&mut self, port: &Port) -> Result<()> {
+        self.links.insert(port.ifindex, port.alias());
+        Ok(())
+    }
 }
 
 impl Gateways for FakeKernel {
