@@ -1,5 +1,6 @@
 //! `podnet install-cni` and `uninstall-cni`, as an operator or the
-//! DaemonSet runs them, into temp dirs (no root needed).
+//! DaemonSet runs them, into temp dirs; uninstall in a namespace of the
+//! test's own, as it looks at the node's links and nftables tables.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use podnet_testkit::TestNetns;
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_podnet");
 const SUBNET_FILE: &str = r#"{"version":1,"nodeSubnets":[{"subnet":"10.244.1.0/24"}]}"#;
@@ -36,7 +39,18 @@ fn dirs() -> Dirs {
 
 impl Dirs {
     fn command(&self, sub: &str) -> Command {
-        let mut c = Command::new(PLUGIN);
+        self.command_in(Command::new(PLUGIN), sub)
+    }
+
+    /// `uninstall-cni` looks at the node's links and nftables tables: run
+    /// it in a namespace of the test's own, never the machine's.
+    fn uninstall_in(&self, ns: &TestNetns) -> std::process::Output {
+        self.command_in(ns.command(PLUGIN), "uninstall-cni")
+            .output()
+            .unwrap()
+    }
+
+    fn command_in(&self, mut c: Command, sub: &str) -> Command {
         c.arg(sub)
             .arg("--bin-dir")
             .arg(&self.bin)
@@ -152,24 +166,36 @@ fn a_bad_conflist_installs_nothing() {
 }
 
 #[test]
-fn uninstall_removes_only_what_install_put() {
+fn privileged_uninstall_removes_only_what_install_put() {
+    let ns = TestNetns::new("pntest-uninstall");
     let d = dirs();
     d.write_subnet_file();
     assert!(d.install().status.success());
     std::fs::write(d.bin.join("loopback"), "x").unwrap();
     std::fs::write(d.conf.join("99-other.conflist"), "{}").unwrap();
-    let out = d.command("uninstall-cni").output().unwrap();
+    // A podnet pod's port remains: the pods' tables stay.
+    ns.exec_ok(&["ip", "link", "add", "pn0123456789ab", "type", "veth"]);
+    ns.exec_ok(&["nft", "add", "table", "bridge", "podnet-guard"]);
+    ns.exec_ok(&["nft", "add", "table", "inet", "podnet"]);
+    let out = d.uninstall_in(&ns);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(podnet_testkit::file_names(&d.bin), ["loopback"]);
     assert_eq!(podnet_testkit::file_names(&d.conf), ["99-other.conflist"]);
-    // Twice is fine.
-    assert!(
-        d.command("uninstall-cni")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let tables = || {
+        let listed = ns.exec_ok(&["nft", "list", "tables"]);
+        let mut lines: Vec<String> = listed.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(tables(), ["table bridge podnet-guard", "table inet podnet"]);
+    // The last pod gone: the guard goes, the agent's table stays (its
+    // clean-up is podnetd's). Twice is fine.
+    ns.exec_ok(&["ip", "link", "del", "pn0123456789ab"]);
+    for _ in 0..2 {
+        let out = d.uninstall_in(&ns);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(tables(), ["table inet podnet"]);
+    }
 }
 
 /// A runtime execs the plugin in a loop while the plugin is reinstalled

@@ -156,14 +156,17 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
     let run_dir = lab.path().join("node1/run");
     assert!(run_dir.join("subnet.json").exists());
     let podnetd = std::path::Path::new(env!("CARGO_BIN_EXE_podnetctl")).with_file_name("podnetd");
-    run_ok(
-        Command::new("ip")
-            .args(["netns", "exec", &n.node_ns[0]])
-            .arg(&podnetd)
-            .arg("--cleanup")
-            .arg("--run-dir")
-            .arg(&run_dir),
-    );
+    let cleanup = || {
+        run_ok(
+            Command::new("ip")
+                .args(["netns", "exec", &n.node_ns[0]])
+                .arg(&podnetd)
+                .arg("--cleanup")
+                .arg("--run-dir")
+                .arg(&run_dir),
+        )
+    };
+    cleanup();
     assert_eq!(common::sh(&n.node_ns[0], "ip route show proto 112"), "");
     assert_eq!(common::sh(&n.node_ns[0], "ip nexthop show proto 112"), "");
     assert_eq!(
@@ -181,6 +184,13 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
         "table bridge podnet-guard"
     );
     assert!(common::sh(&n.node_ns[0], "ip -o link show").contains("podnet0"));
+    // Once the last pod is gone, the clean-up takes the pods' tables too.
+    common::sh(
+        &n.node_ns[0],
+        "for l in $(ip -o link show | grep -o 'pn[0-9a-f]\\{12\\}'); do ip link del $l; done",
+    );
+    cleanup();
+    assert_eq!(common::sh(&n.node_ns[0], "nft list tables"), "");
 }
 
 #[test]
