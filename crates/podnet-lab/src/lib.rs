@@ -11,13 +11,15 @@
 //! Everything it makes (namespaces, agent PIDs, store, run dirs) is
 //! recorded in `<dir>/lab.json`, so `down` can remove it all.
 //!
-//! The modules depend one way: `plumbing` and `topology` on nothing of the
-//! lab's; `record` on them; the lab's stores (`etcd`, `kube`), `probe`,
-//! `status` and `check` on those; `up` on all of them; `bench` on `up`.
+//! The modules depend one way: `inside` and `topology` on nothing of the
+//! lab's; `record` on them; `plumbing` on `record`; the lab's stores
+//! (`etcd`, `kube`), `probe`, `status` and `check` on those; `up` on all
+//! of them; `bench` on `up`.
 
 pub mod bench;
 pub mod check;
 pub mod etcd;
+pub mod inside;
 pub mod kube;
 pub mod plumbing;
 pub mod probe;

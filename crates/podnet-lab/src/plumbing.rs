@@ -1,9 +1,6 @@
 //! The lab's plumbing: the binaries it runs, `ip`, progress steps,
-//! underlay ports, agents started and stopped by PID, and code run inside
-//! a namespace (on a thread of its own, so the caller's thread never
-//! switches).
+//! underlay ports, agents started and stopped by PID.
 
-use std::future::Future;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -15,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use podnet_linux::netns::Netns;
 
 use crate::record::Lab;
 use crate::topology::Attachment;
@@ -194,26 +190,4 @@ pub fn signal_agent(pid: i32, signal: Signal) {
     if alive(pid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-}
-
-/// Runs `f` on a short-lived thread inside the namespace at `path`, so the
-/// caller's thread never switches namespace.
-pub fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
-    Ok(Netns::open(path)?.run_on_thread(f)?)
-}
-
-/// Runs the future `op` makes on a runtime of its own, on a thread
-/// inside the namespace at `path`: how the lab's clients reach services
-/// on its underlay, never from the machine's own namespace.
-pub fn block_on_in<T, F>(path: &str, op: impl FnOnce() -> F + Send) -> Result<T>
-where
-    T: Send,
-    F: Future<Output = Result<T>>,
-{
-    in_ns(path, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(op())
-    })?
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::plumbing::in_ns;
+use crate::inside::in_ns;
 use anyhow::{Context, Result};
 
 pub const PORT: u16 = 7777;

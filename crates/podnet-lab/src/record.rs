@@ -9,7 +9,7 @@ use podnet_store::AnyStore;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-use crate::plumbing::block_on_in;
+use crate::inside::block_on_in;
 use crate::topology::Shape;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::Signal;
+use podnet_core::cluster::backend::Backend;
 use podnet_linux::netlink::{Entry, Link, Netlink};
 use podnet_linux::netns::{NamedNetns, Netns};
 use podnet_linux::sysctl;
@@ -68,13 +69,16 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if !(1..=topo::MAX_NODES).contains(&opts.nodes) {
         bail!("--nodes must be 1..={}", topo::MAX_NODES);
     }
-    match (opts.backend.as_str(), opts.shape.routed) {
-        ("host-gw", true) => bail!(
-            "host-gw needs every node on one L2 segment, and --routed puts each node \
-             behind a router: use --backend vxlan with --routed"
-        ),
-        ("host-gw" | "vxlan", _) => {}
-        (other, _) => bail!("--backend {other} is not supported (use host-gw or vxlan)"),
+    // Any backend podnet knows; one without an overlay needs the nodes
+    // on one segment.
+    let backend = Backend::parse(Some(&json!({ "Type": opts.backend })), &mut Vec::new())
+        .map_err(|e| anyhow!("--backend: {e}"))?;
+    if opts.shape.routed && backend.decide().overlay_port().is_none() {
+        bail!(
+            "{} needs every node on one L2 segment, and --routed puts each node \
+             behind a router: use --backend vxlan with --routed (an overlay)",
+            opts.backend
+        );
     }
     if opts.etcd && opts.shape.routed {
         bail!("--store etcd puts its members on the flat underlay: it does not go with --routed");

@@ -315,7 +315,9 @@ impl Netlink {
                 if size == 0 {
                     break;
                 }
-                self.interrupted |= msg.header.flags & NLM_F_DUMP_INTR != 0;
+                // Only the reply to the request in flight (the last sent).
+                self.interrupted |= msg.header.sequence_number == self.seq
+                    && msg.header.flags & NLM_F_DUMP_INTR != 0;
                 offset += (size + 3) & !3;
                 if !handle(msg.header.sequence_number, msg.payload) {
                     return Ok(());
@@ -336,10 +338,11 @@ impl Netlink {
     ) -> Result<Vec<Message>> {
         const ATTEMPTS: usize = 10;
         let msg = msg.into();
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         for _ in 0..ATTEMPTS {
             self.interrupted = false;
             let out = self.request_once(msg.clone(), flags)?;
-            if !self.interrupted {
+            if !(dump && self.interrupted) {
                 return out.map_err(|errno| NetlinkError::Kernel { op: op(), errno });
             }
         }

@@ -86,6 +86,12 @@ fn privileged_vxlan_over_a_routed_underlay() {
         !ok && text.contains("use --backend vxlan with --routed"),
         "{text}"
     );
+    // A backend podnet does not have is named with the ones it has.
+    let (ok, text) = refused.ctl(&["up", "--backend", "geneve"]);
+    assert!(
+        !ok && text.contains(r#"not supported (use "host-gw" or "vxlan")"#),
+        "{text}"
+    );
 }
 
 #[test]

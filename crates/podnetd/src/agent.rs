@@ -368,14 +368,25 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         // A live port admitted before ports carried their record (an
         // upgrade) gets one from its elements, so that it too is
         // re-admitted should the table be lost.
+        // One that cannot be recorded (too many addresses for an alias, or
+        // gone meanwhile) costs only itself.
         for port in ports_of(&listed) {
-            if live.contains(&port.ifindex) && !ports.iter().any(|p| p.ifindex == port.ifindex) {
-                k.record_port(&port)?;
-                tracing::info!(
+            let recorded = ports.iter().any(|p| p.ifindex == port.ifindex);
+            if !live.contains(&port.ifindex) || recorded || port.alias().is_none() {
+                continue;
+            }
+            match k.record_port(&port) {
+                Ok(()) => {
+                    tracing::info!(
+                        ifindex = port.ifindex,
+                        "recorded an older port's guard on its link"
+                    );
+                    ports.push(port);
+                }
+                Err(e) => tracing::debug!(
                     ifindex = port.ifindex,
-                    "recorded an older port's guard on its link"
-                );
-                ports.push(port);
+                    "could not record a port's guard: {e:#}"
+                ),
             }
         }
         let plan = plan_elements(&listed, &live, &ports);
@@ -414,14 +425,16 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             .masquerade
             .then(|| masq_plan(&self.setup.conf, leases));
         let backend = &self.setup.conf.backend;
-        let overlay = backend::of::<K>(backend).ensure_devices(
+        // Without its devices, the overlay's routes wait; direct routes and
+        // the egress table go ahead, and the error is reported after.
+        let devices = backend::of::<K>(backend).ensure_devices(
             &mut self.kernel,
             &self.setup.attrs,
             &self.setup.underlay,
             &self.lease.subnets,
-        )?;
+        );
         let links = HopLinks {
-            overlay,
+            overlay: *devices.as_ref().unwrap_or(&Default::default()),
             underlay: self.setup.underlay.links,
         };
         let changes = datapath::reconcile(&mut self.kernel, backend, &links, &want);
@@ -439,6 +452,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             self.applied_masq = Some(plan);
         }
         let changes = changes?;
+        devices?;
         let p = &changes.routes;
         if !p.is_empty() {
             // One line per route reads well for a few peers, not thousands.
@@ -464,7 +478,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         let t = &self.telemetry;
         t.peers.set(want.routes.len() as i64);
         t.routes.set(want.routes.len() as i64);
-        t.neighbours.set(want.vxlan.len() as i64);
+        t.neighbours.set(want.backend_objects() as i64);
         Ok(p.routes.len() + p.delete_routes.len() + changes.entries + egress)
     }
 

@@ -80,8 +80,8 @@ pub trait Kernel: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan
 impl<K> Kernel for K where K: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan::Devices
 {}
 
-/// The real kernel: rtnetlink for routes and entries, nftables for the
-/// egress table.
+/// The real kernel: rtnetlink for routes, entries, devices and addresses;
+/// nftables for the egress and anti-spoofing tables.
 pub struct Host {
     pub nl: Netlink,
     /// The route protocol that marks ours.

@@ -110,8 +110,13 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     };
     host::write_subnet_file(&file.run_dir, &file.content)?;
     // Before pods can be made here: the plugin then never needs `nft`.
-    if guard::state()? != guard::TableState::Current {
-        guard::write_table()?;
+    // Should it fail, routes still matter more: the agent's resync tries
+    // again, and an ADD meanwhile answers "try again later".
+    if let Err(e) = guard::state().and_then(|state| match state {
+        guard::TableState::Current => Ok(()),
+        _ => guard::write_table(),
+    }) {
+        tracing::warn!("cannot make the anti-spoofing table yet ({e}); retrying at each resync");
     }
     if let Some(src) = &args.cni_conflist {
         host::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;

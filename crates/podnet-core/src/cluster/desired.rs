@@ -45,6 +45,13 @@ pub struct Datapath {
     pub vxlan: vxlan::Entries,
 }
 
+impl Datapath {
+    /// How many per-peer objects the backends want besides routes.
+    pub fn backend_objects(&self) -> usize {
+        self.vxlan.len()
+    }
+}
+
 /// Index of a family in [`Datapath`]'s per-device arrays.
 pub fn family_index(v4: bool) -> usize {
     usize::from(!v4)

@@ -2,7 +2,6 @@
 //! joins a lab, and how it copes with thousands of peers.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -18,6 +17,7 @@ use podnet_store::file::FileStore;
 
 use super::sim::{AgentRun, CAP, Underlay, our_routes, run_agent, sim_attrs, sim_peer, sim_subnet};
 use super::stats::Summary;
+use crate::plumbing::ip;
 use crate::{record, up};
 
 pub struct Options {
@@ -47,6 +47,8 @@ pub fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// Join convergence on a lab of `opts.nodes` nodes, on the file store or
+/// on a 3-member etcd (then beside etcd's own put-to-watch latency).
 fn convergence(opts: &Options, etcd: bool) -> Result<()> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("lab");
@@ -216,7 +218,7 @@ fn kernel_floor(name: &str, backend: &str, peers: usize) -> Result<Duration> {
     let ns = NamedNetns::create(name)?;
     let netns = ns.open()?;
     let mut nl = Netlink::open_in(&netns)?;
-    let ip = |args: &[&str]| Command::new("ip").arg("-n").arg(name).args(args).status();
+    let ip = |args: &[&str]| ip(name, args);
     ip(&[
         "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
     ])?;

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use podnet_linux::netns::NamedNetns;
 
 use super::stats::{median_rate, paired_ratio};
-use crate::plumbing::{in_ns, ip};
+use crate::inside::in_ns;
+use crate::plumbing::ip;
 use crate::{record, up};
 
 pub struct Options {
@@ -137,8 +138,8 @@ pub fn run(opts: Options) -> Result<()> {
                 ),
             ];
             for (shape, ours, theirs) in paths {
-                // podnet as deployed, podnet without its anti-spoofing
-                // table, and the hand-made path.
+                // podnet as deployed, podnet with its guard turned off by
+                // its switch, and the hand-made path.
                 let mut samples: [Samples; 3] = Default::default();
                 let _servers = (serve(&ours, &probe)?, serve(&theirs, &probe)?);
                 for i in 0..opts.pairs {
@@ -244,7 +245,9 @@ fn report(raw: &Samples, rows: &Rows, guard_rows: &Rows) {
     table("throughput, Gbit/s", rows, vs_hand, 0.95, |s| &s.gbps, true);
     table("latency, us", rows, vs_hand, 0.95, |s| &s.usec, false);
     println!();
-    println!("the cost of anti-spoofing: podnet with its guard table / without it; target >= 0.97");
+    println!(
+        "the cost of anti-spoofing: podnet with its guard / turned off by its switch; target >= 0.97"
+    );
     let vs_off = ["anti-spoofing on", "off"];
     table(
         "throughput, Gbit/s",

@@ -15,7 +15,8 @@ use podnet_store::etcd::{EtcdOptions, EtcdStore};
 
 use super::sim::{AgentRun, Underlay, net_conf, run_agent, sim_attrs};
 use crate::etcd::{spawn, wait_healthy};
-use crate::plumbing::{block_on_in, ip};
+use crate::inside::block_on_in;
+use crate::plumbing::ip;
 
 /// Clients shared by the simulated nodes, and leases in flight at once.
 const CLIENTS: usize = 32;

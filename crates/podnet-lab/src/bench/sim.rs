@@ -32,8 +32,6 @@ pub fn our_routes(ns: &str) -> Result<Vec<IpNet>> {
         .collect())
 }
 
-/// Join convergence on a lab of `opts.nodes` nodes, on the file store or
-/// on a 3-member etcd (then beside etcd's own put-to-watch latency).
 /// A node namespace on an underlay /16 that holds every simulated peer
 /// address on-link, and the hub namespace at its other end.
 pub struct Underlay {

@@ -37,8 +37,10 @@ pub enum GuardError {
     Links(String),
 }
 
-/// Element deletions per transaction when pruning.
-const PRUNE_CHUNK: usize = 64;
+/// Elements per transaction when many change at once (re-admitting,
+/// pruning): a failed transaction reports each of its messages, and the
+/// replies must fit the socket's buffer.
+const CHUNK: usize = 64;
 
 /// The sets: (name, definition).
 fn sets() -> [(&'static str, &'static str); 7] {
@@ -190,9 +192,7 @@ pub fn elements() -> Result<Option<Vec<Element>>, GuardError> {
     Ok(Some(listed))
 }
 
-/// Applies a plan: additions in one transaction, deletions in bounded
-/// ones (a failed transaction reports each of its messages, and the
-/// replies must fit the socket's buffer).
+/// Applies a plan: additions, then deletions, in bounded transactions.
 pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
     let mut sets = NfSets::open()?;
     fn changes(op: Op, elements: &[Element]) -> Vec<(Op, &str, &[u8])> {
@@ -201,9 +201,10 @@ pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
             .map(|(s, k)| (op, *s, k.as_slice()))
             .collect()
     }
-    sets.apply(FAMILY_BRIDGE, TABLE, &changes(Op::Add, &plan.add))?;
-    for chunk in changes(Op::Delete, &plan.delete).chunks(PRUNE_CHUNK) {
-        sets.apply(FAMILY_BRIDGE, TABLE, chunk)?;
+    for (op, elements) in [(Op::Add, &plan.add), (Op::Delete, &plan.delete)] {
+        for chunk in changes(op, elements).chunks(CHUNK) {
+            sets.apply(FAMILY_BRIDGE, TABLE, chunk)?;
+        }
     }
     Ok(())
 }

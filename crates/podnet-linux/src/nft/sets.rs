@@ -2,10 +2,10 @@
 //!
 //! The nftables crate drives the `nft` binary, a process and a JSON round
 //! trip per call (milliseconds): the plugin cannot afford that on every
-//! ADD. Set elements take three message types, encoded here as
-//! `netlink/nexthop.rs` encodes nexthops, and a rule dump a fourth (the
-//! agent's drift check counts its rules); tables, chains and rules are
-//! still made with the nftables crate or `nft -f`.
+//! ADD. Encoded here, as `netlink/nexthop.rs` encodes nexthops: set
+//! elements added, deleted and listed; tables listed and deleted; rules
+//! listed (the agent's drift checks count them). Tables, chains and rules
+//! are made with the nftables crate or `nft -f`.
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use nix::errno::Errno;
