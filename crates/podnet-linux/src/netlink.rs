@@ -32,7 +32,7 @@ mod nexthop;
 mod vxlan;
 use nexthop::Message;
 pub use nexthop::Nexthop;
-pub use vxlan::{Entry, VxlanSpec};
+pub use vxlan::{Entry, VxlanSettings, VxlanSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -74,6 +74,8 @@ pub struct Link {
     pub peer: Option<u32>,
     /// `ip link set ... alias`: a pod's port records its guard here.
     pub alias: Option<String>,
+    /// For a vxlan device: what it was made with.
+    pub vxlan: Option<VxlanSettings>,
 }
 
 /// A route as podnet compares routes: destination, gateway, device.
@@ -696,6 +698,7 @@ fn link_from(msg: Message) -> Option<Link> {
         running: m.header.flags.contains(LinkFlags::Running),
         peer: None,
         alias: None,
+        vxlan: None,
     };
     for attr in m.attributes {
         match attr {
@@ -706,10 +709,15 @@ fn link_from(msg: Message) -> Option<Link> {
             LinkAttribute::Link(p) => link.peer = Some(p),
             LinkAttribute::IfAlias(a) => link.alias = Some(a),
             LinkAttribute::LinkInfo(infos) => {
-                link.kind = infos.into_iter().find_map(|i| match i {
-                    LinkInfo::Kind(k) => Some(k.to_string()),
-                    _ => None,
-                })
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                            link.vxlan = Some(vxlan::settings(&attrs));
+                        }
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }

@@ -21,7 +21,26 @@ fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
         sh(&node1, "ip -d link show podnet.vxlan 2>/dev/null").contains("vxlan id 1")
     });
     lab.check_until_ok("after the vxlan device was deleted");
-    assert_eq!(log_lines(&lab, "node1", "vxlan device made"), 2);
+    // Made again by hand with another VNI (its MAC and address as they
+    // were): podnetd's own is put back.
+    let mac = sh(&node1, "cat /sys/class/net/podnet.vxlan/address");
+    let local = lab.record()["nodes"][0]["addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sh(
+        &node1,
+        &format!(
+            "ip link del podnet.vxlan; ip link add podnet.vxlan address {mac} type vxlan \
+             id 99 dstport 8472 local {local} dev eth0 nolearning; ip link set podnet.vxlan up"
+        ),
+    );
+    assert!(sh(&node1, "ip -d link show podnet.vxlan").contains("vxlan id 99"));
+    wait_for("a vxlan device with another VNI made again", || {
+        sh(&node1, "ip -d link show podnet.vxlan 2>/dev/null").contains("vxlan id 1 ")
+    });
+    lab.check_until_ok("after the vxlan device was changed");
+    assert_eq!(log_lines(&lab, "node1", "vxlan device made"), 3);
 
     let egress = || sh(&node1, "nft list table inet podnet 2>/dev/null");
     let whole = egress();

@@ -186,3 +186,41 @@ fn entry_message(ifindex: u32, entry: &Entry, fdb: bool) -> NeighbourMessage {
         .push(NeighbourAttribute::LinkLayerAddress(entry.mac.clone()));
     msg
 }
+
+/// A vxlan device's settings as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanSettings {
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub local: Option<IpAddr>,
+}
+
+impl VxlanSettings {
+    /// Whether a device with these settings is the one `spec` makes.
+    pub fn matches(&self, spec: &VxlanSpec<'_>) -> bool {
+        *self
+            == VxlanSettings {
+                vni: Some(spec.vni),
+                port: Some(spec.port),
+                local: Some(spec.local),
+            }
+    }
+}
+
+pub(super) fn settings(attrs: &[InfoVxlan]) -> VxlanSettings {
+    let mut out = VxlanSettings {
+        vni: None,
+        port: None,
+        local: None,
+    };
+    for attr in attrs {
+        match attr {
+            InfoVxlan::Id(vni) => out.vni = Some(*vni),
+            InfoVxlan::Port(port) => out.port = Some(*port),
+            InfoVxlan::Local(v4) => out.local = Some(IpAddr::V4(*v4)),
+            InfoVxlan::Local6(v6) => out.local = Some(IpAddr::V6(*v6)),
+            _ => {}
+        }
+    }
+    out
+}

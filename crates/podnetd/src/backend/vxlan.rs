@@ -34,8 +34,8 @@ pub trait Neighbours {
 /// The vxlan devices themselves.
 pub trait Devices {
     /// Creates `spec` if missing, recreates it if it is not a vxlan or
-    /// has the wrong MAC, gives it the node subnet's network address and
-    /// sets it up; returns its index.
+    /// differs in MAC, VNI, port or local address, gives it the node
+    /// subnet's network address and sets it up; returns its index.
     fn ensure_vxlan(&mut self, spec: &VxlanSpec<'_>, subnet: IpNet) -> Result<u32>;
 }
 
@@ -173,8 +173,11 @@ impl Devices for Host {
     }
 }
 
+/// A device of another kind, MAC, VNI, port or local address is made again.
 fn is_as_wanted(link: &Link, spec: &VxlanSpec<'_>) -> bool {
-    link.kind.as_deref() == Some("vxlan") && link.mac == spec.mac
+    link.kind.as_deref() == Some("vxlan")
+        && link.mac == spec.mac
+        && link.vxlan.is_some_and(|v| v.matches(spec))
 }
 
 /// The node subnet's network address on the device, and the device up.
