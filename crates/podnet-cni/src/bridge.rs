@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
-use podnet_core::guard::Port;
+use podnet_core::guard::{Port, link_local};
 use podnet_core::ipam::Allocation;
 use podnet_core::names::{
     HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, is_host_veth_name, pod_mac,
@@ -197,7 +197,16 @@ pub fn attach(
     // The pod side and the node side are different namespaces with
     // nothing in common: configure them at the same time.
     let bridge = std::thread::scope(|s| {
-        let pod = s.spawn(|| configure_pod(netns, &env.ifname, pod_index, allocs, &routes));
+        let pod = s.spawn(|| {
+            configure_pod(
+                netns,
+                &env.ifname,
+                pod_index,
+                &veth.pod_mac,
+                allocs,
+                &routes,
+            )
+        });
         let bridge = node_side(host, conf, allocs, &veth);
         pod.join()
             .unwrap_or_else(|_| Err(kernel("pod configuration thread panicked")))?;
@@ -245,6 +254,14 @@ fn node_side(
     veth: &Veth,
 ) -> Result<Link, CniError> {
     let mut bridge = ensure_bridge(host, conf, allocs)?;
+    // The bridge takes no router advertisement or redirect: on a node
+    // without IPv6 forwarding it would otherwise accept them, from any pod.
+    set_ipv6(
+        &bridge.name,
+        &[("accept_ra", "0"), ("accept_redirects", "0")],
+    )?;
+    // A port has no use for IPv6 of its own: the bridge routes.
+    set_ipv6(&veth.host.name, &[("disable_ipv6", "1")])?;
     let mut batch = Vec::new();
     if conf.is_gateway {
         for a in allocs {
@@ -263,6 +280,7 @@ fn node_side(
     if conf.anti_spoofing {
         let port = Port {
             ifindex: veth.host.index,
+            name: veth.host.name.clone(),
             mac: veth.pod_mac,
             addrs: allocs.iter().map(|a| a.address.addr()).collect(),
         };
@@ -284,6 +302,23 @@ fn node_side(
     // A bridge without its own MTU takes its smallest port's.
     bridge.mtu = bridge.mtu.min(veth.mtu);
     Ok(bridge)
+}
+
+/// Sets IPv6 sysctls of interface `name` in the current namespace where
+/// they differ; nothing where the namespace has no IPv6. Returns whether
+/// it has.
+fn set_ipv6(name: &str, settings: &[(&str, &str)]) -> Result<bool, CniError> {
+    let conf = format!("net/ipv6/conf/{name}");
+    for (key, value) in settings {
+        let key = format!("{conf}/{key}");
+        match sysctl::read(&key) {
+            Ok(v) if v == *value => {}
+            Ok(_) => sysctl::write(&key, value).map_err(kernel)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(kernel(e)),
+        }
+    }
+    Ok(true)
 }
 
 /// Admits `port` to the guard. Without a table (no podnetd made it:
@@ -337,25 +372,40 @@ fn settle(host: &mut Netlink, port: &Link, bridge: &Link) -> Result<(), CniError
 
 /// Inside the pod, in one batch: addresses, link up, routes; and
 /// arp_notify, so that neighbours learn a reused IP's new MAC at once.
+/// Where the pod has IPv6, it ignores router advertisements and
+/// redirects (its routes are ours) and has the link-local address the
+/// guard admits, set here rather than derived by the kernel.
 fn configure_pod(
     netns: &Netns,
     ifname: &str,
     index: u32,
+    mac: &[u8; 6],
     allocs: &[Allocation],
     routes: &[Route],
 ) -> Result<(), CniError> {
-    // One visit to the pod's namespace: set the sysctl and open the socket
-    // that keeps talking to it afterwards.
-    let mut pod = netns
+    const IPV6: [(&str, &str); 3] = [
+        ("accept_ra", "0"),
+        ("accept_redirects", "0"),
+        ("addr_gen_mode", "1"),
+    ];
+    // One visit to the pod's namespace: set the sysctls and open the
+    // socket that keeps talking to it afterwards.
+    let (mut pod, ipv6) = netns
         .run(|| {
             sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1").map_err(kernel)?;
-            Netlink::open().map_err(kernel)
+            let disabled = sysctl::read(&format!("net/ipv6/conf/{ifname}/disable_ipv6"));
+            let ipv6 = disabled.is_ok_and(|v| v == "0") && set_ipv6(ifname, &IPV6)?;
+            Ok::<_, CniError>((Netlink::open().map_err(kernel)?, ipv6))
         })
         .map_err(kernel)??;
     let mut batch: Vec<Change> = allocs
         .iter()
         .map(|a| Change::add_address(index, a.address))
         .collect();
+    if ipv6 {
+        let ll = IpNet::new(IpAddr::V6(link_local(mac)), 64).map_err(kernel)?;
+        batch.push(Change::add_address(index, ll));
+    }
     batch.push(Change::set_up(index));
     batch.extend(routes.iter().map(|r| {
         Change::replace_route(&RouteSpec {
@@ -385,11 +435,12 @@ pub fn detach(env: &Env) -> Result<(), CniError> {
     Ok(())
 }
 
-/// Prunes the guard's elements of ports whose link no longer exists.
+/// Prunes the guard's elements and hooks of ports whose link no longer
+/// exists.
 fn forget_gone_ports(host: &mut Netlink) -> Result<(), CniError> {
     guard::prune(|| {
         let links = host.links()?;
-        Ok::<_, NetlinkError>(links.iter().map(|l| l.index).collect())
+        Ok::<_, NetlinkError>(links.into_iter().map(|l| (l.index, l.name)).collect())
     })
     .map_err(kernel)?;
     Ok(())

@@ -152,7 +152,7 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
     let (node, conf, [a, b, c]) = three_pods();
     let elements = || {
         node.ns
-            .exec_ok(&["nft", "list", "table", "bridge", "podnet-guard"])
+            .exec_ok(&["nft", "list", "table", "netdev", "podnet-guard"])
     };
     assert!(elements().contains(&a.v4.to_string()));
 
@@ -181,7 +181,7 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
     for set in podnet_core::guard::SETS {
         let listed = node
             .ns
-            .exec_ok(&["nft", "-j", "list", "set", "bridge", "podnet-guard", set]);
+            .exec_ok(&["nft", "-j", "list", "set", "netdev", "podnet-guard", set]);
         assert!(!listed.contains("\"elem\""), "{listed}");
     }
 }

@@ -1,29 +1,40 @@
-//! Anti-spoofing: what a pod's port on the bridge may send, as the keys
-//! of the nftables sets that the node's guard chain looks up.
+//! Anti-spoofing: what a pod's port may send, as the keys of the
+//! nftables sets that the node's guard chain looks up, and the ports the
+//! chain is hooked to.
 //!
-//! A port is guarded once its interface index is in [`PORTS`]; from then
-//! on an IP packet or ARP claim it sends must carry the pod's MAC and one
-//! of the pod's addresses ([`ADDRS4`], [`ADDRS6`]: port, MAC and address
-//! in one key, so a packet costs one lookup), anything else the pod's MAC
-//! ([`MACS`]), and a neighbour advertisement must name one of the pod's
-//! addresses ([`TARGETS6`]). Every
-//! key starts with the interface index, which the kernel does not reuse:
-//! a later pod given the same address has another index, so it never
+//! The chain hooks the ingress of each port podnet attached with
+//! anti-spoofing on (by name, [`Port::name`]): it sees every frame the pod
+//! sends before the bridge does anything with it, including frames to
+//! the bridge group addresses that the bridge hands up or learns from
+//! without a bridge hook. A hooked port is podnet's and guarded, so what
+//! its sets do not admit is dropped: a port whose elements were lost
+//! fails closed until they are re-admitted.
+//!
+//! From a hooked port an IP packet or ARP claim must carry the pod's MAC
+//! and one of the pod's addresses ([`ADDRS4`], [`ADDRS6`]: port, MAC and
+//! address in one key, so a packet costs one lookup), among them its
+//! link-local address ([`link_local`]); neighbour discovery may only name
+//! the pod's own addresses ([`TARGETS6`]) and MAC ([`LLA`]). Every key
+//! starts with the interface index, which the kernel does not reuse: a
+//! later pod given the same address has another index, so it never
 //! inherits its predecessor's elements, and a deleted port's elements
 //! match nothing until they are pruned.
 
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
 
-/// The table, in the bridge family: it sees a frame where it enters the
-/// node, before the bridge forwards it or hands it to the node's stack.
+/// The table, in the netdev family.
 pub const TABLE: &str = "podnet-guard";
-pub const PORTS: &str = "ports";
 pub const MACS: &str = "macs";
 pub const ADDRS4: &str = "addrs4";
 pub const ADDRS6: &str = "addrs6";
 pub const TARGETS6: &str = "targets6";
+/// The pod's MAC as a neighbour discovery option: source (type 1) and
+/// target (type 2) link-layer address, each 8 bytes with its type and
+/// length.
+pub const LLA: &str = "lla";
 /// Every per-port set; each key starts with the port's interface index.
-pub const SETS: [&str; 5] = [PORTS, MACS, ADDRS4, ADDRS6, TARGETS6];
+pub const SETS: [&str; 5] = [MACS, ADDRS4, ADDRS6, TARGETS6, LLA];
 /// The off switch: while it holds [`PASSTHROUGH_KEY`], every frame passes.
 pub const PASSTHROUGH: &str = "passthrough";
 /// `ARPHRD_ETHER` as an `iface_type` key (2 bytes, host order): every pod
@@ -34,7 +45,31 @@ pub const LAYOUT_SET: &str = "layout";
 /// The table's layout. A node whose table has an older one (or none, as
 /// before versions were kept) is migrated in place, in one transaction
 /// that keeps every element: a bump here is all a rule change needs.
-pub const LAYOUT: u32 = 1;
+/// Layout 2 moved the table from the bridge family to the ports' ingress.
+pub const LAYOUT: u32 = 2;
+/// Why the guard drops a frame: the names of its counters.
+pub const DROP_REASONS: [&str; 6] = [
+    SPOOFED_SOURCE,
+    SPOOFED_ARP,
+    ROUTER_MESSAGE,
+    NEIGHBOUR_DISCOVERY,
+    ND_FRAGMENT,
+    OTHER_PROTOCOL,
+];
+/// IPv4 or IPv6 from an address or MAC not the pod's.
+pub const SPOOFED_SOURCE: &str = "spoofed-source";
+/// An ARP message whose sender is not the pod.
+pub const SPOOFED_ARP: &str = "spoofed-arp";
+/// A router advertisement or redirect: pods are never routers.
+pub const ROUTER_MESSAGE: &str = "router-message";
+/// Neighbour discovery that is not what a standard stack sends for its
+/// own addresses.
+pub const NEIGHBOUR_DISCOVERY: &str = "neighbour-discovery";
+/// A first fragment of neighbour discovery, or one too short to show its
+/// ICMPv6 type.
+pub const ND_FRAGMENT: &str = "nd-fragment";
+/// Neither IP nor ARP (a VLAN tag, LLDP, ...).
+pub const OTHER_PROTOCOL: &str = "other-protocol";
 
 /// The layout a table's `layout` set records (a `mark`: 4 bytes, host
 /// order); `None` if it holds none.
@@ -42,6 +77,31 @@ pub fn layout_of(keys: &[Vec<u8>]) -> Option<u32> {
     keys.iter()
         .filter_map(|k| Some(u32::from_ne_bytes(k.as_slice().try_into().ok()?)))
         .max()
+}
+
+/// The link-local address a pod gets at ADD: `fe80::/64` with the
+/// modified EUI-64 of its MAC (RFC 4291), what the kernel would derive,
+/// fixed by the plugin so that the guard knows it.
+pub fn link_local(mac: &[u8; 6]) -> Ipv6Addr {
+    let m = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
 }
 
 /// How a port's permissions are recorded on its host veth, as the link's
@@ -56,7 +116,10 @@ pub const MAX_ALIAS: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     pub ifindex: u32,
+    /// The host veth's name: the guard chain hooks it by name.
+    pub name: String,
     pub mac: [u8; 6],
+    /// Its addresses from IPAM; the link-local one is derived.
     pub addrs: Vec<IpAddr>,
 }
 
@@ -73,7 +136,7 @@ impl Port {
     }
 
     /// The port an alias records; `None` unless it is one of ours.
-    pub fn from_alias(ifindex: u32, alias: &str) -> Option<Port> {
+    pub fn from_alias(ifindex: u32, name: &str, alias: &str) -> Option<Port> {
         let mut words = alias.split(' ');
         if words.next()? != ALIAS_TAG {
             return None;
@@ -85,6 +148,7 @@ impl Port {
             .ok()?;
         Some(Port {
             ifindex,
+            name: name.to_owned(),
             mac,
             addrs,
         })
@@ -94,44 +158,73 @@ impl Port {
 /// A per-port element: (set, key).
 pub type Element = (&'static str, Vec<u8>);
 
-/// What to change in the per-port sets: the elements of every live
-/// guarded port that are missing (a table rebuilt or cut), and those of
-/// ports that are gone (inert, as their index is never reused).
+/// The node's links: interface index to name.
+pub type Links = HashMap<u32, String>;
+
+/// What to change in the guard: the elements of every live guarded port
+/// that are missing (a table rebuilt or cut) and the hooks on such ports
+/// that are missing; the elements of ports that are gone (inert, as their
+/// index is never reused) and the hooks on names no link has.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ElementPlan {
     pub add: Vec<Element>,
     pub delete: Vec<Element>,
+    pub hook: Vec<String>,
+    pub unhook: Vec<String>,
 }
 
-/// Plans the per-port sets from what they hold (`listed`), the interface
-/// indexes that exist (`live`) and the guarded ports recorded on them.
-/// A live port's elements are never deleted: it may be being admitted.
+impl ElementPlan {
+    pub fn is_empty(&self) -> bool {
+        self == &ElementPlan::default()
+    }
+}
+
+/// Plans the guard from what its sets hold (`listed`), the ports its
+/// chain hooks (`hooked`), the node's links (`live`) and the guarded
+/// ports recorded on them. A live port's elements and hook are never
+/// removed: it may be being admitted.
 pub fn plan_elements(
     listed: &[Element],
-    live: &std::collections::HashSet<u32>,
+    hooked: &[String],
+    live: &Links,
     ports: &[Port],
 ) -> ElementPlan {
-    let have: std::collections::HashSet<&Element> = listed.iter().collect();
+    let have: HashSet<&Element> = listed.iter().collect();
+    let live_names: HashSet<&str> = live.values().map(String::as_str).collect();
+    let ports: Vec<&Port> = ports
+        .iter()
+        .filter(|p| live.get(&p.ifindex) == Some(&p.name))
+        .collect();
     ElementPlan {
         add: ports
             .iter()
-            .filter(|p| live.contains(&p.ifindex))
-            .flat_map(elements)
+            .flat_map(|p| elements(p))
             .filter(|e| !have.contains(e))
             .collect(),
         delete: listed
             .iter()
-            .filter(|(_, k)| key_ifindex(k).is_some_and(|i| !live.contains(&i)))
+            .filter(|(_, k)| key_ifindex(k).is_some_and(|i| !live.contains_key(&i)))
+            .cloned()
+            .collect(),
+        hook: ports
+            .iter()
+            .filter(|p| !hooked.contains(&p.name))
+            .map(|p| p.name.clone())
+            .collect(),
+        unhook: hooked
+            .iter()
+            .filter(|n| !live_names.contains(n.as_str()))
             .cloned()
             .collect(),
     }
 }
 
-/// The ports the per-port sets admit, read back from their keys (those
-/// with a MAC): how a port admitted before records existed gets one.
-pub fn ports_of(listed: &[Element]) -> Vec<Port> {
-    let mut macs = std::collections::BTreeMap::new();
-    let mut addrs: std::collections::BTreeMap<u32, Vec<IpAddr>> = Default::default();
+/// The live ports the per-port sets admit, read back from their keys
+/// (those with a MAC): how a port admitted before records existed gets
+/// one, and how a table of an older layout is carried over.
+pub fn ports_of(listed: &[Element], live: &Links) -> Vec<Port> {
+    let mut macs = BTreeMap::new();
+    let mut addrs: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
     for (set, key) in listed {
         let (Some(ifindex), Some(rest)) = (key_ifindex(key), key.get(4..)) else {
             continue;
@@ -159,10 +252,19 @@ pub fn ports_of(listed: &[Element]) -> Vec<Port> {
         }
     }
     macs.into_iter()
-        .map(|(ifindex, mac)| Port {
-            ifindex,
-            mac,
-            addrs: addrs.remove(&ifindex).unwrap_or_default(),
+        .filter_map(|(ifindex, mac)| {
+            let link_local = IpAddr::V6(link_local(&mac));
+            Some(Port {
+                ifindex,
+                name: live.get(&ifindex)?.clone(),
+                mac,
+                addrs: addrs
+                    .remove(&ifindex)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| *a != link_local)
+                    .collect(),
+            })
         })
         .collect()
 }
@@ -170,7 +272,7 @@ pub fn ports_of(listed: &[Element]) -> Vec<Port> {
 /// The set elements that admit `port`: (set, key). nftables lays out a
 /// concatenated key with each part padded to 4 bytes; an interface index
 /// is in host byte order, addresses in network order.
-pub fn elements(port: &Port) -> Vec<(&'static str, Vec<u8>)> {
+pub fn elements(port: &Port) -> Vec<Element> {
     let index = port.ifindex.to_ne_bytes();
     let key = |rest: &[u8]| {
         let mut key = index.to_vec();
@@ -180,8 +282,13 @@ pub fn elements(port: &Port) -> Vec<(&'static str, Vec<u8>)> {
     };
     // The MAC takes 8 bytes in a concatenation.
     let mac = [&port.mac[..], &[0, 0]].concat();
-    let mut out = vec![(PORTS, index.to_vec()), (MACS, key(&mac))];
-    for addr in &port.addrs {
+    let mut out = vec![
+        (MACS, key(&mac)),
+        (LLA, key(&[&[1, 1][..], &port.mac].concat())),
+        (LLA, key(&[&[2, 1][..], &port.mac].concat())),
+    ];
+    let link_local = IpAddr::V6(link_local(&port.mac));
+    for addr in port.addrs.iter().chain([&link_local]) {
         match addr {
             IpAddr::V4(v4) => out.push((ADDRS4, key(&[&mac[..], &v4.octets()].concat()))),
             IpAddr::V6(v6) => {
@@ -202,88 +309,114 @@ pub fn key_ifindex(key: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
+    fn port(i: u32, addrs: &[&str]) -> Port {
+        Port {
+            ifindex: i,
+            name: format!("pn{i}"),
+            mac: [2, 0, 0, 0, 0, i as u8],
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    fn live(ports: &[&Port]) -> Links {
+        ports.iter().map(|p| (p.ifindex, p.name.clone())).collect()
+    }
+
     #[test]
     fn keys_follow_nftables_concatenation_layout() {
-        let port = Port {
-            ifindex: 7,
-            mac: [2, 0, 0, 0, 0, 9],
-            addrs: vec!["10.1.2.3".parse().unwrap(), "fd00::5".parse().unwrap()],
-        };
-        let els = elements(&port);
+        let p = port(7, &["10.1.2.3", "fd00::5"]);
+        let els = elements(&p);
         let idx = 7u32.to_ne_bytes();
-        assert_eq!(els[0], (PORTS, idx.to_vec()));
-        assert_eq!(els[1].0, MACS);
-        assert_eq!(els[1].1, [&idx[..], &[2, 0, 0, 0, 0, 9, 0, 0]].concat());
-        let mac = [2, 0, 0, 0, 0, 9, 0, 0];
-        assert_eq!(els[2], (ADDRS4, [&idx[..], &mac, &[10, 1, 2, 3]].concat()));
-        let v6: std::net::Ipv6Addr = "fd00::5".parse().unwrap();
-        assert_eq!(els[3], (ADDRS6, [&idx[..], &mac, &v6.octets()].concat()));
-        assert_eq!(els[4], (TARGETS6, [&idx[..], &v6.octets()].concat()));
+        let mac = [2, 0, 0, 0, 0, 7, 0, 0];
+        let ll = link_local(&p.mac).octets();
+        let v6: Ipv6Addr = "fd00::5".parse().unwrap();
+        let want: Vec<Element> = vec![
+            (MACS, [&idx[..], &mac].concat()),
+            (LLA, [&idx[..], &[1, 1, 2, 0, 0, 0, 0, 7]].concat()),
+            (LLA, [&idx[..], &[2, 1, 2, 0, 0, 0, 0, 7]].concat()),
+            (ADDRS4, [&idx[..], &mac, &[10, 1, 2, 3]].concat()),
+            (ADDRS6, [&idx[..], &mac, &v6.octets()].concat()),
+            (TARGETS6, [&idx[..], &v6.octets()].concat()),
+            (ADDRS6, [&idx[..], &mac, &ll].concat()),
+            (TARGETS6, [&idx[..], &ll].concat()),
+        ];
+        assert_eq!(els, want);
         assert!(els.iter().all(|(_, k)| key_ifindex(k) == Some(7)));
     }
 
     #[test]
+    fn the_link_local_address_is_the_kernels_eui64() {
+        // As `ip -6 addr` shows it for a link with this MAC.
+        let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        assert_eq!(
+            link_local(&mac),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
     fn a_port_round_trips_through_its_alias() {
-        let port = Port {
-            ifindex: 9,
-            mac: [2, 0, 0, 0, 0, 9],
-            addrs: vec!["10.1.2.3".parse().unwrap(), "fd00::5".parse().unwrap()],
-        };
-        let alias = port.alias().unwrap();
+        let p = port(9, &["10.1.2.3", "fd00::5"]);
+        let alias = p.alias().unwrap();
         assert_eq!(alias, "podnet-guard 02:00:00:00:00:09 10.1.2.3 fd00::5");
-        assert_eq!(Port::from_alias(9, &alias), Some(port.clone()));
+        assert_eq!(Port::from_alias(9, "pn9", &alias), Some(p.clone()));
         for other in [
             "",
             "someone else's",
             "podnet-guard zz",
             "podnet-guard 02:00:00:00:00:09 x",
         ] {
-            assert_eq!(Port::from_alias(9, other), None, "{other}");
+            assert_eq!(Port::from_alias(9, "pn9", other), None, "{other}");
         }
         let crowded = Port {
             addrs: vec!["fd00:1:2:3:4:5:6:7".parse().unwrap(); 16],
-            ..port
+            ..p
         };
         assert_eq!(crowded.alias(), None, "longer than an alias may be");
     }
 
     #[test]
-    fn elements_are_planned_from_live_ports_and_their_aliases() {
-        let port = |i: u32, a: &str| Port {
-            ifindex: i,
-            mac: [2, 0, 0, 0, 0, i as u8],
-            addrs: vec![a.parse().unwrap()],
-        };
+    fn elements_and_hooks_are_planned_from_live_ports_and_their_records() {
         let (a, b, gone) = (
-            port(3, "10.0.0.3"),
-            port(4, "10.0.0.4"),
-            port(2, "10.0.0.2"),
+            port(3, &["10.0.0.3"]),
+            port(4, &["10.0.0.4"]),
+            port(2, &["10.0.0.2"]),
         );
-        // A table that lost b's elements and still holds a departed port's.
+        // A table that lost b's elements and hook, and still holds a
+        // departed port's.
         let listed: Vec<Element> = elements(&a).into_iter().chain(elements(&gone)).collect();
+        let hooked = vec![a.name.clone(), gone.name.clone()];
         // Index 5 is a port being admitted right now, not yet recorded.
-        let live = [3, 4, 5].into_iter().collect();
-        let plan = plan_elements(&listed, &live, &[a.clone(), b.clone()]);
+        let mut links = live(&[&a, &b]);
+        links.insert(5, "pn5".into());
+        let plan = plan_elements(&listed, &hooked, &links, &[a.clone(), b.clone()]);
         assert_eq!(plan.add, elements(&b));
         assert_eq!(plan.delete, elements(&gone));
+        assert_eq!(plan.hook, [b.name.as_str()]);
+        assert_eq!(plan.unhook, [gone.name.as_str()]);
         let all: Vec<Element> = elements(&a).into_iter().chain(elements(&b)).collect();
-        assert_eq!(plan_elements(&all, &live, &[a, b]), ElementPlan::default());
+        let hooked = vec![a.name.clone(), b.name.clone(), "pn5".into()];
+        assert!(plan_elements(&all, &hooked, &links, &[a, b]).is_empty());
+    }
+
+    #[test]
+    fn a_record_on_a_link_of_another_name_is_not_trusted() {
+        let a = port(3, &["10.0.0.3"]);
+        let links: Links = [(3, "eth0".to_owned())].into();
+        assert!(plan_elements(&[], &[], &links, &[a]).is_empty());
     }
 
     #[test]
     fn ports_read_back_from_their_elements() {
-        let port = |i: u32, addrs: &[&str]| Port {
-            ifindex: i,
-            mac: [2, 0, 0, 0, 0, i as u8],
-            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        };
         let a = port(3, &["10.0.0.3", "fd00::3"]);
         let b = port(4, &["10.0.0.4"]);
         let listed: Vec<Element> = elements(&a).into_iter().chain(elements(&b)).collect();
-        assert_eq!(ports_of(&listed), [a, b]);
+        assert_eq!(ports_of(&listed, &live(&[&a, &b])), [a.clone(), b.clone()]);
+        // Only live ones.
+        assert_eq!(ports_of(&listed, &live(&[&b])), [b]);
         // A port without its MAC element is not one we can record.
         let no_mac: Vec<Element> = listed.into_iter().filter(|(s, _)| *s != MACS).collect();
-        assert!(ports_of(&no_mac).is_empty());
+        assert!(ports_of(&no_mac, &live(&[&a])).is_empty());
     }
 
     #[test]

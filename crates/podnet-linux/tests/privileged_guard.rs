@@ -1,22 +1,29 @@
 //! The anti-spoofing guard against a real kernel: the table made and
-//! migrated, elements admitted over nfnetlink, listed back, and pruned;
-//! the off switch.
+//! migrated, ports hooked and their elements admitted over nfnetlink,
+//! listed back, and pruned; the off switch; the drop counters. (The ports
+//! are names without links: this kernel hooks a name before its device
+//! exists. What the guard does to frames is tested with real pods, in
+//! the plugin's and the lab's tests.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
+
+use podnet_core::guard::Links;
 use std::time::{Duration, Instant};
 
 use podnet_core::guard::{self, Port};
 use podnet_linux::nft::guard::{
-    GuardError, TableState, admit, prune, set_passthrough, state, write_at, write_table,
+    GuardError, TableState, admit, drops, hooked, prune, set_passthrough, state, write_at,
+    write_table,
 };
-use podnet_linux::nft::sets::{FAMILY_BRIDGE, NfSets};
+use podnet_linux::nft::nfnl::{FAMILY_NETDEV, Nfnl};
 use podnet_testkit::TestNetns;
 
 fn port(i: u32) -> Port {
     Port {
         ifindex: 1000 + i,
+        name: format!("pntest{i}"),
         mac: [2, 0, 0, 0, (i >> 8) as u8, i as u8],
         addrs: vec![
             format!("10.9.{}.{}", i / 250, i % 250 + 2).parse().unwrap(),
@@ -26,9 +33,9 @@ fn port(i: u32) -> Port {
 }
 
 fn keys(set: &str) -> Vec<Vec<u8>> {
-    NfSets::open()
+    Nfnl::open()
         .unwrap()
-        .keys(FAMILY_BRIDGE, guard::TABLE, set)
+        .keys(FAMILY_NETDEV, guard::TABLE, set)
         .unwrap()
 }
 
@@ -37,7 +44,7 @@ fn privileged_admit_lists_and_prunes_in_a_fresh_namespace() {
     let ns = TestNetns::new("pntest-guard");
     ns.in_ns(|| {
         // Nothing to prune before the table exists, and nothing admitted.
-        assert_eq!(prune(|| Ok::<_, String>(HashSet::new())).unwrap(), 0);
+        assert_eq!(prune(|| Ok::<_, String>(Links::new())).unwrap(), 0);
         let missing = admit(&port(0));
         assert!(matches!(missing, Err(GuardError::Missing)), "{missing:?}");
         assert_eq!(state().unwrap(), TableState::Missing);
@@ -71,16 +78,30 @@ fn privileged_admit_lists_and_prunes_in_a_fresh_namespace() {
         // Admitting again is harmless.
         admit(&port(0)).unwrap();
 
+        let names = |n: u32| -> HashSet<String> { (0..n).map(|i| port(i).name).collect() };
+        assert_eq!(
+            hooked().unwrap().into_iter().collect::<HashSet<_>>(),
+            names(200)
+        );
+
         // Half the ports are gone.
-        let live: HashSet<u32> = (0..100).map(|i| port(i).ifindex).collect();
+        let live: Links = (0..100).map(|i| (port(i).ifindex, port(i).name)).collect();
         let pruned = prune(|| Ok::<_, String>(live.clone())).unwrap();
         assert_eq!(pruned, 100 * guard::elements(&port(0)).len());
-        let ports: HashSet<u32> = keys(guard::PORTS)
+        let ports: HashSet<u32> = keys(guard::MACS)
             .iter()
             .filter_map(|k| guard::key_ifindex(k))
             .collect();
-        assert_eq!(ports, live);
+        assert_eq!(ports, live.keys().copied().collect());
+        assert_eq!(
+            hooked().unwrap().into_iter().collect::<HashSet<_>>(),
+            names(100)
+        );
         assert_eq!(prune(|| Ok::<_, String>(live.clone())).unwrap(), 0);
+        // Every reason has its counter, at zero: no frame was sent.
+        let counted = drops().unwrap();
+        assert_eq!(counted.len(), guard::DROP_REASONS.len(), "{counted:?}");
+        assert!(counted.iter().all(|(_, n)| *n == 0));
     });
 }
 
@@ -104,34 +125,36 @@ fn privileged_a_layout_bump_migrates_in_place_keeping_every_element() {
         // Writing again is harmless; cut rules read as outdated.
         write_table().unwrap();
         assert_eq!(keys(guard::LAYOUT_SET).len(), 1);
-        ns.exec_ok(&[
-            "nft",
-            "delete",
-            "rule",
-            "bridge",
-            guard::TABLE,
-            "prerouting",
-            "handle",
-            &rule_handle(&ns),
-        ]);
-        assert_eq!(state().unwrap(), TableState::Outdated(Some(guard::LAYOUT)));
+        for chain in ["guard", "ingress"] {
+            let handle = rule_handle(&ns, chain);
+            ns.exec_ok(&[
+                "nft",
+                "delete",
+                "rule",
+                "netdev",
+                guard::TABLE,
+                chain,
+                "handle",
+                &handle,
+            ]);
+            assert_eq!(
+                state().unwrap(),
+                TableState::Outdated(Some(guard::LAYOUT)),
+                "{chain}"
+            );
+            write_table().unwrap();
+            assert_eq!(state().unwrap(), TableState::Current, "{chain}");
+        }
+        assert_eq!(hooked().unwrap().len(), 20, "every hook kept");
         set_passthrough(false).unwrap();
         set_passthrough(false).unwrap();
         assert!(keys(guard::PASSTHROUGH).is_empty());
     });
 }
 
-/// The handle of the guard chain's last rule.
-fn rule_handle(ns: &TestNetns) -> String {
-    let listed = ns.exec_ok(&[
-        "nft",
-        "-a",
-        "list",
-        "chain",
-        "bridge",
-        guard::TABLE,
-        "prerouting",
-    ]);
+/// The handle of a guard chain's last rule.
+fn rule_handle(ns: &TestNetns, chain: &str) -> String {
+    let listed = ns.exec_ok(&["nft", "-a", "list", "chain", "netdev", guard::TABLE, chain]);
     listed
         .lines()
         .rev()
@@ -139,4 +162,28 @@ fn rule_handle(ns: &TestNetns) -> String {
         .unwrap()
         .trim()
         .to_owned()
+}
+
+#[test]
+fn privileged_the_first_real_port_makes_the_base_chain_and_a_rewrite_keeps_it() {
+    let ns = TestNetns::new("pntest-hook");
+    ns.exec_ok(&[
+        "ip", "link", "add", "pnhook0", "type", "veth", "peer", "name", "pnpeer0",
+    ]);
+    ns.in_ns(|| {
+        write_table().unwrap();
+        let nl = podnet_linux::netlink::Netlink::open();
+        let link = nl.unwrap().link("pnhook0").unwrap().unwrap();
+        let port = Port {
+            ifindex: link.index,
+            name: link.name.clone(),
+            ..port(0)
+        };
+        admit(&port).unwrap();
+        assert_eq!(hooked().unwrap(), ["pnhook0"]);
+        assert_eq!(state().unwrap(), TableState::Current);
+        write_table().unwrap();
+        assert_eq!(state().unwrap(), TableState::Current);
+        assert_eq!(hooked().unwrap(), ["pnhook0"]);
+    });
 }

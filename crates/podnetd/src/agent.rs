@@ -7,7 +7,7 @@
 //! a store outage keeps the datapath as it is and is retried with backoff,
 //! and each repeated failure is logged once, with a count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, stale_gateways};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
-use podnet_core::guard::{ElementPlan, LAYOUT, key_ifindex, plan_elements, ports_of};
+use podnet_core::guard::{LAYOUT, key_ifindex, plan_elements, ports_of};
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::nft::guard::TableState;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
@@ -83,6 +83,8 @@ pub struct Agent<S, K> {
     reconcile_failures: Repeated,
     subnet_file_failures: Repeated,
     guard_failures: Repeated,
+    /// The guard's drop counters as last read.
+    guard_drops_seen: HashMap<String, u64>,
     gateway_failures: Repeated,
     last_reconcile: Option<Instant>,
     /// The lease set's revision at the last successful reconcile (the
@@ -124,6 +126,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             reconcile_failures: Repeated::default(),
             subnet_file_failures: Repeated::default(),
             guard_failures: Repeated::default(),
+            guard_drops_seen: HashMap::new(),
             gateway_failures: Repeated::default(),
             last_reconcile: None,
             converged_at: None,
@@ -344,6 +347,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     fn try_keep_guard(&mut self) -> Result<usize> {
         let k = &mut self.kernel;
         let mut repaired = 0;
+        let mut migrating = false;
         match k.guard_table()? {
             TableState::Current => {}
             state => {
@@ -354,6 +358,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                         repaired += 1;
                     }
                     TableState::Outdated(from) => {
+                        migrating = true;
                         tracing::info!(?from, to = LAYOUT, "anti-spoofing table migrated in place")
                     }
                     _ => {
@@ -363,16 +368,22 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 }
             }
         }
-        let listed = k.guard_elements()?;
+        let (listed, hooked) = k.guard_elements()?;
+        // An older release's table in the bridge family: its ports are
+        // carried over, and it goes once they are; until then it still
+        // guards them.
+        let legacy = k.legacy_guard()?;
+        migrating |= legacy.is_some();
         let (live, mut ports) = k.ports()?;
         // A live port admitted before ports carried their record (an
         // upgrade) gets one from its elements, so that it too is
         // re-admitted should the table be lost.
         // One that cannot be recorded (too many addresses for an alias, or
         // gone meanwhile) costs only itself.
-        for port in ports_of(&listed) {
+        let admitted = [&listed[..], legacy.as_deref().unwrap_or_default()].concat();
+        for port in ports_of(&admitted, &live) {
             let recorded = ports.iter().any(|p| p.ifindex == port.ifindex);
-            if !live.contains(&port.ifindex) || recorded || port.alias().is_none() {
+            if recorded || port.alias().is_none() {
                 continue;
             }
             match k.record_port(&port) {
@@ -389,24 +400,57 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 ),
             }
         }
-        let plan = plan_elements(&listed, &live, &ports);
-        if plan == ElementPlan::default() {
-            return Ok(repaired);
+        let plan = plan_elements(&listed, &hooked, &live, &ports);
+        if !plan.is_empty() {
+            k.apply_guard(&plan)?;
         }
-        k.apply_guard(&plan)?;
-        if !plan.add.is_empty() {
-            let readmitted: BTreeSet<u32> = plan
-                .add
-                .iter()
-                .filter_map(|(_, key)| key_ifindex(key))
-                .collect();
+        let readmitted: BTreeSet<u32> = plan
+            .add
+            .iter()
+            .filter_map(|(_, key)| key_ifindex(key))
+            .chain(
+                ports
+                    .iter()
+                    .filter(|p| plan.hook.contains(&p.name))
+                    .map(|p| p.ifindex),
+            )
+            .collect();
+        if legacy.is_some() {
+            k.delete_legacy_guard()?;
+            tracing::info!(
+                ports = readmitted.len(),
+                "the older anti-spoofing table's ports are carried over; it is deleted"
+            );
+        } else if !readmitted.is_empty() && !migrating {
             tracing::warn!(
                 ports = readmitted.len(),
-                "guarded ports had lost their anti-spoofing elements; re-admitted from their records"
+                "guarded ports had lost their anti-spoofing elements or hook; re-admitted from their records"
             );
+            self.telemetry
+                .guard_readmitted
+                .inc_by(readmitted.len() as u64);
             repaired += readmitted.len();
         }
+        self.count_guard_drops();
         Ok(repaired)
+    }
+
+    /// Publishes the guard's drop counters: what each gained since the
+    /// last look (all of it, if the table was made again since).
+    fn count_guard_drops(&mut self) {
+        let Ok(drops) = self.kernel.guard_drops() else {
+            return;
+        };
+        for (reason, frames) in drops {
+            let seen = self.guard_drops_seen.insert(reason.clone(), frames);
+            let new = match seen {
+                Some(before) if before <= frames => frames - before,
+                _ => frames,
+            };
+            if new > 0 {
+                self.telemetry.guard_dropped(&reason, new);
+            }
+        }
     }
 
     /// Computes and applies the datapath: the backend's devices (made or

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 use ipnet::IpNet;
 use podnet_core::cluster::desired::MasqPlan;
-use podnet_core::guard::{Element, ElementPlan, Port};
+use podnet_core::guard::{Element, ElementPlan, Links, Port};
 use podnet_linux::failpoint;
 use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
 use podnet_linux::nft;
@@ -50,22 +50,29 @@ pub trait Egress {
     fn egress_intact(&mut self) -> Result<bool>;
 }
 
-/// The anti-spoofing table: made or migrated, and its per-port elements
-/// kept in line with the node's ports.
+/// The anti-spoofing table: made or migrated, its per-port elements and
+/// hooks kept in line with the node's ports.
 pub trait Guard {
     fn guard_table(&mut self) -> Result<TableState>;
     /// Creates the table, or migrates it to this layout, keeping every
-    /// element, in one transaction.
+    /// element and hook, in one transaction.
     fn write_guard_table(&mut self) -> Result<()>;
-    /// The per-port elements it holds (none without a table).
-    fn guard_elements(&mut self) -> Result<Vec<Element>>;
-    /// The interface indexes that exist, and the guarded ports recorded
-    /// on them. Asked after the elements are listed, so a port admitted
-    /// meanwhile is seen alive.
-    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)>;
+    /// The per-port elements it holds and the ports it hooks (none
+    /// without a table).
+    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)>;
+    /// The elements of an older release's guard table; `None` if the node
+    /// has none.
+    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>>;
+    fn delete_legacy_guard(&mut self) -> Result<()>;
+    /// The node's links, and the guarded ports recorded on them. Asked
+    /// after the elements are listed, so a port admitted meanwhile is
+    /// seen alive.
+    fn ports(&mut self) -> Result<(Links, Vec<Port>)>;
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()>;
     /// Records `port`'s guard on its link, as the plugin does at ADD.
     fn record_port(&mut self, port: &Port) -> Result<()>;
+    /// Frames dropped so far, per reason.
+    fn guard_drops(&mut self) -> Result<Vec<(String, u64)>>;
 }
 
 /// The gateway addresses on the node's bridges.
@@ -167,17 +174,28 @@ impl Guard for Host {
         Ok(guard::write_table()?)
     }
 
-    fn guard_elements(&mut self) -> Result<Vec<Element>> {
-        Ok(guard::elements()?.unwrap_or_default())
+    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)> {
+        Ok((guard::elements()?.unwrap_or_default(), guard::hooked()?))
     }
 
-    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)> {
+    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>> {
+        Ok(guard::legacy_elements()?)
+    }
+
+    fn delete_legacy_guard(&mut self) -> Result<()> {
+        Ok(guard::delete_legacy()?)
+    }
+
+    fn ports(&mut self) -> Result<(Links, Vec<Port>)> {
         let links = self.nl.links()?;
         let ports = links
             .iter()
-            .filter_map(|l| Port::from_alias(l.index, l.alias.as_deref()?))
+            .filter_map(|l| Port::from_alias(l.index, &l.name, l.alias.as_deref()?))
             .collect();
-        Ok((links.iter().map(|l| l.index).collect(), ports))
+        Ok((
+            links.into_iter().map(|l| (l.index, l.name)).collect(),
+            ports,
+        ))
     }
 
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
@@ -189,6 +207,10 @@ impl Guard for Host {
             anyhow::bail!("port {}'s addresses do not fit its alias", port.ifindex);
         };
         Ok(self.nl.apply(&[Change::set_alias(port.ifindex, &alias)])?)
+    }
+
+    fn guard_drops(&mut self) -> Result<Vec<(String, u64)>> {
+        Ok(guard::drops()?)
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Telemetry {
     store_errors: Family<Labels, Counter>,
     lease_expiry: Gauge<f64, AtomicU64>,
     pub drift_repairs: Counter,
+    /// Guarded ports found without their elements or hook, re-admitted.
+    pub guard_readmitted: Counter,
+    guard_drops: Family<Labels, Counter>,
     ipam_pool: Family<Labels, Gauge>,
     ipam_allocated: Family<Labels, Gauge>,
     started: Instant,
@@ -62,6 +65,8 @@ impl Telemetry {
             store_errors: Family::default(),
             lease_expiry: Gauge::default(),
             drift_repairs: Counter::default(),
+            guard_readmitted: Counter::default(),
+            guard_drops: Family::default(),
             ipam_pool: Family::default(),
             ipam_allocated: Family::default(),
             started: Instant::now(),
@@ -102,6 +107,16 @@ impl Telemetry {
             t.drift_repairs.clone(),
         );
         registry.register(
+            "guard_readmitted_ports",
+            "Guarded ports found without their anti-spoofing elements or hook, and re-admitted",
+            t.guard_readmitted.clone(),
+        );
+        registry.register(
+            "guard_dropped_frames",
+            "Frames the anti-spoofing guard dropped, by reason",
+            t.guard_drops.clone(),
+        );
+        registry.register(
             "ipam_pool_addresses",
             "Addresses the built-in IPAM can hand out, per network",
             t.ipam_pool.clone(),
@@ -128,6 +143,13 @@ impl Telemetry {
         self.reconcile_seconds.observe(took.as_secs_f64());
         self.last_success.set(unix_now());
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Adds `frames` dropped for `reason` since the last call.
+    pub fn guard_dropped(&self, reason: &str, frames: u64) {
+        self.guard_drops
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc_by(frames);
     }
 
     pub fn store_error(&self, kind: &str) {
@@ -160,7 +182,7 @@ impl Telemetry {
         beat == 0 || Duration::from_millis(now.saturating_sub(beat)) < self.stall
     }
 
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out

@@ -14,8 +14,8 @@ use nftables::schema::{
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
+use super::nfnl::{FAMILY_INET, Nfnl};
 use super::registry::{POSTROUTING as CHAIN, RAW, RAW_OUTPUT, RAW_PREROUTING, SRCNAT};
-use super::sets::{FAMILY_INET, NfSets};
 use super::{NftError, payload, prefix};
 
 pub use super::registry::AGENT_TABLE;
@@ -31,7 +31,7 @@ pub struct Fingerprint {
 
 pub fn egress_fingerprint() -> Result<Option<Fingerprint>, NftError> {
     let err = |e: crate::netlink::NetlinkError| NftError(e.to_string());
-    let mut sets = NfSets::open().map_err(err)?;
+    let mut sets = Nfnl::open().map_err(err)?;
     let Some(rules) = sets.rule_count(FAMILY_INET, AGENT_TABLE).map_err(err)? else {
         return Ok(None);
     };

@@ -1,37 +1,42 @@
-//! Anti-spoofing on the node: table `bridge podnet-guard` (its sets and
+//! Anti-spoofing on the node: table `netdev podnet-guard` (its sets and
 //! keys are decided in `podnet_core::guard`).
 //!
-//! The table is written with `nft -f` as one transaction that creates it
-//! or migrates it in place: the sets are declared (kept, with their
-//! elements, if they exist), the chain flushed and its rules added, and
-//! the layout recorded. Nothing in between is ever seen, so no pod is
-//! unguarded while a node moves to a new layout. (Its rule for neighbour
-//! advertisements reads the target as a raw payload, which nft's JSON, and
-//! so the nftables crate, cannot express in a set lookup.)
+//! Its base chain hooks the ingress of every guarded port, by name, and
+//! its one rule jumps to the regular chains that hold the rules. The
+//! regular chains, sets and counters are written with `nft -f` as one
+//! transaction that creates the table or migrates it in place: declared
+//! (kept, with their elements, if they exist), the chains flushed and
+//! refilled, the layout recorded. The base chain is made over nfnetlink by
+//! the first port hooked to it, as `nft` cannot make a netdev base chain
+//! without a device. (Rules that read a neighbour discovery message's
+//! target or options as raw payload cannot be expressed in nft's JSON, and
+//! so in the nftables crate.)
 //!
-//! Elements go over nfnetlink: an ADD costs one transaction (~15 us).
+//! Elements and hooks go over nfnetlink: an ADD costs one transaction.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use podnet_core::guard::{
-    self, ADDRS4, ADDRS6, Element, ElementPlan, LAYOUT, LAYOUT_SET, MACS, PASSTHROUGH,
-    PASSTHROUGH_KEY, PORTS, Port, SETS, TABLE, TARGETS6,
+    self, ADDRS4, ADDRS6, DROP_REASONS, Element, ElementPlan, LAYOUT, LAYOUT_SET, LLA, Links, MACS,
+    ND_FRAGMENT, NEIGHBOUR_DISCOVERY, OTHER_PROTOCOL, PASSTHROUGH, PASSTHROUGH_KEY, Port,
+    ROUTER_MESSAGE, SETS, SPOOFED_ARP, SPOOFED_SOURCE, TABLE, TARGETS6,
 };
 
-use super::registry::{GUARD, GUARD_CHAIN};
-use super::sets::{FAMILY_BRIDGE, NfSets, Op};
+use super::nfnl::{BaseChain, Change, FAMILY_BRIDGE, FAMILY_NETDEV, Nfnl, Op};
+use super::registry::{
+    GUARD, GUARD_ARP, GUARD_CHAIN, GUARD_HOOK, GUARD_ICMP6, GUARD_PRIORITY, GUARD_RULES,
+};
 use crate::netlink::NetlinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("nftables table bridge {TABLE} is missing (podnetd makes it)")]
+    #[error("nftables table netdev {TABLE} is missing (podnetd makes it)")]
     Missing,
-    #[error("cannot write nftables table bridge {TABLE}: {0}")]
+    #[error("cannot write nftables table netdev {TABLE}: {0}")]
     Write(String),
     #[error("cannot list links: {0}")]
     Links(String),
@@ -42,69 +47,149 @@ pub enum GuardError {
 /// replies must fit the socket's buffer.
 const CHUNK: usize = 64;
 
+/// The base chain: hooked to every guarded port, it jumps to the rules.
+const BASE: BaseChain<'static> = BaseChain {
+    name: GUARD_CHAIN,
+    hook: GUARD_HOOK,
+    priority: GUARD_PRIORITY,
+    jump: GUARD_RULES,
+};
+
 /// The sets: (name, definition).
 fn sets() -> [(&'static str, &'static str); 7] {
     [
-        (PORTS, "type iface_index;"),
         (MACS, "type iface_index . ether_addr;"),
         (ADDRS4, "type iface_index . ether_addr . ipv4_addr;"),
         (ADDRS6, "type iface_index . ether_addr . ipv6_addr;"),
         (TARGETS6, "typeof iif . @th,64,128;"),
+        (LLA, "typeof iif . @th,192,64;"),
         (PASSTHROUGH, "type iface_type;"),
         (LAYOUT_SET, "type mark;"),
     ]
 }
 
-/// The guard chain's rules, in order. While the guard is off
-/// (`passthrough` holds the pods' port type) everything passes. A port
-/// not in `ports` (a link podnet did not attach) passes untouched. From a
-/// guarded port, an IPv4 packet or ARP message must come from the pod's
-/// MAC and one of its addresses (an ARP probe, from 0.0.0.0, claims
-/// nothing); an IPv6 packet from the pod's MAC and one of its addresses,
-/// or its link-local address or `::`; and a neighbour advertisement may
-/// only name one of the pod's own addresses or a link-local one. Anything
-/// else from a pod (another protocol, a VLAN tag) is dropped. The chain
-/// runs before the bridge decides anything, so it covers traffic to pods
-/// on the node, to the node, and beyond. Every packet pays it, so a pod's
-/// own TCP or UDP is accepted by the second or third rule after one set
-/// lookup: (port, MAC, source).
-pub fn rules() -> Vec<String> {
-    vec![
+/// `counter name <reason> drop`.
+fn drop(reason: &str) -> String {
+    format!("counter name {reason} drop")
+}
+
+/// The rules of each regular chain, in order. Every frame a guarded port
+/// sends passes here before the bridge sees it. While the guard is off
+/// (`passthrough` holds the ports' type) everything passes. The pod's
+/// own IPv4 and IPv6 (not ICMPv6) is accepted by the second or third
+/// rule after one lookup of (port, MAC, source), so its TCP and UDP pay
+/// little. ARP and ICMPv6 have chains of their own; anything else is
+/// dropped, each drop counted under its reason.
+pub fn rules() -> Vec<(&'static str, Vec<String>)> {
+    let own4 = format!("iif . ether saddr . ip saddr @{ADDRS4}");
+    let own6 = format!("iif . ether saddr . ip6 saddr @{ADDRS6}");
+    let own_mac = format!("iif . ether saddr @{MACS}");
+    let guard = vec![
         format!("meta iiftype @{PASSTHROUGH} accept"),
-        format!("ether type ip iif . ether saddr . ip saddr @{ADDRS4} accept"),
+        format!("ether type ip {own4} accept"),
+        format!("ether type ip6 meta l4proto != ipv6-icmp {own6} accept"),
+        format!("ether type arp jump {GUARD_ARP}"),
+        format!("ether type ip6 meta l4proto ipv6-icmp jump {GUARD_ICMP6}"),
+        format!("ether type {{ ip, ip6 }} {}", drop(SPOOFED_SOURCE)),
+        drop(OTHER_PROTOCOL),
+    ];
+    // An ARP message's sender is the pod (MAC and address); a probe, from
+    // 0.0.0.0, claims no address but still the pod's MAC.
+    let arp_shape = "arp htype 1 arp ptype ip arp hlen 6 arp plen 4";
+    let sender_mac = format!("iif . arp saddr ether @{MACS}");
+    let arp = vec![
+        format!("{arp_shape} iif . ether saddr . arp saddr ip @{ADDRS4} {sender_mac} accept"),
+        format!("{arp_shape} arp saddr ip 0.0.0.0 {own_mac} {sender_mac} accept"),
+        drop(SPOOFED_ARP),
+    ];
+    // Neighbour discovery (types 133-137) as a standard stack sends it:
+    // no extension header or fragment, a length that leaves room for at
+    // most one option, and that option, if any, the pod's MAC (`lla`
+    // holds it as a source, type 1, and a target, type 2, link-layer
+    // address option). A target (NA, and a DAD NS from ::) is one of the
+    // pod's own addresses. A DAD NS may carry RFC 7527's nonce instead.
+    let nd = |kind: &str, rest: &str| format!("ip6 nexthdr ipv6-icmp icmpv6 type {kind} {rest}");
+    let target = format!("iif . @th,64,128 @{TARGETS6}");
+    let option = |at: u32, kind: u8| format!("@th,{at},8 {kind} iif . @th,{at},64 @{LLA}");
+    let icmp6 = vec![
+        // A first fragment must show a type that is not neighbour
+        // discovery; later ones follow their first.
+        format!("frag frag-off 0 icmpv6 type != 133-137 {own6} accept"),
+        format!("frag frag-off 0 {}", drop(ND_FRAGMENT)),
         format!(
-            "ether type ip6 meta l4proto != ipv6-icmp iif . ether saddr . ip6 saddr @{ADDRS6} accept"
+            "icmpv6 type {{ nd-router-advert, nd-redirect }} {}",
+            drop(ROUTER_MESSAGE)
         ),
-        format!("iif != @{PORTS} accept"),
+        nd(
+            "nd-neighbor-solicit",
+            &format!("ip6 length 24 {own6} accept"),
+        ),
+        nd(
+            "nd-neighbor-solicit",
+            &format!("ip6 length 32 {} {own6} accept", option(192, 1)),
+        ),
+        nd(
+            "nd-neighbor-solicit",
+            &format!("ip6 saddr :: ip6 length 24 {target} {own_mac} accept"),
+        ),
+        nd(
+            "nd-neighbor-solicit",
+            &format!("ip6 saddr :: ip6 length 32 @th,192,16 0x0e01 {target} {own_mac} accept"),
+        ),
+        nd(
+            "nd-neighbor-advert",
+            &format!("ip6 length 24 {target} {own6} accept"),
+        ),
+        nd(
+            "nd-neighbor-advert",
+            &format!("ip6 length 32 {target} {} {own6} accept", option(192, 2)),
+        ),
+        nd("nd-router-solicit", &format!("ip6 length 8 {own6} accept")),
+        nd(
+            "nd-router-solicit",
+            &format!("ip6 length 16 {} {own6} accept", option(64, 1)),
+        ),
+        format!("icmpv6 type 133-137 {}", drop(NEIGHBOUR_DISCOVERY)),
+        // `::` only joins the groups DAD needs.
         format!(
-            "ether type arp iif . ether saddr . arp saddr ip @{ADDRS4} iif . arp saddr ether @{MACS} accept"
+            "ip6 saddr :: icmpv6 type {{ mld-listener-report, mld2-listener-report }} {own_mac} accept"
         ),
-        format!("ether type arp arp saddr ip 0.0.0.0 iif . ether saddr @{MACS} accept"),
-        format!(
-            "icmpv6 type nd-neighbor-advert @th,64,10 != 0x3fa iif . @th,64,128 != @{TARGETS6} drop"
-        ),
-        format!("ether type ip6 iif . ether saddr . ip6 saddr @{ADDRS6} accept"),
-        format!("ether type ip6 ip6 saddr {{ ::, fe80::/10 }} iif . ether saddr @{MACS} accept"),
-        "drop".to_owned(),
-    ]
+        format!("{own6} accept"),
+        drop(SPOOFED_SOURCE),
+    ];
+    vec![(GUARD_RULES, guard), (GUARD_ARP, arp), (GUARD_ICMP6, icmp6)]
+}
+
+/// Rules the table holds when current: the regular chains', and the base
+/// chain's jump if it exists.
+fn rule_count(base: bool) -> usize {
+    rules().iter().map(|(_, r)| r.len()).sum::<usize>() + usize::from(base)
 }
 
 /// The transaction that creates the table at `layout`, or migrates an
-/// existing one to it, keeping every element.
-pub fn transaction(layout: u32) -> String {
+/// existing one to it, keeping every element and hook. `base`: the base
+/// chain exists, and its jump is written again.
+pub fn transaction(layout: u32, base: bool) -> String {
     let table = format!("{} {TABLE}", GUARD.family_name);
-    let (_, hook, priority) = GUARD.hooks[0];
-    let chain = GUARD_CHAIN;
     let mut out = format!("add table {table}\n");
     for (name, definition) in sets() {
         out += &format!("add set {table} {name} {{ {definition} }}\n");
     }
-    out += &format!(
-        "add chain {table} {chain} {{ type filter hook {hook} priority {priority}; policy accept; }}\n"
-    );
-    out += &format!("flush chain {table} {chain}\n");
-    for rule in rules() {
-        out += &format!("add rule {table} {chain} {rule}\n");
+    for reason in DROP_REASONS {
+        out += &format!("add counter {table} {reason}\n");
+    }
+    let chains = rules();
+    for (chain, _) in &chains {
+        out += &format!("add chain {table} {chain}\nflush chain {table} {chain}\n");
+    }
+    for (chain, rules) in &chains {
+        for rule in rules {
+            out += &format!("add rule {table} {chain} {rule}\n");
+        }
+    }
+    if base {
+        out += &format!("flush chain {table} {GUARD_CHAIN}\n");
+        out += &format!("add rule {table} {GUARD_CHAIN} jump {GUARD_RULES}\n");
     }
     out += &format!("flush set {table} {LAYOUT_SET}\n");
     out += &format!("add element {table} {LAYOUT_SET} {{ {layout} }}\n");
@@ -122,15 +207,16 @@ pub enum TableState {
 }
 
 pub fn state() -> Result<TableState, GuardError> {
-    let mut sets = NfSets::open()?;
-    let Some(rules) = sets.rule_count(FAMILY_BRIDGE, TABLE)? else {
+    let mut nl = Nfnl::open()?;
+    let Some(rules) = nl.rule_count(FAMILY_NETDEV, TABLE)? else {
         return Ok(TableState::Missing);
     };
-    let layout = match sets.keys(FAMILY_BRIDGE, TABLE, LAYOUT_SET) {
+    let layout = match nl.keys(FAMILY_NETDEV, TABLE, LAYOUT_SET) {
         Err(e) if e.errno() == Some(Errno::ENOENT) => None,
         keys => guard::layout_of(&keys?),
     };
-    Ok(if layout == Some(LAYOUT) && rules == self::rules().len() {
+    let base = nl.hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?.is_some();
+    Ok(if layout == Some(LAYOUT) && rules == rule_count(base) {
         TableState::Current
     } else {
         TableState::Outdated(layout)
@@ -144,6 +230,9 @@ pub fn write_table() -> Result<(), GuardError> {
 
 /// [`write_table`] at any layout: tests bump it to prove a migration.
 pub fn write_at(layout: u32) -> Result<(), GuardError> {
+    let base = Nfnl::open()?
+        .hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?
+        .is_some();
     let fail = |e: String| GuardError::Write(e);
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -154,7 +243,7 @@ pub fn write_at(layout: u32) -> Result<(), GuardError> {
         .map_err(|e| fail(format!("cannot run nft: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(transaction(layout).as_bytes())
+            .write_all(transaction(layout, base).as_bytes())
             .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
@@ -165,26 +254,66 @@ pub fn write_at(layout: u32) -> Result<(), GuardError> {
     }
 }
 
-/// Admits `port`: from now on it may send as its pod and nothing else.
-/// [`GuardError::Missing`] if the node has no table.
+/// Admits `port`, hooked and its elements added in one transaction: from
+/// now on it may send as its pod and nothing else. [`GuardError::Missing`]
+/// if the node has no table.
 pub fn admit(port: &Port) -> Result<(), GuardError> {
     let elements = guard::elements(port);
-    let changes: Vec<_> = elements
+    let adds: Vec<_> = elements
         .iter()
-        .map(|(set, key)| (Op::Add, *set, key.as_slice()))
+        .map(|(set, key)| Change::Element(Op::Add, set, key))
         .collect();
-    match NfSets::open()?.apply(FAMILY_BRIDGE, TABLE, &changes) {
-        Err(e) if e.errno() == Some(Errno::ENOENT) => Err(GuardError::Missing),
-        other => Ok(other?),
+    hook(&mut Nfnl::open()?, std::slice::from_ref(&port.name), &adds)
+}
+
+/// Hooks `names` with `changes` in one transaction, making the base chain
+/// if it does not exist yet.
+fn hook(nl: &mut Nfnl, names: &[String], changes: &[Change<'_>]) -> Result<(), GuardError> {
+    for attempt in 0..3 {
+        let with = |change| [changes, &[change]].concat();
+        match nl.apply(
+            FAMILY_NETDEV,
+            TABLE,
+            &with(Change::Devices(Op::Add, BASE, names)),
+        ) {
+            Err(e) if e.errno() == Some(Errno::ENOENT) => {}
+            other => return Ok(other?),
+        }
+        // No base chain yet (or no table): make it.
+        match nl.apply(FAMILY_NETDEV, TABLE, &with(Change::NewChain(BASE, names))) {
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Err(GuardError::Missing),
+            // Another ADD made it meanwhile: hook to it.
+            Err(e) if e.errno() == Some(Errno::EEXIST) && attempt < 2 => {}
+            other => return Ok(other?),
+        }
     }
+    Err(GuardError::Missing)
 }
 
 /// The per-port elements the table holds; `None` if there is no table.
 pub fn elements() -> Result<Option<Vec<Element>>, GuardError> {
-    let mut sets = NfSets::open()?;
+    list(FAMILY_NETDEV, &SETS)
+}
+
+/// The elements of the guard of releases before layout 2 (the bridge
+/// family's table): the ports it admits, to carry them over; `None` if
+/// the node has no such table.
+pub fn legacy_elements() -> Result<Option<Vec<Element>>, GuardError> {
+    list(FAMILY_BRIDGE, &[MACS, ADDRS4, ADDRS6])
+}
+
+/// Deletes the guard of releases before layout 2, once its ports are
+/// carried over.
+pub fn delete_legacy() -> Result<(), GuardError> {
+    Nfnl::open()?.delete_table(FAMILY_BRIDGE, TABLE)?;
+    Ok(())
+}
+
+fn list(family: u8, sets: &[&'static str]) -> Result<Option<Vec<Element>>, GuardError> {
+    let mut nl = Nfnl::open()?;
     let mut listed = Vec::new();
-    for set in SETS {
-        match sets.keys(FAMILY_BRIDGE, TABLE, set) {
+    for &set in sets {
+        match nl.keys(family, TABLE, set) {
             Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(None),
             keys => listed.extend(keys?.into_iter().map(|k| (set, k))),
         }
@@ -192,19 +321,36 @@ pub fn elements() -> Result<Option<Vec<Element>>, GuardError> {
     Ok(Some(listed))
 }
 
-/// Applies a plan: additions, then deletions, in bounded transactions.
+/// The ports the base chain hooks (none without it).
+pub fn hooked() -> Result<Vec<String>, GuardError> {
+    Ok(Nfnl::open()?
+        .hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?
+        .unwrap_or_default())
+}
+
+/// Applies a plan: each port's elements before its hook, so a port being
+/// re-admitted is never hooked without them; then unhooks and deletions.
+/// In bounded transactions.
 pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
-    let mut sets = NfSets::open()?;
-    fn changes(op: Op, elements: &[Element]) -> Vec<(Op, &str, &[u8])> {
+    let mut nl = Nfnl::open()?;
+    fn changes(op: Op, elements: &[Element]) -> Vec<Change<'_>> {
         elements
             .iter()
-            .map(|(s, k)| (op, *s, k.as_slice()))
+            .map(|(s, k)| Change::Element(op, s, k))
             .collect()
     }
-    for (op, elements) in [(Op::Add, &plan.add), (Op::Delete, &plan.delete)] {
-        for chunk in changes(op, elements).chunks(CHUNK) {
-            sets.apply(FAMILY_BRIDGE, TABLE, chunk)?;
-        }
+    for chunk in changes(Op::Add, &plan.add).chunks(CHUNK) {
+        nl.apply(FAMILY_NETDEV, TABLE, chunk)?;
+    }
+    if !plan.hook.is_empty() {
+        hook(&mut nl, &plan.hook, &[])?;
+    }
+    if !plan.unhook.is_empty() {
+        let unhook = Change::Devices(Op::Delete, BASE, &plan.unhook);
+        nl.apply(FAMILY_NETDEV, TABLE, &[unhook])?;
+    }
+    for chunk in changes(Op::Delete, &plan.delete).chunks(CHUNK) {
+        nl.apply(FAMILY_NETDEV, TABLE, chunk)?;
     }
     Ok(())
 }
@@ -213,8 +359,8 @@ pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
 /// switch, which the agent's drift repair keeps as it finds it.
 pub fn set_passthrough(on: bool) -> Result<(), GuardError> {
     let op = if on { Op::Add } else { Op::Delete };
-    let change = [(op, PASSTHROUGH, &PASSTHROUGH_KEY[..])];
-    match NfSets::open()?.apply(FAMILY_BRIDGE, TABLE, &change) {
+    let change = [Change::Element(op, PASSTHROUGH, &PASSTHROUGH_KEY)];
+    match Nfnl::open()?.apply(FAMILY_NETDEV, TABLE, &change) {
         // Already off.
         Err(e) if !on && e.errno() == Some(Errno::ENOENT) => Ok(()),
         Err(e) if e.errno() == Some(Errno::ENOENT) => Err(GuardError::Missing),
@@ -222,28 +368,31 @@ pub fn set_passthrough(on: bool) -> Result<(), GuardError> {
     }
 }
 
-/// Deletes the elements of every port whose interface is gone (the
-/// plugin's GC). `live` lists the interface indexes that exist; it is
-/// asked after the elements are listed, so a port being admitted right
-/// now is always seen alive. No table, nothing to do. Another pruner
-/// (podnetd) at the same time may delete an element first, which fails
-/// this transaction: it is planned again from a fresh listing.
+/// Frames dropped so far, per reason (none without a table).
+pub fn drops() -> Result<Vec<(String, u64)>, GuardError> {
+    Ok(Nfnl::open()?.counters(FAMILY_NETDEV, TABLE)?)
+}
+
+/// Deletes the elements and hooks of every port whose interface is gone
+/// (the plugin's GC). `live` gives the node's links; it is asked after
+/// the table is listed, so a port being admitted right now is always seen
+/// alive. No table, nothing to do. Another pruner (podnetd) at the same
+/// time may delete something first, which fails this transaction: it is
+/// planned again from a fresh listing. Returns the elements deleted.
 pub fn prune<E: std::fmt::Display>(
-    mut live: impl FnMut() -> Result<HashSet<u32>, E>,
+    mut live: impl FnMut() -> Result<Links, E>,
 ) -> Result<usize, GuardError> {
     let mut attempt = 0;
     loop {
         let Some(listed) = elements()? else {
             return Ok(0);
         };
-        if listed.is_empty() {
+        let hooked = hooked()?;
+        if listed.is_empty() && hooked.is_empty() {
             return Ok(0);
         }
         let live = live().map_err(|e| GuardError::Links(e.to_string()))?;
-        let plan = ElementPlan {
-            add: Vec::new(),
-            ..guard::plan_elements(&listed, &live, &[])
-        };
+        let plan = guard::plan_elements(&listed, &hooked, &live, &[]);
         match apply(&plan) {
             Ok(()) => return Ok(plan.delete.len()),
             Err(GuardError::Netlink(e)) if e.errno() == Some(Errno::ENOENT) && attempt < 3 => {
@@ -259,15 +408,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_transaction_names_every_set_and_records_its_layout() {
-        let text = transaction(7);
+    fn the_transaction_names_every_set_and_counter_and_records_its_layout() {
+        let text = transaction(7, false);
         for (name, _) in sets() {
-            assert!(text.contains(&format!("add set bridge podnet-guard {name} ")));
+            assert!(text.contains(&format!("add set netdev podnet-guard {name} ")));
         }
-        assert!(text.contains("flush chain bridge podnet-guard prerouting\n"));
-        assert!(text.ends_with("add element bridge podnet-guard layout { 7 }\n"));
+        for reason in DROP_REASONS {
+            assert!(text.contains(&format!("add counter netdev podnet-guard {reason}\n")));
+            assert!(
+                text.contains(&drop(reason)),
+                "{reason} is counted somewhere"
+            );
+        }
+        for (chain, _) in rules() {
+            assert!(text.contains(&format!("flush chain netdev podnet-guard {chain}\n")));
+        }
+        assert!(text.ends_with("add element netdev podnet-guard layout { 7 }\n"));
         // The switch is looked up before anything can drop.
-        assert_eq!(rules()[0], "meta iiftype @passthrough accept");
-        assert_eq!(text.matches("add rule ").count(), rules().len());
+        assert_eq!(rules()[0].1[0], "meta iiftype @passthrough accept");
+        assert_eq!(text.matches("add rule ").count(), rule_count(false));
+        // Without a base chain, nothing names it: nft would make a
+        // regular chain of that name.
+        assert!(!text.contains(&format!(" {GUARD_CHAIN}\n")));
+        let with_base = transaction(7, true);
+        assert_eq!(with_base.matches("add rule ").count(), rule_count(true));
+        assert!(with_base.contains("add rule netdev podnet-guard ingress jump guard\n"));
+    }
+
+    #[test]
+    fn every_chain_ends_in_a_counted_drop_or_a_jump() {
+        for (chain, rules) in rules() {
+            let last = rules.last().unwrap();
+            assert!(last.ends_with("drop"), "{chain}: {last}");
+            assert!(last.contains("counter name"), "{chain}: {last}");
+        }
     }
 }

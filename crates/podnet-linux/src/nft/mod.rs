@@ -14,8 +14,8 @@
 pub mod egress;
 pub mod guard;
 pub mod masq;
+pub mod nfnl;
 pub mod registry;
-pub mod sets;
 
 use std::borrow::Cow;
 

@@ -3,7 +3,7 @@
 //! `podnet uninstall-cni` remove tables by reading this list; a lab's
 //! teardown removes its namespaces, and every table with them.
 
-use super::sets::{FAMILY_BRIDGE, FAMILY_INET, NfSets};
+use super::nfnl::{FAMILY_BRIDGE, FAMILY_INET, FAMILY_NETDEV, Nfnl};
 use podnet_core::names::is_host_veth_name;
 
 use crate::netlink::{Netlink, NetlinkError};
@@ -16,9 +16,16 @@ pub const SRCNAT: i32 = 100;
 pub const RAW_PREROUTING: &str = "raw-prerouting";
 pub const RAW_OUTPUT: &str = "raw-output";
 pub const RAW: i32 = -300;
-/// The guard's chain, before the bridge decides anything.
-pub const GUARD_CHAIN: &str = "prerouting";
-pub const GUARD_PRIORITY: i32 = -300;
+/// The guard's base chain, on the ingress of every guarded port: before
+/// the bridge sees a frame. Its one rule jumps to [`GUARD_RULES`].
+pub const GUARD_CHAIN: &str = "ingress";
+/// `NF_NETDEV_INGRESS`.
+pub const GUARD_HOOK: u32 = 0;
+pub const GUARD_PRIORITY: i32 = -500;
+/// The guard's rules, and its ARP and ICMPv6 rules.
+pub const GUARD_RULES: &str = "guard";
+pub const GUARD_ARP: &str = "guard-arp";
+pub const GUARD_ICMP6: &str = "guard-icmpv6";
 pub const CNI_TABLE: &str = "podnet-cni";
 pub use podnet_core::guard::TABLE as GUARD_TABLE;
 
@@ -71,21 +78,33 @@ pub const IP_MASQ: Table = Table {
 };
 
 pub const GUARD: Table = Table {
-    family: FAMILY_BRIDGE,
-    family_name: "bridge",
+    family: FAMILY_NETDEV,
+    family_name: "netdev",
     name: GUARD_TABLE,
-    hooks: &[(GUARD_CHAIN, "prerouting", GUARD_PRIORITY)],
-    writer: "podnetd, or the plugin standalone; elements by the plugin (nft::guard)",
+    hooks: &[(GUARD_CHAIN, "ingress", GUARD_PRIORITY)],
+    writer: "podnetd, or the plugin standalone; elements and hooked ports by the plugin (nft::guard)",
     removal: Removal::WithLastPod,
 };
 
-/// Every table podnet makes.
-pub const TABLES: [Table; 3] = [EGRESS, IP_MASQ, GUARD];
+/// The guard of releases before layout 2, on the bridge's prerouting
+/// hook: podnetd moves its ports to [`GUARD`] and deletes it in one
+/// transaction.
+pub const LEGACY_GUARD: Table = Table {
+    family: FAMILY_BRIDGE,
+    family_name: "bridge",
+    name: GUARD_TABLE,
+    hooks: &[("prerouting", "prerouting", -300)],
+    writer: "podnet releases before guard layout 2",
+    removal: Removal::WithLastPod,
+};
+
+/// Every table podnet makes, or made.
+pub const TABLES: [Table; 4] = [EGRESS, IP_MASQ, GUARD, LEGACY_GUARD];
 
 /// Removes the tables `removable` picks; a table that is not there is
 /// not an error. Returns the ones removed.
 pub fn remove(removable: impl Fn(&Table) -> bool) -> Result<Vec<Table>, NetlinkError> {
-    let mut nl = NfSets::open()?;
+    let mut nl = Nfnl::open()?;
     let mut removed = Vec::new();
     for table in TABLES.into_iter().filter(|t| removable(t)) {
         if nl.delete_table(table.family, table.name)? {
@@ -123,16 +142,21 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(true, true), ["podnet"]);
-        assert_eq!(names(true, false), ["podnet", "podnet-cni", "podnet-guard"]);
+        let guard = "podnet-guard";
+        assert_eq!(names(true, false), ["podnet", "podnet-cni", guard, guard]);
         assert!(names(false, true).is_empty());
-        assert_eq!(names(false, false), ["podnet-cni", "podnet-guard"]);
+        assert_eq!(names(false, false), ["podnet-cni", guard, guard]);
     }
 
     #[test]
     fn names_are_unique_and_fit() {
         for (i, t) in TABLES.iter().enumerate() {
             assert!(t.name.len() < 32);
-            assert!(TABLES[..i].iter().all(|o| o.name != t.name));
+            assert!(
+                TABLES[..i]
+                    .iter()
+                    .all(|o| (o.family, o.name) != (t.family, t.name))
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! destination (anyone's), a route delete matches the route protocol, and
 //! deleting a nexthop object takes its routes along.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
@@ -12,7 +12,7 @@ use podnet_linux::netlink::{Entry, Nexthop, Route};
 
 use podnet_linux::netlink::VxlanSpec;
 
-use podnet_core::guard::{Element, ElementPlan, LAYOUT, Port};
+use podnet_core::guard::{Element, ElementPlan, LAYOUT, Links, Port};
 use podnet_linux::nft::guard::TableState;
 
 use super::{Egress, Gateways, Guard, RouteOp, Routes};
@@ -33,9 +33,15 @@ pub struct FakeKernel {
     devices_made: u32,
     /// The anti-spoofing table, if made: its layout and per-port elements.
     pub guard: Option<(u32, Vec<Element>)>,
+    /// The ports its chain hooks.
+    pub hooked: Vec<String>,
+    /// An older release's guard table: its elements.
+    pub legacy_guard: Option<Vec<Element>>,
+    /// Its drop counters.
+    pub guard_drops: Vec<(String, u64)>,
     /// Addresses on the node's bridges: (bridge index, address).
     pub bridge_addresses: Vec<(u32, IpNet)>,
-    /// The node's links: index and alias.
+    /// The node's links: index and alias (named [`link_name`]).
     pub links: BTreeMap<u32, Option<String>>,
     /// Every route and entry op applied so far: churn shows here. (The
     /// egress table is written whole, once at every start.)
@@ -209,6 +215,11 @@ pub fn entry_set(k: &FakeKernel, dev: u32, fdb: bool) -> BTreeSet<Entry> {
         .unwrap_or_default()
 }
 
+/// A fake link's name.
+pub fn link_name(index: u32) -> String {
+    format!("pn{index}")
+}
+
 impl Guard for FakeKernel {
     fn guard_table(&mut self) -> Result<TableState> {
         Ok(match &self.guard {
@@ -219,26 +230,40 @@ impl Guard for FakeKernel {
     }
 
     fn write_guard_table(&mut self) -> Result<()> {
+        if self.guard.is_none() {
+            self.hooked.clear();
+        }
         let elements = self.guard.take().map(|(_, e)| e).unwrap_or_default();
         self.guard = Some((LAYOUT, elements));
         Ok(())
     }
 
-    fn guard_elements(&mut self) -> Result<Vec<Element>> {
-        Ok(self
-            .guard
-            .as_ref()
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default())
+    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)> {
+        Ok(match &self.guard {
+            Some((_, e)) => (e.clone(), self.hooked.clone()),
+            None => Default::default(),
+        })
     }
 
-    fn ports(&mut self) -> Result<(HashSet<u32>, Vec<Port>)> {
+    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>> {
+        Ok(self.legacy_guard.clone())
+    }
+
+    fn delete_legacy_guard(&mut self) -> Result<()> {
+        self.legacy_guard = None;
+        Ok(())
+    }
+
+    fn ports(&mut self) -> Result<(Links, Vec<Port>)> {
         let ports = self
             .links
             .iter()
-            .filter_map(|(i, alias)| Port::from_alias(*i, alias.as_deref()?))
+            .filter_map(|(i, alias)| Port::from_alias(*i, &link_name(*i), alias.as_deref()?))
             .collect();
-        Ok((self.links.keys().copied().collect(), ports))
+        Ok((
+            self.links.keys().map(|i| (*i, link_name(*i))).collect(),
+            ports,
+        ))
     }
 
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()> {
@@ -247,12 +272,18 @@ impl Guard for FakeKernel {
         };
         elements.retain(|e| !plan.delete.contains(e));
         elements.extend(plan.add.iter().cloned());
+        self.hooked.retain(|n| !plan.unhook.contains(n));
+        self.hooked.extend(plan.hook.iter().cloned());
         Ok(())
     }
 
     fn record_port(&mut self, port: &Port) -> Result<()> {
         self.links.insert(port.ifindex, port.alias());
         Ok(())
+    }
+
+    fn guard_drops(&mut self) -> Result<Vec<(String, u64)>> {
+        Ok(self.guard_drops.clone())
     }
 }
 
