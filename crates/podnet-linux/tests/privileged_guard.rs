@@ -165,13 +165,15 @@ fn rule_handle(ns: &TestNetns, chain: &str) -> String {
 }
 
 #[test]
-fn privileged_the_first_real_port_makes_the_base_chain_and_a_rewrite_keeps_it() {
+fn privileged_a_real_port_is_hooked_and_a_rewrite_keeps_its_hook() {
     let ns = TestNetns::new("pntest-hook");
     ns.exec_ok(&[
         "ip", "link", "add", "pnhook0", "type", "veth", "peer", "name", "pnpeer0",
     ]);
     ns.in_ns(|| {
         write_table().unwrap();
+        assert_eq!(state().unwrap(), TableState::Current);
+        assert!(hooked().unwrap().is_empty());
         let nl = podnet_linux::netlink::Netlink::open();
         let link = nl.unwrap().link("pnhook0").unwrap().unwrap();
         let port = Port {

@@ -28,6 +28,15 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
         assert_eq!(egress_fingerprint().unwrap(), None);
         replace_egress_table(&cluster, &nodes, Some(8472)).unwrap();
         let with_overlay = egress_fingerprint().unwrap().unwrap();
+        let listed = ns.exec_ok(&["nft", "list", "chain", "inet", "podnet", "overlay-input"]);
+        assert!(
+            listed.contains("udp dport 8472 ip saddr != @nodes4 drop"),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("udp dport 8472 ip6 saddr != @nodes6 drop"),
+            "{listed}"
+        );
         assert_eq!(with_overlay.nodes, [2, 0]);
         let first = handle();
 
@@ -35,13 +44,14 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
         let without = egress_fingerprint().unwrap().unwrap();
         assert_eq!(without.nodes, [1, 0]);
         assert_eq!(
-            without.rules + 2,
+            without.rules + 4,
             with_overlay.rules,
-            "the notrack rules went"
+            "the notrack rules and the overlay's filter went"
         );
         assert_eq!(handle(), first, "the same table, changed in place");
         let listed = ns.exec_ok(&["nft", "list", "table", "inet", "podnet"]);
         assert!(!listed.contains("raw-"), "{listed}");
+        assert!(!listed.contains("overlay-input"), "{listed}");
         assert_eq!(listed.matches("masquerade").count(), 1, "{listed}");
 
         // The same plan again changes nothing.

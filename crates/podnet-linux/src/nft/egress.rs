@@ -1,6 +1,7 @@
 //! The agent's table, `inet podnet`: egress masquerade for the whole
-//! cluster, and no connection tracking for the overlay's own UDP. Written
-//! whole in one transaction whenever its plan changes or it drifted.
+//! cluster; the overlay's own UDP untracked, and accepted only from
+//! nodes. Written whole in one transaction whenever its plan changes or
+//! it drifted.
 
 use std::net::IpAddr;
 
@@ -15,7 +16,9 @@ use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::nfnl::{FAMILY_INET, Nfnl};
-use super::registry::{POSTROUTING as CHAIN, RAW, RAW_OUTPUT, RAW_PREROUTING, SRCNAT};
+use super::registry::{
+    FILTER, OVERLAY_INPUT, POSTROUTING as CHAIN, RAW, RAW_OUTPUT, RAW_PREROUTING, SRCNAT,
+};
 use super::{NftError, payload, prefix};
 
 pub use super::registry::AGENT_TABLE;
@@ -49,7 +52,10 @@ const NODES: [&str; 2] = ["nodes4", "nodes6"];
 /// from a cluster CIDR is masqueraded unless it goes to a cluster CIDR or
 /// to a node (the node sets). The overlay's own UDP (`overlay_port`)
 /// skips connection tracking: nothing ever NATs it, and tracking it would
-/// cost every packet a lookup. Pod-to-pod traffic stays tracked, because a
+/// cost every packet a lookup. It is accepted only from the nodes that
+/// hold leases: a pod (whose traffic to a node keeps its own source) or
+/// anyone else could otherwise hand the node a frame to decapsulate, with
+/// any source, past the pods' guard. Pod-to-pod traffic stays tracked, because a
 /// pod's reply to a Service's DNATed connection is pod-to-pod too, and only
 /// conntrack can turn its source back into the Service address.
 ///
@@ -117,20 +123,27 @@ pub fn replace_egress_table(
         batch.add(NfListObject::Rule(egress_rule(net)));
     }
     // Overlay packets are sent by the node (output) and received by it
-    // (prerouting). Without an overlay the chains go (add, then delete:
-    // safe whether or not they exist).
-    for (name, hook) in [
-        (RAW_PREROUTING, NfHook::Prerouting),
-        (RAW_OUTPUT, NfHook::Output),
+    // (prerouting, then input). Without an overlay the chains go (add,
+    // then delete: safe whether or not they exist).
+    for (name, hook, priority) in [
+        (RAW_PREROUTING, NfHook::Prerouting, RAW),
+        (RAW_OUTPUT, NfHook::Output, RAW),
+        (OVERLAY_INPUT, NfHook::Input, FILTER),
     ] {
-        let raw = chain(name, NfChainType::Filter, hook, RAW);
-        batch.add(NfListObject::Chain(raw.clone()));
+        let overlay = chain(name, NfChainType::Filter, hook, priority);
+        batch.add(NfListObject::Chain(overlay.clone()));
         match overlay_port {
             Some(port) => {
-                batch.add_cmd(NfCmd::Flush(FlushObject::Chain(raw)));
-                batch.add(NfListObject::Rule(overlay_notrack_rule(name, port)));
+                batch.add_cmd(NfCmd::Flush(FlushObject::Chain(overlay)));
+                if name == OVERLAY_INPUT {
+                    for v4 in [true, false] {
+                        batch.add(NfListObject::Rule(overlay_from_nodes_rule(v4, port)));
+                    }
+                } else {
+                    batch.add(NfListObject::Rule(overlay_notrack_rule(name, port)));
+                }
             }
-            None => batch.delete(NfListObject::Chain(raw)),
+            None => batch.delete(NfListObject::Chain(overlay)),
         }
     }
     apply(batch)
@@ -173,6 +186,37 @@ fn overlay_notrack_rule(chain: &'static str, port: u16) -> Rule<'static> {
         chain: chain.into(),
         expr: statements.into(),
         comment: Some("podnet: overlay packets are never NATed, not tracked".into()),
+        ..Rule::default()
+    }
+}
+
+/// Drops the overlay's UDP unless it comes from a node of the family's
+/// node set.
+fn overlay_from_nodes_rule(v4: bool, port: u16) -> Rule<'static> {
+    let (proto, set) = if v4 {
+        ("ip", NODES[0])
+    } else {
+        ("ip6", NODES[1])
+    };
+    let statements = vec![
+        Statement::Match(Match {
+            left: payload("udp", "dport"),
+            right: Expression::Number(u32::from(port)),
+            op: Operator::EQ,
+        }),
+        Statement::Match(Match {
+            left: payload(proto, "saddr"),
+            right: Expression::String(format!("@{set}").into()),
+            op: Operator::NEQ,
+        }),
+        Statement::Drop(None),
+    ];
+    Rule {
+        family: NfFamily::INet,
+        table: AGENT_TABLE.into(),
+        chain: OVERLAY_INPUT.into(),
+        expr: statements.into(),
+        comment: Some("podnet: the overlay is spoken by nodes only".into()),
         ..Rule::default()
     }
 }

@@ -6,9 +6,9 @@
 //! regular chains, sets and counters are written with `nft -f` as one
 //! transaction that creates the table or migrates it in place: declared
 //! (kept, with their elements, if they exist), the chains flushed and
-//! refilled, the layout recorded. The base chain is made over nfnetlink by
-//! the first port hooked to it, as `nft` cannot make a netdev base chain
-//! without a device. (Rules that read a neighbour discovery message's
+//! refilled, the layout recorded. The base chain is made right after, over
+//! nfnetlink, hooked to no port yet: `nft` cannot make a netdev base chain
+//! without a device (the kernel can, as 6.18 here does). (Rules that read a neighbour discovery message's
 //! target or options as raw payload cannot be expressed in nft's JSON, and
 //! so in the nftables crate.)
 //!
@@ -247,10 +247,17 @@ pub fn write_at(layout: u32) -> Result<(), GuardError> {
             .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    if base {
+        return Ok(());
+    }
+    // The base chain, hooked to no port yet: `nft` cannot make one.
+    let made = Nfnl::open()?.apply(FAMILY_NETDEV, TABLE, &[Change::NewChain(BASE, &[])]);
+    match made {
+        Err(e) if e.errno() == Some(Errno::EEXIST) => Ok(()),
+        other => other.map_err(|e| fail(format!("cannot make its base chain: {e}"))),
     }
 }
 
@@ -266,28 +273,13 @@ pub fn admit(port: &Port) -> Result<(), GuardError> {
     hook(&mut Nfnl::open()?, std::slice::from_ref(&port.name), &adds)
 }
 
-/// Hooks `names` with `changes` in one transaction, making the base chain
-/// if it does not exist yet.
+/// Hooks `names` with `changes` in one transaction.
 fn hook(nl: &mut Nfnl, names: &[String], changes: &[Change<'_>]) -> Result<(), GuardError> {
-    for attempt in 0..3 {
-        let with = |change| [changes, &[change]].concat();
-        match nl.apply(
-            FAMILY_NETDEV,
-            TABLE,
-            &with(Change::Devices(Op::Add, BASE, names)),
-        ) {
-            Err(e) if e.errno() == Some(Errno::ENOENT) => {}
-            other => return Ok(other?),
-        }
-        // No base chain yet (or no table): make it.
-        match nl.apply(FAMILY_NETDEV, TABLE, &with(Change::NewChain(BASE, names))) {
-            Err(e) if e.errno() == Some(Errno::ENOENT) => return Err(GuardError::Missing),
-            // Another ADD made it meanwhile: hook to it.
-            Err(e) if e.errno() == Some(Errno::EEXIST) && attempt < 2 => {}
-            other => return Ok(other?),
-        }
+    let hook = [Change::Devices(Op::Add, BASE, names)];
+    match nl.apply(FAMILY_NETDEV, TABLE, &[changes, &hook].concat()) {
+        Err(e) if e.errno() == Some(Errno::ENOENT) => Err(GuardError::Missing),
+        other => Ok(other?),
     }
-    Err(GuardError::Missing)
 }
 
 /// The per-port elements the table holds; `None` if there is no table.

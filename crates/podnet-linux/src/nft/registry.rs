@@ -16,6 +16,9 @@ pub const SRCNAT: i32 = 100;
 pub const RAW_PREROUTING: &str = "raw-prerouting";
 pub const RAW_OUTPUT: &str = "raw-output";
 pub const RAW: i32 = -300;
+/// The agent's overlay filter, where packets are delivered to the node.
+pub const OVERLAY_INPUT: &str = "overlay-input";
+pub const FILTER: i32 = 0;
 /// The guard's base chain, on the ingress of every guarded port: before
 /// the bridge sees a frame. Its one rule jumps to [`GUARD_RULES`].
 pub const GUARD_CHAIN: &str = "ingress";
@@ -63,6 +66,7 @@ pub const EGRESS: Table = Table {
         (POSTROUTING, "postrouting", SRCNAT),
         (RAW_PREROUTING, "prerouting", RAW),
         (RAW_OUTPUT, "output", RAW),
+        (OVERLAY_INPUT, "input", FILTER),
     ],
     writer: "podnetd (nft::egress)",
     removal: Removal::WithAgent,
