@@ -4,6 +4,13 @@
 //! it: the crash arrives exactly between two real steps. Without the
 //! feature, [`hit`] is empty.
 
+// A release binary that an environment variable can kill is a liability:
+// the feature is for test builds only, which have debug assertions.
+#[cfg(all(feature = "failpoints", not(debug_assertions)))]
+compile_error!(
+    "feature `failpoints` is for test builds: a release build (no debug assertions) must not enable it"
+);
+
 /// The environment variable that arms one failpoint.
 pub const ENV: &str = "PODNET_FAILPOINT";
 
