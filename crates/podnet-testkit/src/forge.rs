@@ -329,7 +329,7 @@ impl Sniffer {
             if n < 0 {
                 return frames;
             }
-            if addr.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+            if addr.sll_pkttype != libc::PACKET_OUTGOING {
                 frames.push(buf[..n as usize].to_vec());
             }
         }
