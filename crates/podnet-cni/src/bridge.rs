@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 use podnet_core::cni::result::{Interface, IpConfig, Route};
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
-use podnet_core::guard::{Port, link_local};
+use podnet_core::guard::{GROUP_FWD_MASK, Port, link_local};
 use podnet_core::ipam::Allocation;
 use podnet_core::names::{
     HOST_VETH_PREFIX, bridge_mac, format_mac, host_veth_name, is_host_veth_name, pod_mac,
@@ -273,21 +273,28 @@ fn node_side(
     if !bridge.up {
         batch.push(Change::set_up(bridge.index));
     }
-    // Guarded before it is a port, so its first frame is checked (one
-    // nfnetlink transaction, ~15 us); its permissions recorded on the port
-    // in the same batch as it is enslaved, for podnetd to re-admit it
-    // should the table be lost.
-    if conf.anti_spoofing {
-        let port = Port {
+    // The group addresses the bridge would take in for the node without a
+    // bridge hook (learning their source) are forwarded instead, through
+    // the guard's prerouting chain.
+    batch.push(Change::set_group_fwd_mask(bridge.index, GROUP_FWD_MASK));
+    // Admitted before it is a port (one nfnetlink transaction, ~15 us):
+    // the guard drops what a podnet port sends until its elements are in.
+    // Its permissions recorded on the port in the same batch as it is
+    // enslaved, for podnetd to re-admit it should the table be lost.
+    let port = if conf.anti_spoofing {
+        Port {
             ifindex: veth.host.index,
             name: veth.host.name.clone(),
             mac: veth.pod_mac,
             addrs: allocs.iter().map(|a| a.address.addr()).collect(),
-        };
-        admit(&port)?;
-        if let Some(alias) = port.alias() {
-            batch.push(Change::set_alias(port.ifindex, &alias));
+            guarded: true,
         }
+    } else {
+        Port::unguarded(veth.host.index, &veth.host.name)
+    };
+    admit(&port)?;
+    if let Some(alias) = port.alias() {
+        batch.push(Change::set_alias(port.ifindex, &alias));
     }
     if veth.host.master != Some(bridge.index) {
         batch.push(Change::set_master(veth.host.index, bridge.index));
@@ -321,12 +328,16 @@ fn set_ipv6(name: &str, settings: &[(&str, &str)]) -> Result<bool, CniError> {
     Ok(true)
 }
 
-/// Admits `port` to the guard. Without a table (no podnetd made it:
+/// Admits `port` to the guard (an unguarded one as such, so that the
+/// guard, which drops what it does not admit from a podnet port, lets it
+/// pass). Without a table (no podnetd made it:
 /// standalone use), makes it with `nft`; where that cannot be done, the
 /// runtime is asked to try again, as podnetd remakes a lost table within
 /// a resync.
 fn admit(port: &Port) -> Result<(), CniError> {
     match guard::admit(port) {
+        // No table: nothing is checked, the port passes as it should.
+        Err(GuardError::Missing) if !port.guarded => Ok(()),
         Err(GuardError::Missing) => {
             guard::write_table().map_err(|e| {
                 CniError::new(

@@ -175,8 +175,6 @@ fn privileged_uninstall_removes_only_what_install_put() {
     std::fs::write(d.conf.join("99-other.conflist"), "{}").unwrap();
     // A podnet pod's port remains: the pods' tables stay.
     ns.exec_ok(&["ip", "link", "add", "pn0123456789ab", "type", "veth"]);
-    // The guard, and an older release's guard in the bridge family.
-    ns.exec_ok(&["nft", "add", "table", "netdev", "podnet-guard"]);
     ns.exec_ok(&["nft", "add", "table", "bridge", "podnet-guard"]);
     ns.exec_ok(&["nft", "add", "table", "inet", "podnet"]);
     let out = d.uninstall_in(&ns);
@@ -189,14 +187,7 @@ fn privileged_uninstall_removes_only_what_install_put() {
         lines.sort();
         lines
     };
-    assert_eq!(
-        tables(),
-        [
-            "table bridge podnet-guard",
-            "table inet podnet",
-            "table netdev podnet-guard"
-        ]
-    );
+    assert_eq!(tables(), ["table bridge podnet-guard", "table inet podnet"]);
     // The last pod gone: the guard goes, the agent's table stays (its
     // clean-up is podnetd's). Twice is fine.
     ns.exec_ok(&["ip", "link", "del", "pn0123456789ab"]);

@@ -49,5 +49,5 @@ fn privileged_without_ip_masq_egress_is_not_rewritten() {
     node.add("c1", &pod, &conf).expect_ok();
     assert!(!pod.ping("192.0.2.2"), "reply arrived without masquerade?");
     // The anti-spoofing table only: no NAT.
-    assert_eq!(sh(&node.ns, "nft list tables"), "table netdev podnet-guard");
+    assert_eq!(sh(&node.ns, "nft list tables"), "table bridge podnet-guard");
 }

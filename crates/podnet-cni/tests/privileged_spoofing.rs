@@ -132,6 +132,17 @@ fn privileged_a_pod_cannot_send_as_anyone_else() {
     assert_eq!(node_neighbour(&node, b.v4), b_mac);
     assert_eq!(node_neighbour(&node, b.v6), b_mac);
 
+    // A guarded port whose elements are lost fails closed: even its own
+    // traffic is dropped (podnetd, absent here, would re-admit it).
+    node.ns
+        .exec_ok(&["nft", "flush", "set", "bridge", "podnet-guard", "addrs4"]);
+    let got = deliver(&a, a.mac, &b, &[("own", a.v4), ("own6", a.v6)]);
+    assert_eq!(
+        got,
+        BTreeSet::from(["own6".into()]),
+        "only what is still admitted"
+    );
+
     // The control: a pod without anti-spoofing gets the same frames through.
     let mut open = conf.clone();
     open["antiSpoofing"] = json!(false);
@@ -152,7 +163,7 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
     let (node, conf, [a, b, c]) = three_pods();
     let elements = || {
         node.ns
-            .exec_ok(&["nft", "list", "table", "netdev", "podnet-guard"])
+            .exec_ok(&["nft", "list", "table", "bridge", "podnet-guard"])
     };
     assert!(elements().contains(&a.v4.to_string()));
 
@@ -181,7 +192,7 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
     for set in podnet_core::guard::SETS {
         let listed = node
             .ns
-            .exec_ok(&["nft", "-j", "list", "set", "netdev", "podnet-guard", set]);
+            .exec_ok(&["nft", "-j", "list", "set", "bridge", "podnet-guard", set]);
         assert!(!listed.contains("\"elem\""), "{listed}");
     }
 }

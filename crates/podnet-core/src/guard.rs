@@ -1,16 +1,19 @@
 //! Anti-spoofing: what a pod's port may send, as the keys of the
-//! nftables sets that the node's guard chain looks up, and the ports the
-//! chain is hooked to.
+//! nftables sets that the node's guard chain looks up.
 //!
-//! The chain hooks the ingress of each port podnet attached with
-//! anti-spoofing on (by name, [`Port::name`]): it sees every frame the pod
-//! sends before the bridge does anything with it, including frames to
-//! the bridge group addresses that the bridge hands up or learns from
-//! without a bridge hook. A hooked port is podnet's and guarded, so what
-//! its sets do not admit is dropped: a port whose elements were lost
-//! fails closed until they are re-admitted.
+//! The table is in the bridge family: it sees a frame where it enters the
+//! node, on its port, before the bridge learns its source or forwards it
+//! or hands it to the node's stack. Its chains hook prerouting, where
+//! every frame the bridge forwards passes, and input, where frames to the
+//! bridge group addresses that are not forwarded pass; the plugin makes
+//! the bridge forward the group addresses it can (`group_fwd_mask`), so
+//! that none reaches the node by a path without a hook. Every port whose
+//! name is a podnet host veth's is podnet's, so what its sets do not
+//! admit is dropped: a port whose elements were lost fails closed until
+//! they are re-admitted. A port attached with anti-spoofing off is in
+//! [`UNGUARDED`], and passes.
 //!
-//! From a hooked port an IP packet or ARP claim must carry the pod's MAC
+//! From a guarded port an IP packet or ARP claim must carry the pod's MAC
 //! and one of the pod's addresses ([`ADDRS4`], [`ADDRS6`]: port, MAC and
 //! address in one key, so a packet costs one lookup), among them its
 //! link-local address ([`link_local`]); neighbour discovery may only name
@@ -23,8 +26,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 
-/// The table, in the netdev family.
+/// The table, in the bridge family.
 pub const TABLE: &str = "podnet-guard";
+/// The group addresses 01:80:c2:00:00:0X a podnet bridge forwards (bits
+/// 3 to 15; the kernel forbids 0 to 2): forwarded, they pass prerouting,
+/// where the guard judges them like any other frame. 0 and 1 are
+/// forwarded or dropped anyway with STP off, and 2 (slow protocols) goes
+/// to the input hook.
+pub const GROUP_FWD_MASK: u16 = 0xfff8;
 pub const MACS: &str = "macs";
 pub const ADDRS4: &str = "addrs4";
 pub const ADDRS6: &str = "addrs6";
@@ -33,8 +42,10 @@ pub const TARGETS6: &str = "targets6";
 /// target (type 2) link-layer address, each 8 bytes with its type and
 /// length.
 pub const LLA: &str = "lla";
+/// Ports attached with anti-spoofing off: everything they send passes.
+pub const UNGUARDED: &str = "unguarded";
 /// Every per-port set; each key starts with the port's interface index.
-pub const SETS: [&str; 5] = [MACS, ADDRS4, ADDRS6, TARGETS6, LLA];
+pub const SETS: [&str; 6] = [MACS, ADDRS4, ADDRS6, TARGETS6, LLA, UNGUARDED];
 /// The off switch: while it holds [`PASSTHROUGH_KEY`], every frame passes.
 pub const PASSTHROUGH: &str = "passthrough";
 /// `ARPHRD_ETHER` as an `iface_type` key (2 bytes, host order): every pod
@@ -45,7 +56,7 @@ pub const LAYOUT_SET: &str = "layout";
 /// The table's layout. A node whose table has an older one (or none, as
 /// before versions were kept) is migrated in place, in one transaction
 /// that keeps every element: a bump here is all a rule change needs.
-/// Layout 2 moved the table from the bridge family to the ports' ingress.
+/// Layout 2: fails closed, neighbour discovery pinned, the input hook.
 pub const LAYOUT: u32 = 2;
 /// Why the guard drops a frame: the names of its counters.
 pub const DROP_REASONS: [&str; 6] = [
@@ -106,9 +117,10 @@ pub fn link_local(mac: &[u8; 6]) -> Ipv6Addr {
 
 /// How a port's permissions are recorded on its host veth, as the link's
 /// alias: they live and die with the port, only the node's root can set
-/// them, and the agent re-admits every guarded port from them if the
-/// table is lost. `podnet-guard <mac> <addr>...`
+/// them, and the agent re-admits every port from them if the table is
+/// lost. `podnet-guard <mac> <addr>...`, or `podnet-unguarded`.
 const ALIAS_TAG: &str = "podnet-guard";
+const UNGUARDED_ALIAS: &str = "podnet-unguarded";
 /// The kernel's limit on an alias, with its NUL.
 pub const MAX_ALIAS: usize = 255;
 
@@ -116,11 +128,14 @@ pub const MAX_ALIAS: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     pub ifindex: u32,
-    /// The host veth's name: the guard chain hooks it by name.
+    /// The host veth's name: a record on a link of another name is not
+    /// believed.
     pub name: String,
     pub mac: [u8; 6],
     /// Its addresses from IPAM; the link-local one is derived.
     pub addrs: Vec<IpAddr>,
+    /// False: attached with anti-spoofing off (MAC and addresses unused).
+    pub guarded: bool,
 }
 
 impl Port {
@@ -128,6 +143,9 @@ impl Port {
     /// not fit (a pod with many addresses): that port is not re-admitted
     /// after a lost table until it is attached again.
     pub fn alias(&self) -> Option<String> {
+        if !self.guarded {
+            return Some(UNGUARDED_ALIAS.to_owned());
+        }
         let mut alias = format!("{ALIAS_TAG} {}", crate::names::format_mac(&self.mac));
         for addr in &self.addrs {
             alias.push_str(&format!(" {addr}"));
@@ -137,6 +155,9 @@ impl Port {
 
     /// The port an alias records; `None` unless it is one of ours.
     pub fn from_alias(ifindex: u32, name: &str, alias: &str) -> Option<Port> {
+        if alias == UNGUARDED_ALIAS {
+            return Some(Port::unguarded(ifindex, name));
+        }
         let mut words = alias.split(' ');
         if words.next()? != ALIAS_TAG {
             return None;
@@ -151,7 +172,19 @@ impl Port {
             name: name.to_owned(),
             mac,
             addrs,
+            guarded: true,
         })
+    }
+
+    /// A port attached with anti-spoofing off.
+    pub fn unguarded(ifindex: u32, name: &str) -> Port {
+        Port {
+            ifindex,
+            name: name.to_owned(),
+            mac: [0; 6],
+            addrs: Vec::new(),
+            guarded: false,
+        }
     }
 }
 
@@ -161,16 +194,13 @@ pub type Element = (&'static str, Vec<u8>);
 /// The node's links: interface index to name.
 pub type Links = HashMap<u32, String>;
 
-/// What to change in the guard: the elements of every live guarded port
-/// that are missing (a table rebuilt or cut) and the hooks on such ports
-/// that are missing; the elements of ports that are gone (inert, as their
-/// index is never reused) and the hooks on names no link has.
+/// What to change in the per-port sets: the elements of every live port
+/// that are missing (a table rebuilt or cut), and those of ports that are
+/// gone (inert, as their index is never reused).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ElementPlan {
     pub add: Vec<Element>,
     pub delete: Vec<Element>,
-    pub hook: Vec<String>,
-    pub unhook: Vec<String>,
 }
 
 impl ElementPlan {
@@ -179,41 +209,21 @@ impl ElementPlan {
     }
 }
 
-/// Plans the guard from what its sets hold (`listed`), the ports its
-/// chain hooks (`hooked`), the node's links (`live`) and the guarded
-/// ports recorded on them. A live port's elements and hook are never
-/// removed: it may be being admitted.
-pub fn plan_elements(
-    listed: &[Element],
-    hooked: &[String],
-    live: &Links,
-    ports: &[Port],
-) -> ElementPlan {
+/// Plans the per-port sets from what they hold (`listed`), the node's
+/// links (`live`) and the ports recorded on them. A live port's elements
+/// are never deleted: it may be being admitted.
+pub fn plan_elements(listed: &[Element], live: &Links, ports: &[Port]) -> ElementPlan {
     let have: HashSet<&Element> = listed.iter().collect();
-    let live_names: HashSet<&str> = live.values().map(String::as_str).collect();
-    let ports: Vec<&Port> = ports
-        .iter()
-        .filter(|p| live.get(&p.ifindex) == Some(&p.name))
-        .collect();
     ElementPlan {
         add: ports
             .iter()
-            .flat_map(|p| elements(p))
+            .filter(|p| live.get(&p.ifindex) == Some(&p.name))
+            .flat_map(elements)
             .filter(|e| !have.contains(e))
             .collect(),
         delete: listed
             .iter()
             .filter(|(_, k)| key_ifindex(k).is_some_and(|i| !live.contains_key(&i)))
-            .cloned()
-            .collect(),
-        hook: ports
-            .iter()
-            .filter(|p| !hooked.contains(&p.name))
-            .map(|p| p.name.clone())
-            .collect(),
-        unhook: hooked
-            .iter()
-            .filter(|n| !live_names.contains(n.as_str()))
             .cloned()
             .collect(),
     }
@@ -225,12 +235,17 @@ pub fn plan_elements(
 pub fn ports_of(listed: &[Element], live: &Links) -> Vec<Port> {
     let mut macs = BTreeMap::new();
     let mut addrs: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
+    let mut unguarded = Vec::new();
     for (set, key) in listed {
         let (Some(ifindex), Some(rest)) = (key_ifindex(key), key.get(4..)) else {
             continue;
         };
         // After the index: the MAC, padded to 8 bytes, then the address.
         let addr = match *set {
+            UNGUARDED => {
+                unguarded.push(ifindex);
+                continue;
+            }
             MACS => {
                 if let Some(mac) = rest.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
                     macs.insert(ifindex, mac);
@@ -251,22 +266,25 @@ pub fn ports_of(listed: &[Element], live: &Links) -> Vec<Port> {
             addrs.entry(ifindex).or_default().push(addr);
         }
     }
-    macs.into_iter()
-        .filter_map(|(ifindex, mac)| {
-            let link_local = IpAddr::V6(link_local(&mac));
-            Some(Port {
-                ifindex,
-                name: live.get(&ifindex)?.clone(),
-                mac,
-                addrs: addrs
-                    .remove(&ifindex)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|a| *a != link_local)
-                    .collect(),
-            })
+    let guarded = macs.into_iter().filter_map(|(ifindex, mac)| {
+        let link_local = IpAddr::V6(link_local(&mac));
+        Some(Port {
+            ifindex,
+            name: live.get(&ifindex)?.clone(),
+            mac,
+            addrs: addrs
+                .remove(&ifindex)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| *a != link_local)
+                .collect(),
+            guarded: true,
         })
-        .collect()
+    });
+    let unguarded = unguarded
+        .into_iter()
+        .filter_map(|i| Some(Port::unguarded(i, live.get(&i)?)));
+    guarded.chain(unguarded).collect()
 }
 
 /// The set elements that admit `port`: (set, key). nftables lays out a
@@ -274,6 +292,9 @@ pub fn ports_of(listed: &[Element], live: &Links) -> Vec<Port> {
 /// is in host byte order, addresses in network order.
 pub fn elements(port: &Port) -> Vec<Element> {
     let index = port.ifindex.to_ne_bytes();
+    if !port.guarded {
+        return vec![(UNGUARDED, index.to_vec())];
+    }
     let key = |rest: &[u8]| {
         let mut key = index.to_vec();
         key.extend_from_slice(rest);
@@ -315,6 +336,7 @@ mod tests {
             name: format!("pn{i}"),
             mac: [2, 0, 0, 0, 0, i as u8],
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            guarded: true,
         }
     }
 
@@ -376,34 +398,38 @@ mod tests {
     }
 
     #[test]
-    fn elements_and_hooks_are_planned_from_live_ports_and_their_records() {
+    fn elements_are_planned_from_live_ports_and_their_records() {
         let (a, b, gone) = (
             port(3, &["10.0.0.3"]),
             port(4, &["10.0.0.4"]),
             port(2, &["10.0.0.2"]),
         );
-        // A table that lost b's elements and hook, and still holds a
-        // departed port's.
+        // A table that lost b's elements and still holds a departed port's.
         let listed: Vec<Element> = elements(&a).into_iter().chain(elements(&gone)).collect();
-        let hooked = vec![a.name.clone(), gone.name.clone()];
         // Index 5 is a port being admitted right now, not yet recorded.
         let mut links = live(&[&a, &b]);
         links.insert(5, "pn5".into());
-        let plan = plan_elements(&listed, &hooked, &links, &[a.clone(), b.clone()]);
+        let plan = plan_elements(&listed, &links, &[a.clone(), b.clone()]);
         assert_eq!(plan.add, elements(&b));
         assert_eq!(plan.delete, elements(&gone));
-        assert_eq!(plan.hook, [b.name.as_str()]);
-        assert_eq!(plan.unhook, [gone.name.as_str()]);
         let all: Vec<Element> = elements(&a).into_iter().chain(elements(&b)).collect();
-        let hooked = vec![a.name.clone(), b.name.clone(), "pn5".into()];
-        assert!(plan_elements(&all, &hooked, &links, &[a, b]).is_empty());
+        assert!(plan_elements(&all, &links, &[a, b]).is_empty());
+        // An unguarded port: one element.
+        let open = Port::unguarded(3, "pn3");
+        let plan = plan_elements(&[], &links, std::slice::from_ref(&open));
+        assert_eq!(plan.add, [(UNGUARDED, 3u32.to_ne_bytes().to_vec())]);
+        assert_eq!(
+            Port::from_alias(3, "pn3", &open.alias().unwrap()),
+            Some(open.clone())
+        );
+        assert_eq!(ports_of(&plan.add, &links), [open]);
     }
 
     #[test]
     fn a_record_on_a_link_of_another_name_is_not_trusted() {
         let a = port(3, &["10.0.0.3"]);
         let links: Links = [(3, "eth0".to_owned())].into();
-        assert!(plan_elements(&[], &[], &links, &[a]).is_empty());
+        assert!(plan_elements(&[], &links, &[a]).is_empty());
     }
 
     #[test]

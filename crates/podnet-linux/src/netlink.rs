@@ -15,8 +15,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -164,6 +164,23 @@ impl Change {
             flags: 0,
             tolerate: &[],
             what: format!("set hairpin on link {index}"),
+        }
+    }
+
+    /// Sets which bridge group addresses (01:80:c2:00:00:0X, bit X) a
+    /// bridge forwards rather than takes in for the node.
+    pub fn set_group_fwd_mask(index: u32, mask: u16) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::GroupFwdMask(mask)])),
+        ]));
+        Change {
+            msg: RouteNetlinkMessage::NewLink(msg).into(),
+            flags: 0,
+            tolerate: &[],
+            what: format!("set the group forward mask of bridge {index}"),
         }
     }
 

@@ -177,13 +177,17 @@ enum Bench {
         /// Concurrent rounds per plugin (the median is reported).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// A short run for CI: 20 iterations, 1 round.
+        /// A short run for CI: 20 iterations, 1 round, a fill of 20.
         #[arg(long)]
         quick: bool,
         /// podnet's antiSpoofing: `on`, `off`, or `both` (two subjects in
         /// one run).
         #[arg(long, value_enum, default_value_t = Switch::Both)]
         anti_spoofing: Switch,
+        /// Pods on one node for the check that ADD stays flat as a node
+        /// fills (110: kubelet's default maximum; 0 skips it).
+        #[arg(long, default_value_t = 110)]
+        fill: usize,
         /// The podnet plugin binary (default: next to podnetctl).
         #[arg(long)]
         plugin: Option<PathBuf>,
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
                 plugin,
                 reference_dir,
                 anti_spoofing,
+                fill,
             } => bench::cni::run(bench::cni::Options {
                 iterations: if quick {
                     iterations.min(20)
@@ -261,6 +266,7 @@ fn main() -> ExitCode {
                     Switch::Off => vec![false],
                     Switch::Both => vec![true, false],
                 },
+                fill: if quick { fill.min(20) } else { fill },
             }),
             Bench::ControlPlane {
                 nodes,

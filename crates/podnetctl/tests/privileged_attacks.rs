@@ -123,7 +123,7 @@ impl Scene {
         let op = if on { "delete" } else { "add" };
         sh(
             &self.node1,
-            &format!("nft {op} element netdev podnet-guard passthrough {{ ether }}"),
+            &format!("nft {op} element bridge podnet-guard passthrough {{ ether }}"),
         );
     }
 
@@ -392,7 +392,7 @@ fn run(backend: &str, dual: bool) {
     if backend == "vxlan" {
         overlay_injection(&s);
     }
-    let drops = sh(&s.node1, "nft list counters table netdev podnet-guard");
+    let drops = sh(&s.node1, "nft list counters table bridge podnet-guard");
     eprintln!("{drops}");
 }
 

@@ -181,7 +181,7 @@ fn privileged_cleanup_removes_everything_the_agent_owns() {
     // plugin's anti-spoofing table that guards it.
     assert_eq!(
         common::sh(&n.node_ns[0], "nft list tables"),
-        "table netdev podnet-guard"
+        "table bridge podnet-guard"
     );
     assert!(common::sh(&n.node_ns[0], "ip -o link show").contains("podnet0"));
     // Once the last pod is gone, the clean-up takes the pods' tables too.

@@ -151,7 +151,7 @@ fn run(backend: &str) {
     let ports = || {
         let name = node1_ns.trim_start_matches("/run/netns/");
         let listed: Value =
-            serde_json::from_str(&sh(name, "nft -j list set netdev podnet-guard macs")).unwrap();
+            serde_json::from_str(&sh(name, "nft -j list set bridge podnet-guard macs")).unwrap();
         listed["nftables"][1]["set"]["elem"]
             .as_array()
             .map_or(0, Vec::len)

@@ -368,20 +368,14 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 }
             }
         }
-        let (listed, hooked) = k.guard_elements()?;
-        // An older release's table in the bridge family: its ports are
-        // carried over, and it goes once they are; until then it still
-        // guards them.
-        let legacy = k.legacy_guard()?;
-        migrating |= legacy.is_some();
+        let listed = k.guard_elements()?;
         let (live, mut ports) = k.ports()?;
         // A live port admitted before ports carried their record (an
         // upgrade) gets one from its elements, so that it too is
         // re-admitted should the table be lost.
         // One that cannot be recorded (too many addresses for an alias, or
         // gone meanwhile) costs only itself.
-        let admitted = [&listed[..], legacy.as_deref().unwrap_or_default()].concat();
-        for port in ports_of(&admitted, &live) {
+        for port in ports_of(&listed, &live) {
             let recorded = ports.iter().any(|p| p.ifindex == port.ifindex);
             if recorded || port.alias().is_none() {
                 continue;
@@ -400,7 +394,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 ),
             }
         }
-        let plan = plan_elements(&listed, &hooked, &live, &ports);
+        let plan = plan_elements(&listed, &live, &ports);
         if !plan.is_empty() {
             k.apply_guard(&plan)?;
         }
@@ -408,23 +402,11 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             .add
             .iter()
             .filter_map(|(_, key)| key_ifindex(key))
-            .chain(
-                ports
-                    .iter()
-                    .filter(|p| plan.hook.contains(&p.name))
-                    .map(|p| p.ifindex),
-            )
             .collect();
-        if legacy.is_some() {
-            k.delete_legacy_guard()?;
-            tracing::info!(
-                ports = readmitted.len(),
-                "the older anti-spoofing table's ports are carried over; it is deleted"
-            );
-        } else if !readmitted.is_empty() && !migrating {
+        if !readmitted.is_empty() && !migrating {
             tracing::warn!(
                 ports = readmitted.len(),
-                "guarded ports had lost their anti-spoofing elements or hook; re-admitted from their records"
+                "ports had lost their anti-spoofing elements (and dropped everything meanwhile); re-admitted from their records"
             );
             self.telemetry
                 .guard_readmitted

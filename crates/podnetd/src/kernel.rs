@@ -50,23 +50,17 @@ pub trait Egress {
     fn egress_intact(&mut self) -> Result<bool>;
 }
 
-/// The anti-spoofing table: made or migrated, its per-port elements and
-/// hooks kept in line with the node's ports.
+/// The anti-spoofing table: made or migrated, and its per-port elements
+/// kept in line with the node's ports.
 pub trait Guard {
     fn guard_table(&mut self) -> Result<TableState>;
     /// Creates the table, or migrates it to this layout, keeping every
-    /// element and hook, in one transaction.
+    /// element, in one transaction.
     fn write_guard_table(&mut self) -> Result<()>;
-    /// The per-port elements it holds and the ports it hooks (none
-    /// without a table).
-    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)>;
-    /// The elements of an older release's guard table; `None` if the node
-    /// has none.
-    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>>;
-    fn delete_legacy_guard(&mut self) -> Result<()>;
-    /// The node's links, and the guarded ports recorded on them. Asked
-    /// after the elements are listed, so a port admitted meanwhile is
-    /// seen alive.
+    /// The per-port elements it holds (none without a table).
+    fn guard_elements(&mut self) -> Result<Vec<Element>>;
+    /// The node's links, and the ports recorded on them. Asked after the
+    /// elements are listed, so a port admitted meanwhile is seen alive.
     fn ports(&mut self) -> Result<(Links, Vec<Port>)>;
     fn apply_guard(&mut self, plan: &ElementPlan) -> Result<()>;
     /// Records `port`'s guard on its link, as the plugin does at ADD.
@@ -174,16 +168,8 @@ impl Guard for Host {
         Ok(guard::write_table()?)
     }
 
-    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)> {
-        Ok((guard::elements()?.unwrap_or_default(), guard::hooked()?))
-    }
-
-    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>> {
-        Ok(guard::legacy_elements()?)
-    }
-
-    fn delete_legacy_guard(&mut self) -> Result<()> {
-        Ok(guard::delete_legacy()?)
+    fn guard_elements(&mut self) -> Result<Vec<Element>> {
+        Ok(guard::elements()?.unwrap_or_default())
     }
 
     fn ports(&mut self) -> Result<(Links, Vec<Port>)> {

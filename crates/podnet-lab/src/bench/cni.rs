@@ -1,7 +1,10 @@
 //! `podnetctl bench cni`: podnet against the reference bridge + host-local
-//! plugins, plus a bare veth create/delete as the kernel's floor, all in
-//! one run, in throwaway namespaces, with the runs interleaved so that
-//! machine noise hits every subject alike.
+//! plugins, plus two floors (a bare veth create/delete over netlink, the
+//! kernel's; and a veth created and moved by one `ip` process, the least a
+//! plugin process can do), all in one run, in throwaway namespaces, with
+//! the runs interleaved so that machine noise hits every subject alike.
+//! Then ADD as a node fills: the same pod's ADD on an empty node and with
+//! `fill - 1` others attached.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -24,6 +27,8 @@ pub struct Options {
     pub reference_dir: PathBuf,
     /// podnet's `antiSpoofing` settings to run, each as its own subject.
     pub anti_spoofing: Vec<bool>,
+    /// Pods on the node for the fill check (0: skip it).
+    pub fill: usize,
 }
 
 /// One plugin under test: its binary, config and CNI_PATH.
@@ -76,6 +81,15 @@ fn first_ip(result: &Value) -> Option<String> {
 struct Samples {
     add: Vec<Duration>,
     del: Vec<Duration>,
+}
+
+/// The floors, measured beside the subjects.
+#[derive(Default)]
+struct Floors {
+    /// A veth created and deleted over netlink, no process.
+    netlink: Samples,
+    /// A veth created and moved into the pod by one `ip` process.
+    ip: Vec<Duration>,
 }
 
 /// One concurrent round: all ADDs at once, then all DELs at once.
@@ -162,7 +176,7 @@ pub fn run(opts: Options) -> Result<()> {
     }
 
     let mut seq: Vec<Samples> = subjects.iter().map(|_| Samples::default()).collect();
-    let mut floor = Samples::default();
+    let mut floor = Floors::default();
     let pod0 = Netns::open(&pod_paths[0])?;
     let mut netlink = Netlink::open()?;
     let n = subjects.len();
@@ -176,8 +190,9 @@ pub fn run(opts: Options) -> Result<()> {
             seq[k].del.push(del);
         }
         let (create, delete) = bare_veth(&mut netlink, &pod0)?;
-        floor.add.push(create);
-        floor.del.push(delete);
+        floor.netlink.add.push(create);
+        floor.netlink.del.push(delete);
+        floor.ip.push(ip_veth(&mut netlink, pods[0].name())?);
         if (i + 1) % 50 == 0 {
             eprintln!("  ... {} / {} cycles", i + 1, opts.iterations);
         }
@@ -190,7 +205,90 @@ pub fn run(opts: Options) -> Result<()> {
         }
     }
 
-    report(&subjects, &seq, &floor, &rounds, opts.concurrency)
+    report(&subjects, &seq, &floor, &rounds, opts.concurrency)?;
+    if opts.fill > 1 {
+        // With the guard on, if it is among the subjects.
+        let k = opts.anti_spoofing.iter().position(|on| *on).unwrap_or(0) + 1;
+        fill_check(&subjects[k], &pod_paths[0], opts.fill, &tag)?;
+    }
+    Ok(())
+}
+
+/// A veth created with its peer moved into the pod, by one `ip` process
+/// (timed from spawn to exit), then deleted (not timed).
+fn ip_veth(netlink: &mut Netlink, pod: &str) -> Result<Duration> {
+    let started = Instant::now();
+    let status = Command::new("ip")
+        .args([
+            "link",
+            "add",
+            "pnbenchip",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth8",
+        ])
+        .args(["netns", pod])
+        .status()?;
+    let took = started.elapsed();
+    if !status.success() {
+        bail!("ip link add failed: {status}");
+    }
+    let index = netlink
+        .link("pnbenchip")?
+        .ok_or_else(|| anyhow!("ip's veth vanished"))?
+        .index;
+    netlink.delete_link(index)?;
+    Ok(took)
+}
+
+/// ADD as a node fills: the median of a probe pod's ADD (each followed by
+/// its DEL) on the empty node, before and after, against the same with
+/// `fill - 1` other pods attached.
+fn fill_check(subject: &Subject, probe: &Path, fill: usize, tag: &str) -> Result<()> {
+    const PROBES: usize = 15;
+    let cycles = |label: &str| -> Result<Vec<Duration>> {
+        (0..PROBES)
+            .map(|j| {
+                let cid = format!("probe-{label}-{j}");
+                let (add, _) = subject.call("ADD", &cid, probe)?;
+                subject.call("DEL", &cid, probe)?;
+                Ok(add)
+            })
+            .collect()
+    };
+    let mut empty = cycles("empty-before")?;
+    let others = (1..fill)
+        .map(|i| NamedNetns::create(&format!("{tag}-fill{i}")))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for (i, ns) in others.iter().enumerate() {
+        subject.call("ADD", &format!("fill-{i}"), &ns.path())?;
+    }
+    let full = cycles("full");
+    for (i, ns) in others.iter().enumerate() {
+        subject.call("DEL", &format!("fill-{i}"), &ns.path())?;
+    }
+    let full = full?;
+    empty.extend(cycles("empty-after")?);
+    let summary = |v: &[Duration]| Summary::of(v).ok_or_else(|| anyhow!("no samples"));
+    let (first, last) = (summary(&empty)?, summary(&full)?);
+    println!();
+    println!("ADD as a node fills: {}", subject.name);
+    println!(
+        "  ADD, the only pod on the node      {first}   (n={})",
+        first.n
+    );
+    println!(
+        "  ADD, pod {fill:3} on the node         {last}   (n={})",
+        last.n
+    );
+    let flat = ratio(last.median, first.median);
+    println!(
+        "  pod {fill} / first pod               {flat:6.3}   target <= 1.05  {}",
+        verdict(flat <= 1.05)
+    );
+    Ok(())
 }
 
 /// The kernel's floor: a veth pair with its peer born in the pod netns,
@@ -259,7 +357,7 @@ fn verdict(ok: bool) -> &'static str {
 fn report(
     subjects: &[Subject],
     seq: &[Samples],
-    floor: &Samples,
+    floors: &Floors,
     rounds: &[Vec<Round>],
     concurrency: usize,
 ) -> Result<()> {
@@ -274,6 +372,7 @@ fn report(
         rows.push((format!("{} ADD", s.name), summary(&samples.add)?));
         rows.push((format!("{} DEL", s.name), summary(&samples.del)?));
     }
+    let floor = &floors.netlink;
     rows.push((
         "bare veth create (netlink)".to_owned(),
         summary(&floor.add)?,
@@ -282,6 +381,10 @@ fn report(
         "bare veth delete (netlink)".to_owned(),
         summary(&floor.del)?,
     ));
+    rows.push((
+        "veth create+move (one `ip`)".to_owned(),
+        summary(&floors.ip)?,
+    ));
     for (label, s) in &rows {
         println!("{label:28} {s}   (n={})", s.n);
     }
@@ -289,8 +392,10 @@ fn report(
     let ref_add = summary(&seq[0].add)?.median;
     let ref_del = summary(&seq[0].del)?.median;
     let floor_del = summary(&floor.del)?.median;
+    let floor_ip = summary(&floors.ip)?.median;
     for (s, samples) in subjects.iter().zip(seq).skip(1) {
-        let add_ratio = ratio(summary(&samples.add)?.median, ref_add);
+        let add = summary(&samples.add)?.median;
+        let add_ratio = ratio(add, ref_add);
         let del = summary(&samples.del)?.median;
         let del_ratio = ratio(del, floor_del);
         println!();
@@ -303,9 +408,31 @@ fn report(
             "  DEL / bare veth delete            {del_ratio:6.3}   target <= 1.20  {}",
             verdict(del_ratio <= 1.2)
         );
+        let ip_ratio = ratio(add, floor_ip);
+        println!(
+            "  ADD / veth create+move by `ip`    {ip_ratio:6.3}   target <= 1.50  {}",
+            verdict(ip_ratio <= 1.5)
+        );
         println!(
             "  DEL / reference DEL               {:6.3}",
             ratio(del, ref_del)
+        );
+    }
+
+    // The guard's share of ADD, with both settings in the run.
+    let setting = |on: bool| {
+        subjects
+            .iter()
+            .position(|s| s.name.ends_with(if on { "on)" } else { "off)" }))
+    };
+    if let (Some(on), Some(off)) = (setting(true), setting(false)) {
+        let share = summary(&seq[on].add)?.median.as_secs_f64()
+            - summary(&seq[off].add)?.median.as_secs_f64();
+        println!();
+        println!(
+            "the guard's share of ADD (median on - median off)   {:6.3} ms   target <= 0.20  {}",
+            share * 1e3,
+            verdict(share <= 0.2e-3)
         );
     }
 

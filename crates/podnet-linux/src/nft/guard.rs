@@ -1,18 +1,15 @@
-//! Anti-spoofing on the node: table `netdev podnet-guard` (its sets and
+//! Anti-spoofing on the node: table `bridge podnet-guard` (its sets and
 //! keys are decided in `podnet_core::guard`).
 //!
-//! Its base chain hooks the ingress of every guarded port, by name, and
-//! its one rule jumps to the regular chains that hold the rules. The
-//! regular chains, sets and counters are written with `nft -f` as one
-//! transaction that creates the table or migrates it in place: declared
-//! (kept, with their elements, if they exist), the chains flushed and
-//! refilled, the layout recorded. The base chain is made right after, over
-//! nfnetlink, hooked to no port yet: `nft` cannot make a netdev base chain
-//! without a device (the kernel can, as 6.18 here does). (Rules that read a neighbour discovery message's
-//! target or options as raw payload cannot be expressed in nft's JSON, and
-//! so in the nftables crate.)
+//! The table is written with `nft -f` as one transaction that creates it
+//! or migrates it in place: the sets and counters are declared (kept, with
+//! their elements, if they exist), the chains flushed and refilled, the
+//! layout recorded. Nothing in between is ever seen, so no pod is
+//! unguarded while a node moves to a new layout. (Its neighbour discovery
+//! rules read the target and options as raw payload, which nft's JSON,
+//! and so the nftables crate, cannot express in a set lookup.)
 //!
-//! Elements and hooks go over nfnetlink: an ADD costs one transaction.
+//! Elements go over nfnetlink: an ADD costs one transaction (~15 us).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -21,22 +18,22 @@ use nix::errno::Errno;
 use podnet_core::guard::{
     self, ADDRS4, ADDRS6, DROP_REASONS, Element, ElementPlan, LAYOUT, LAYOUT_SET, LLA, Links, MACS,
     ND_FRAGMENT, NEIGHBOUR_DISCOVERY, OTHER_PROTOCOL, PASSTHROUGH, PASSTHROUGH_KEY, Port,
-    ROUTER_MESSAGE, SETS, SPOOFED_ARP, SPOOFED_SOURCE, TABLE, TARGETS6,
+    ROUTER_MESSAGE, SETS, SPOOFED_ARP, SPOOFED_SOURCE, TABLE, TARGETS6, UNGUARDED,
 };
 
-use super::nfnl::{BaseChain, Change, FAMILY_BRIDGE, FAMILY_NETDEV, Nfnl, Op};
-use super::registry::{
-    GUARD, GUARD_ARP, GUARD_CHAIN, GUARD_HOOK, GUARD_ICMP6, GUARD_PRIORITY, GUARD_RULES,
-};
+use podnet_core::names::HOST_VETH_PREFIX;
+
+use super::nfnl::{Change, FAMILY_BRIDGE, Nfnl, Op};
+use super::registry::{GUARD, GUARD_ARP, GUARD_ICMP6, GUARD_RULES};
 use crate::netlink::NetlinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("nftables table netdev {TABLE} is missing (podnetd makes it)")]
+    #[error("nftables table bridge {TABLE} is missing (podnetd makes it)")]
     Missing,
-    #[error("cannot write nftables table netdev {TABLE}: {0}")]
+    #[error("cannot write nftables table bridge {TABLE}: {0}")]
     Write(String),
     #[error("cannot list links: {0}")]
     Links(String),
@@ -47,17 +44,10 @@ pub enum GuardError {
 /// replies must fit the socket's buffer.
 const CHUNK: usize = 64;
 
-/// The base chain: hooked to every guarded port, it jumps to the rules.
-const BASE: BaseChain<'static> = BaseChain {
-    name: GUARD_CHAIN,
-    hook: GUARD_HOOK,
-    priority: GUARD_PRIORITY,
-    jump: GUARD_RULES,
-};
-
 /// The sets: (name, definition).
-fn sets() -> [(&'static str, &'static str); 7] {
+fn sets() -> [(&'static str, &'static str); 8] {
     [
+        (UNGUARDED, "type iface_index;"),
         (MACS, "type iface_index . ether_addr;"),
         (ADDRS4, "type iface_index . ether_addr . ipv4_addr;"),
         (ADDRS6, "type iface_index . ether_addr . ipv6_addr;"),
@@ -73,13 +63,17 @@ fn drop(reason: &str) -> String {
     format!("counter name {reason} drop")
 }
 
-/// The rules of each regular chain, in order. Every frame a guarded port
-/// sends passes here before the bridge sees it. While the guard is off
-/// (`passthrough` holds the ports' type) everything passes. The pod's
-/// own IPv4 and IPv6 (not ICMPv6) is accepted by the second or third
-/// rule after one lookup of (port, MAC, source), so its TCP and UDP pay
-/// little. ARP and ICMPv6 have chains of their own; anything else is
-/// dropped, each drop counted under its reason.
+/// The rules of each regular chain, in order. Every frame a port sends
+/// passes here before the bridge learns from it or passes it on. While
+/// the guard is off (`passthrough` holds the ports' type) everything
+/// passes. The pod's own IPv4 and IPv6 (not ICMPv6) is accepted by the
+/// second or third rule after one lookup of (port, MAC, source), so its
+/// TCP and UDP pay little. A port not named as podnet's host veths are
+/// passes untouched; one attached with anti-spoofing off too. Every
+/// other port is podnet's and guarded, so what its sets do not admit is
+/// dropped (a port whose elements are lost fails closed). ARP and ICMPv6
+/// have chains of their own; anything else is dropped, each drop counted
+/// under its reason.
 pub fn rules() -> Vec<(&'static str, Vec<String>)> {
     let own4 = format!("iif . ether saddr . ip saddr @{ADDRS4}");
     let own6 = format!("iif . ether saddr . ip6 saddr @{ADDRS6}");
@@ -88,6 +82,8 @@ pub fn rules() -> Vec<(&'static str, Vec<String>)> {
         format!("meta iiftype @{PASSTHROUGH} accept"),
         format!("ether type ip {own4} accept"),
         format!("ether type ip6 meta l4proto != ipv6-icmp {own6} accept"),
+        format!("iifname != \"{HOST_VETH_PREFIX}*\" accept"),
+        format!("iif @{UNGUARDED} accept"),
         format!("ether type arp jump {GUARD_ARP}"),
         format!("ether type ip6 meta l4proto ipv6-icmp jump {GUARD_ICMP6}"),
         format!("ether type {{ ip, ip6 }} {}", drop(SPOOFED_SOURCE)),
@@ -160,21 +156,27 @@ pub fn rules() -> Vec<(&'static str, Vec<String>)> {
     vec![(GUARD_RULES, guard), (GUARD_ARP, arp), (GUARD_ICMP6, icmp6)]
 }
 
-/// Rules the table holds when current: the regular chains', and the base
-/// chain's jump if it exists.
-fn rule_count(base: bool) -> usize {
-    rules().iter().map(|(_, r)| r.len()).sum::<usize>() + usize::from(base)
+/// The base chains, each hooked with its one rule: a jump to the rules.
+fn base_chains() -> impl Iterator<Item = (&'static str, &'static str, i32)> {
+    GUARD.hooks.iter().copied()
+}
+
+/// Rules the table holds when current: the regular chains' and each base
+/// chain's jump.
+fn rule_count() -> usize {
+    rules().iter().map(|(_, r)| r.len()).sum::<usize>() + base_chains().count()
 }
 
 /// The transaction that creates the table at `layout`, or migrates an
-/// existing one to it, keeping every element and hook. `base`: the base
-/// chain exists, and its jump is written again.
-pub fn transaction(layout: u32, base: bool) -> String {
+/// existing one to it, keeping every element.
+pub fn transaction(layout: u32) -> String {
     let table = format!("{} {TABLE}", GUARD.family_name);
     let mut out = format!("add table {table}\n");
     for (name, definition) in sets() {
         out += &format!("add set {table} {name} {{ {definition} }}\n");
     }
+    // Layout 1's set of guarded ports: every podnet port is guarded now.
+    out += &format!("add set {table} ports {{ type iface_index; }}\ndelete set {table} ports\n");
     for reason in DROP_REASONS {
         out += &format!("add counter {table} {reason}\n");
     }
@@ -187,9 +189,12 @@ pub fn transaction(layout: u32, base: bool) -> String {
             out += &format!("add rule {table} {chain} {rule}\n");
         }
     }
-    if base {
-        out += &format!("flush chain {table} {GUARD_CHAIN}\n");
-        out += &format!("add rule {table} {GUARD_CHAIN} jump {GUARD_RULES}\n");
+    for (chain, hook, priority) in base_chains() {
+        out += &format!(
+            "add chain {table} {chain} {{ type filter hook {hook} priority {priority}; policy accept; }}\n"
+        );
+        out += &format!("flush chain {table} {chain}\n");
+        out += &format!("add rule {table} {chain} jump {GUARD_RULES}\n");
     }
     out += &format!("flush set {table} {LAYOUT_SET}\n");
     out += &format!("add element {table} {LAYOUT_SET} {{ {layout} }}\n");
@@ -208,15 +213,14 @@ pub enum TableState {
 
 pub fn state() -> Result<TableState, GuardError> {
     let mut nl = Nfnl::open()?;
-    let Some(rules) = nl.rule_count(FAMILY_NETDEV, TABLE)? else {
+    let Some(rules) = nl.rule_count(FAMILY_BRIDGE, TABLE)? else {
         return Ok(TableState::Missing);
     };
-    let layout = match nl.keys(FAMILY_NETDEV, TABLE, LAYOUT_SET) {
+    let layout = match nl.keys(FAMILY_BRIDGE, TABLE, LAYOUT_SET) {
         Err(e) if e.errno() == Some(Errno::ENOENT) => None,
         keys => guard::layout_of(&keys?),
     };
-    let base = nl.hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?.is_some();
-    Ok(if layout == Some(LAYOUT) && rules == rule_count(base) {
+    Ok(if layout == Some(LAYOUT) && rules == rule_count() {
         TableState::Current
     } else {
         TableState::Outdated(layout)
@@ -230,9 +234,6 @@ pub fn write_table() -> Result<(), GuardError> {
 
 /// [`write_table`] at any layout: tests bump it to prove a migration.
 pub fn write_at(layout: u32) -> Result<(), GuardError> {
-    let base = Nfnl::open()?
-        .hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?
-        .is_some();
     let fail = |e: String| GuardError::Write(e);
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -243,40 +244,27 @@ pub fn write_at(layout: u32) -> Result<(), GuardError> {
         .map_err(|e| fail(format!("cannot run nft: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(transaction(layout, base).as_bytes())
+            .write_all(transaction(layout).as_bytes())
             .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    if base {
-        return Ok(());
-    }
-    // The base chain, hooked to no port yet: `nft` cannot make one.
-    let made = Nfnl::open()?.apply(FAMILY_NETDEV, TABLE, &[Change::NewChain(BASE, &[])]);
-    match made {
-        Err(e) if e.errno() == Some(Errno::EEXIST) => Ok(()),
-        other => other.map_err(|e| fail(format!("cannot make its base chain: {e}"))),
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
     }
 }
 
-/// Admits `port`, hooked and its elements added in one transaction: from
-/// now on it may send as its pod and nothing else. [`GuardError::Missing`]
-/// if the node has no table.
+/// Admits `port`: from now on it may send as its pod and nothing else,
+/// or, unguarded, anything. [`GuardError::Missing`] if the node has no
+/// table.
 pub fn admit(port: &Port) -> Result<(), GuardError> {
     let elements = guard::elements(port);
-    let adds: Vec<_> = elements
+    let changes: Vec<Change<'_>> = elements
         .iter()
-        .map(|(set, key)| Change::Element(Op::Add, set, key))
+        .map(|(set, key)| (Op::Add, *set, key.as_slice()))
         .collect();
-    hook(&mut Nfnl::open()?, std::slice::from_ref(&port.name), &adds)
-}
-
-/// Hooks `names` with `changes` in one transaction.
-fn hook(nl: &mut Nfnl, names: &[String], changes: &[Change<'_>]) -> Result<(), GuardError> {
-    let hook = [Change::Devices(Op::Add, BASE, names)];
-    match nl.apply(FAMILY_NETDEV, TABLE, &[changes, &hook].concat()) {
+    match Nfnl::open()?.apply(FAMILY_BRIDGE, TABLE, &changes) {
         Err(e) if e.errno() == Some(Errno::ENOENT) => Err(GuardError::Missing),
         other => Ok(other?),
     }
@@ -284,28 +272,10 @@ fn hook(nl: &mut Nfnl, names: &[String], changes: &[Change<'_>]) -> Result<(), G
 
 /// The per-port elements the table holds; `None` if there is no table.
 pub fn elements() -> Result<Option<Vec<Element>>, GuardError> {
-    list(FAMILY_NETDEV, &SETS)
-}
-
-/// The elements of the guard of releases before layout 2 (the bridge
-/// family's table): the ports it admits, to carry them over; `None` if
-/// the node has no such table.
-pub fn legacy_elements() -> Result<Option<Vec<Element>>, GuardError> {
-    list(FAMILY_BRIDGE, &[MACS, ADDRS4, ADDRS6])
-}
-
-/// Deletes the guard of releases before layout 2, once its ports are
-/// carried over.
-pub fn delete_legacy() -> Result<(), GuardError> {
-    Nfnl::open()?.delete_table(FAMILY_BRIDGE, TABLE)?;
-    Ok(())
-}
-
-fn list(family: u8, sets: &[&'static str]) -> Result<Option<Vec<Element>>, GuardError> {
     let mut nl = Nfnl::open()?;
     let mut listed = Vec::new();
-    for &set in sets {
-        match nl.keys(family, TABLE, set) {
+    for set in SETS {
+        match nl.keys(FAMILY_BRIDGE, TABLE, set) {
             Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(None),
             keys => listed.extend(keys?.into_iter().map(|k| (set, k))),
         }
@@ -313,36 +283,19 @@ fn list(family: u8, sets: &[&'static str]) -> Result<Option<Vec<Element>>, Guard
     Ok(Some(listed))
 }
 
-/// The ports the base chain hooks (none without it).
-pub fn hooked() -> Result<Vec<String>, GuardError> {
-    Ok(Nfnl::open()?
-        .hooked(FAMILY_NETDEV, TABLE, GUARD_CHAIN)?
-        .unwrap_or_default())
-}
-
-/// Applies a plan: each port's elements before its hook, so a port being
-/// re-admitted is never hooked without them; then unhooks and deletions.
-/// In bounded transactions.
+/// Applies a plan: additions, then deletions, in bounded transactions.
 pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
     let mut nl = Nfnl::open()?;
     fn changes(op: Op, elements: &[Element]) -> Vec<Change<'_>> {
         elements
             .iter()
-            .map(|(s, k)| Change::Element(op, s, k))
+            .map(|(s, k)| (op, *s, k.as_slice()))
             .collect()
     }
-    for chunk in changes(Op::Add, &plan.add).chunks(CHUNK) {
-        nl.apply(FAMILY_NETDEV, TABLE, chunk)?;
-    }
-    if !plan.hook.is_empty() {
-        hook(&mut nl, &plan.hook, &[])?;
-    }
-    if !plan.unhook.is_empty() {
-        let unhook = Change::Devices(Op::Delete, BASE, &plan.unhook);
-        nl.apply(FAMILY_NETDEV, TABLE, &[unhook])?;
-    }
-    for chunk in changes(Op::Delete, &plan.delete).chunks(CHUNK) {
-        nl.apply(FAMILY_NETDEV, TABLE, chunk)?;
+    for (op, elements) in [(Op::Add, &plan.add), (Op::Delete, &plan.delete)] {
+        for chunk in changes(op, elements).chunks(CHUNK) {
+            nl.apply(FAMILY_BRIDGE, TABLE, chunk)?;
+        }
     }
     Ok(())
 }
@@ -351,8 +304,8 @@ pub fn apply(plan: &ElementPlan) -> Result<(), GuardError> {
 /// switch, which the agent's drift repair keeps as it finds it.
 pub fn set_passthrough(on: bool) -> Result<(), GuardError> {
     let op = if on { Op::Add } else { Op::Delete };
-    let change = [Change::Element(op, PASSTHROUGH, &PASSTHROUGH_KEY)];
-    match Nfnl::open()?.apply(FAMILY_NETDEV, TABLE, &change) {
+    let change = [(op, PASSTHROUGH, &PASSTHROUGH_KEY[..])];
+    match Nfnl::open()?.apply(FAMILY_BRIDGE, TABLE, &change) {
         // Already off.
         Err(e) if !on && e.errno() == Some(Errno::ENOENT) => Ok(()),
         Err(e) if e.errno() == Some(Errno::ENOENT) => Err(GuardError::Missing),
@@ -362,10 +315,10 @@ pub fn set_passthrough(on: bool) -> Result<(), GuardError> {
 
 /// Frames dropped so far, per reason (none without a table).
 pub fn drops() -> Result<Vec<(String, u64)>, GuardError> {
-    Ok(Nfnl::open()?.counters(FAMILY_NETDEV, TABLE)?)
+    Ok(Nfnl::open()?.counters(FAMILY_BRIDGE, TABLE)?)
 }
 
-/// Deletes the elements and hooks of every port whose interface is gone
+/// Deletes the elements of every port whose interface is gone
 /// (the plugin's GC). `live` gives the node's links; it is asked after
 /// the table is listed, so a port being admitted right now is always seen
 /// alive. No table, nothing to do. Another pruner (podnetd) at the same
@@ -379,12 +332,14 @@ pub fn prune<E: std::fmt::Display>(
         let Some(listed) = elements()? else {
             return Ok(0);
         };
-        let hooked = hooked()?;
-        if listed.is_empty() && hooked.is_empty() {
+        if listed.is_empty() {
             return Ok(0);
         }
         let live = live().map_err(|e| GuardError::Links(e.to_string()))?;
-        let plan = guard::plan_elements(&listed, &hooked, &live, &[]);
+        let plan = ElementPlan {
+            add: Vec::new(),
+            ..guard::plan_elements(&listed, &live, &[])
+        };
         match apply(&plan) {
             Ok(()) => return Ok(plan.delete.len()),
             Err(GuardError::Netlink(e)) if e.errno() == Some(Errno::ENOENT) && attempt < 3 => {
@@ -401,34 +356,33 @@ mod tests {
 
     #[test]
     fn the_transaction_names_every_set_and_counter_and_records_its_layout() {
-        let text = transaction(7, false);
+        let text = transaction(7);
         for (name, _) in sets() {
-            assert!(text.contains(&format!("add set netdev podnet-guard {name} ")));
+            assert!(text.contains(&format!("add set bridge podnet-guard {name} ")));
         }
         for reason in DROP_REASONS {
-            assert!(text.contains(&format!("add counter netdev podnet-guard {reason}\n")));
+            assert!(text.contains(&format!("add counter bridge podnet-guard {reason}\n")));
             assert!(
                 text.contains(&drop(reason)),
                 "{reason} is counted somewhere"
             );
         }
         for (chain, _) in rules() {
-            assert!(text.contains(&format!("flush chain netdev podnet-guard {chain}\n")));
+            assert!(text.contains(&format!("flush chain bridge podnet-guard {chain}\n")));
         }
-        assert!(text.ends_with("add element netdev podnet-guard layout { 7 }\n"));
+        for chain in ["prerouting", "input"] {
+            assert!(text.contains(&format!(
+                "add rule bridge podnet-guard {chain} jump guard\n"
+            )));
+        }
+        assert!(text.ends_with("add element bridge podnet-guard layout { 7 }\n"));
         // The switch is looked up before anything can drop.
         assert_eq!(rules()[0].1[0], "meta iiftype @passthrough accept");
-        assert_eq!(text.matches("add rule ").count(), rule_count(false));
-        // Without a base chain, nothing names it: nft would make a
-        // regular chain of that name.
-        assert!(!text.contains(&format!(" {GUARD_CHAIN}\n")));
-        let with_base = transaction(7, true);
-        assert_eq!(with_base.matches("add rule ").count(), rule_count(true));
-        assert!(with_base.contains("add rule netdev podnet-guard ingress jump guard\n"));
+        assert_eq!(text.matches("add rule ").count(), rule_count());
     }
 
     #[test]
-    fn every_chain_ends_in_a_counted_drop_or_a_jump() {
+    fn every_chain_ends_in_a_counted_drop() {
         for (chain, rules) in rules() {
             let last = rules.last().unwrap();
             assert!(last.ends_with("drop"), "{chain}: {last}");

@@ -3,11 +3,9 @@
 //! The nftables crate drives the `nft` binary, a process and a JSON round
 //! trip per call (milliseconds): the plugin cannot afford that on every
 //! ADD. Encoded here, as `netlink/nexthop.rs` encodes nexthops: set
-//! elements added, deleted and listed; the devices of a netdev base chain
-//! hooked and unhooked (and such a chain made, with its one jump) and
-//! listed; tables listed and deleted; rules counted (the agent's drift
-//! checks); named counters read. Tables, sets, chains and their rules are
-//! made with the nftables crate or `nft -f`.
+//! elements added, deleted and listed; tables listed and deleted; rules
+//! counted (the agent's drift checks); named counters read. Tables, sets,
+//! chains and their rules are made with the nftables crate or `nft -f`.
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use nix::errno::Errno;
@@ -19,34 +17,8 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_GETCHAIN: u16 = 4;
-const NFT_MSG_DELCHAIN: u16 = 5;
-const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETOBJ: u16 = 19;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_HOOK_DEV: u16 = 3;
-const NFTA_HOOK_DEVS: u16 = 4;
-const NFTA_DEVICE_NAME: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_IMMEDIATE_DREG: u16 = 1;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_JUMP: i32 = -3;
-const NF_ACCEPT: u32 = 1;
 const NFTA_OBJ_TABLE: u16 = 1;
 const NFTA_OBJ_NAME: u16 = 2;
 const NFTA_OBJ_TYPE: u16 = 3;
@@ -68,17 +40,13 @@ const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
-const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const HEADER: usize = 16;
 /// `NFPROTO_INET`.
 pub const FAMILY_INET: u8 = 1;
-/// `NFPROTO_NETDEV`.
-pub const FAMILY_NETDEV: u8 = 5;
 /// `NFPROTO_BRIDGE`.
 pub const FAMILY_BRIDGE: u8 = 7;
 
@@ -91,26 +59,8 @@ pub enum Op {
     Delete,
 }
 
-/// A netdev base chain whose one rule jumps to a regular chain.
-#[derive(Debug, Clone, Copy)]
-pub struct BaseChain<'a> {
-    pub name: &'a str,
-    pub hook: u32,
-    pub priority: i32,
-    pub jump: &'a str,
-}
-
-/// One change in a transaction.
-#[derive(Debug, Clone, Copy)]
-pub enum Change<'a> {
-    /// An element of a set, by key.
-    Element(Op, &'a str, &'a [u8]),
-    /// Devices hooked to or unhooked from an existing base chain.
-    Devices(Op, BaseChain<'a>, &'a [String]),
-    /// The base chain made, hooked to the devices, with its jump: fails
-    /// (`EEXIST`) if it exists.
-    NewChain(BaseChain<'a>, &'a [String]),
-}
+/// One change: (op, set, key).
+pub type Change<'a> = (Op, &'a str, &'a [u8]);
 
 pub struct Nfnl {
     socket: Socket,
@@ -131,69 +81,29 @@ impl Nfnl {
         })
     }
 
-    /// Applies `changes` to `table` as one transaction: all of them, or
-    /// (on the first error, returned) none.
+    /// Applies `changes` to sets of `table` as one transaction: all of
+    /// them, or (on the first error, returned) none. Only the last message
+    /// asks for an ack, so a success costs one reply however many changes
+    /// there are; the kernel reports a failing message whether asked or not.
     pub fn apply(&mut self, family: u8, table: &str, changes: &[Change<'_>]) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut messages = Vec::new();
-        for change in changes {
-            match *change {
-                Change::Element(op, set, key) => {
-                    let (kind, flags) = match op {
-                        Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
-                        Op::Delete => (NFT_MSG_DELSETELEM, 0),
-                    };
-                    messages.push((kind, flags, elem_list(table, set, Some(key))));
-                }
-                Change::Devices(op, chain, devices) => {
-                    let kind = match op {
-                        Op::Add => NFT_MSG_NEWCHAIN,
-                        Op::Delete => NFT_MSG_DELCHAIN,
-                    };
-                    messages.push((kind, 0, base_chain(table, chain, devices, false)));
-                }
-                Change::NewChain(chain, devices) => {
-                    let flags = NLM_F_CREATE | NLM_F_EXCL;
-                    messages.push((
-                        NFT_MSG_NEWCHAIN,
-                        flags,
-                        base_chain(table, chain, devices, true),
-                    ));
-                    let flags = NLM_F_CREATE | NLM_F_APPEND;
-                    messages.push((NFT_MSG_NEWRULE, flags, jump_rule(table, chain)));
-                }
-            }
-        }
+        let messages: Vec<_> = changes
+            .iter()
+            .map(|(op, set, key)| {
+                let (kind, flags) = match op {
+                    Op::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+                    Op::Delete => (NFT_MSG_DELSETELEM, 0),
+                };
+                (kind, flags, elem_list(table, set, Some(key)))
+            })
+            .collect();
         self.transaction(family, &messages)?
             .map_err(|errno| NetlinkError::Kernel {
                 op: format!("update nftables table {table}"),
                 errno,
             })
-    }
-
-    /// The devices `chain` of `table` is hooked to; `None` if there is
-    /// no such chain.
-    pub fn hooked(&mut self, family: u8, table: &str, chain: &str) -> Result<Option<Vec<String>>> {
-        let mut found = None;
-        let (want_table, want_chain) = (string(table), string(chain));
-        let mut request = Vec::new();
-        attr(&mut request, NFTA_CHAIN_TABLE, &want_table);
-        let listed = self.dump(NFT_MSG_GETCHAIN, family, &request, |body| {
-            let chain: Vec<_> = attrs(body.get(4..).unwrap_or_default()).collect();
-            let is = |kind, want: &[u8]| chain.iter().any(|(k, v)| *k == kind && *v == want);
-            if is(NFTA_CHAIN_TABLE, &want_table) && is(NFTA_CHAIN_NAME, &want_chain) {
-                found = Some(chain_devices(&chain));
-            }
-        })?;
-        match listed {
-            Ok(()) | Err(Errno::ENOENT) => Ok(found),
-            Err(errno) => Err(NetlinkError::Kernel {
-                op: format!("list the chains of nftables table {table}"),
-                errno,
-            }),
-        }
     }
 
     /// The packet count of every named counter of `table`.
@@ -482,76 +392,6 @@ fn element_keys(body: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A base chain's attributes: its table and name, and its hook with the
-/// devices (and, to make it, its type and policy).
-fn base_chain(table: &str, chain: BaseChain<'_>, devices: &[String], new: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    attr(&mut out, NFTA_CHAIN_TABLE, &string(table));
-    attr(&mut out, NFTA_CHAIN_NAME, &string(chain.name));
-    let mut devs = Vec::new();
-    for device in devices {
-        attr(&mut devs, NFTA_DEVICE_NAME, &string(device));
-    }
-    let mut hook = Vec::new();
-    attr(&mut hook, NFTA_HOOK_HOOKNUM, &chain.hook.to_be_bytes());
-    attr(&mut hook, NFTA_HOOK_PRIORITY, &chain.priority.to_be_bytes());
-    attr(&mut hook, NFTA_HOOK_DEVS | NLA_F_NESTED, &devs);
-    attr(&mut out, NFTA_CHAIN_HOOK | NLA_F_NESTED, &hook);
-    if new {
-        attr(&mut out, NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes());
-        attr(&mut out, NFTA_CHAIN_TYPE, &string("filter"));
-    }
-    out
-}
-
-/// A rule of `chain` whose one expression jumps to its regular chain.
-fn jump_rule(table: &str, chain: BaseChain<'_>) -> Vec<u8> {
-    let mut verdict = Vec::new();
-    attr(&mut verdict, NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
-    attr(&mut verdict, NFTA_VERDICT_CHAIN, &string(chain.jump));
-    let mut data = Vec::new();
-    attr(&mut data, NFTA_DATA_VERDICT | NLA_F_NESTED, &verdict);
-    let mut immediate = Vec::new();
-    attr(
-        &mut immediate,
-        NFTA_IMMEDIATE_DREG,
-        &NFT_REG_VERDICT.to_be_bytes(),
-    );
-    attr(&mut immediate, NFTA_IMMEDIATE_DATA | NLA_F_NESTED, &data);
-    let mut expr = Vec::new();
-    attr(&mut expr, NFTA_EXPR_NAME, &string("immediate"));
-    attr(&mut expr, NFTA_EXPR_DATA | NLA_F_NESTED, &immediate);
-    let mut list = Vec::new();
-    attr(&mut list, NFTA_LIST_ELEM | NLA_F_NESTED, &expr);
-    let mut out = Vec::new();
-    attr(&mut out, NFTA_RULE_TABLE, &string(table));
-    attr(&mut out, NFTA_RULE_CHAIN, &string(chain.name));
-    attr(&mut out, NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, &list);
-    out
-}
-
-/// The devices in a chain's hook: its list, or (as older kernels report
-/// a single device) its one device.
-fn chain_devices(chain: &[(u16, &[u8])]) -> Vec<String> {
-    let hook: Vec<_> = chain
-        .iter()
-        .filter(|(k, _)| *k == NFTA_CHAIN_HOOK)
-        .flat_map(|(_, hook)| attrs(hook))
-        .collect();
-    let list = hook.iter().find(|(k, _)| *k == NFTA_HOOK_DEVS);
-    match list {
-        Some((_, devs)) => attrs(devs)
-            .filter(|(k, _)| *k == NFTA_DEVICE_NAME)
-            .map(|(_, v)| c_string(v))
-            .collect(),
-        None => hook
-            .iter()
-            .filter(|(k, _)| *k == NFTA_HOOK_DEV)
-            .map(|(_, v)| c_string(v))
-            .collect(),
-    }
-}
-
 fn c_string(v: &[u8]) -> String {
     String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
 }
@@ -574,26 +414,6 @@ mod tests {
             ]
         );
         assert_eq!(element_keys(&body), vec![key.to_vec()]);
-    }
-
-    #[test]
-    fn a_base_chain_lists_the_devices_it_was_given() {
-        let chain = BaseChain {
-            name: "ingress",
-            hook: 0,
-            priority: -500,
-            jump: "guard",
-        };
-        let devices = ["pn1".to_owned(), "pn2".to_owned()];
-        let body = base_chain("t", chain, &devices, true);
-        let listed: Vec<_> = attrs(&body).collect();
-        assert_eq!(chain_devices(&listed), devices);
-        // An older kernel's single device.
-        let mut hook = Vec::new();
-        attr(&mut hook, NFTA_HOOK_DEV, &string("pn3"));
-        assert_eq!(chain_devices(&[(NFTA_CHAIN_HOOK, &hook)]), ["pn3"]);
-        let rule = jump_rule("t", chain);
-        assert!(rule.windows(6).any(|w| w == b"guard\0"));
     }
 
     #[test]

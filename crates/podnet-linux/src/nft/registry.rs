@@ -3,7 +3,7 @@
 //! `podnet uninstall-cni` remove tables by reading this list; a lab's
 //! teardown removes its namespaces, and every table with them.
 
-use super::nfnl::{FAMILY_BRIDGE, FAMILY_INET, FAMILY_NETDEV, Nfnl};
+use super::nfnl::{FAMILY_BRIDGE, FAMILY_INET, Nfnl};
 use podnet_core::names::is_host_veth_name;
 
 use crate::netlink::{Netlink, NetlinkError};
@@ -19,12 +19,12 @@ pub const RAW: i32 = -300;
 /// The agent's overlay filter, where packets are delivered to the node.
 pub const OVERLAY_INPUT: &str = "overlay-input";
 pub const FILTER: i32 = 0;
-/// The guard's base chain, on the ingress of every guarded port: before
-/// the bridge sees a frame. Its one rule jumps to [`GUARD_RULES`].
-pub const GUARD_CHAIN: &str = "ingress";
-/// `NF_NETDEV_INGRESS`.
-pub const GUARD_HOOK: u32 = 0;
-pub const GUARD_PRIORITY: i32 = -500;
+/// The guard's base chains: where the bridge takes a frame in to forward
+/// it, and where it takes a group address's frame in for the node; both
+/// before it learns the frame's source. Each jumps to [`GUARD_RULES`].
+pub const GUARD_CHAIN: &str = "prerouting";
+pub const GUARD_INPUT: &str = "input";
+pub const GUARD_PRIORITY: i32 = -300;
 /// The guard's rules, and its ARP and ICMPv6 rules.
 pub const GUARD_RULES: &str = "guard";
 pub const GUARD_ARP: &str = "guard-arp";
@@ -82,28 +82,19 @@ pub const IP_MASQ: Table = Table {
 };
 
 pub const GUARD: Table = Table {
-    family: FAMILY_NETDEV,
-    family_name: "netdev",
-    name: GUARD_TABLE,
-    hooks: &[(GUARD_CHAIN, "ingress", GUARD_PRIORITY)],
-    writer: "podnetd, or the plugin standalone; elements and hooked ports by the plugin (nft::guard)",
-    removal: Removal::WithLastPod,
-};
-
-/// The guard of releases before layout 2, on the bridge's prerouting
-/// hook: podnetd moves its ports to [`GUARD`] and deletes it in one
-/// transaction.
-pub const LEGACY_GUARD: Table = Table {
     family: FAMILY_BRIDGE,
     family_name: "bridge",
     name: GUARD_TABLE,
-    hooks: &[("prerouting", "prerouting", -300)],
-    writer: "podnet releases before guard layout 2",
+    hooks: &[
+        (GUARD_CHAIN, "prerouting", GUARD_PRIORITY),
+        (GUARD_INPUT, "input", GUARD_PRIORITY),
+    ],
+    writer: "podnetd, or the plugin standalone; elements by the plugin (nft::guard)",
     removal: Removal::WithLastPod,
 };
 
-/// Every table podnet makes, or made.
-pub const TABLES: [Table; 4] = [EGRESS, IP_MASQ, GUARD, LEGACY_GUARD];
+/// Every table podnet makes.
+pub const TABLES: [Table; 3] = [EGRESS, IP_MASQ, GUARD];
 
 /// Removes the tables `removable` picks; a table that is not there is
 /// not an error. Returns the ones removed.
@@ -146,10 +137,9 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(true, true), ["podnet"]);
-        let guard = "podnet-guard";
-        assert_eq!(names(true, false), ["podnet", "podnet-cni", guard, guard]);
+        assert_eq!(names(true, false), ["podnet", "podnet-cni", "podnet-guard"]);
         assert!(names(false, true).is_empty());
-        assert_eq!(names(false, false), ["podnet-cni", guard, guard]);
+        assert_eq!(names(false, false), ["podnet-cni", "podnet-guard"]);
     }
 
     #[test]

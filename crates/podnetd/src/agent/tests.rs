@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::kernel::Guard;
-use crate::kernel::fake::{FIRST_DEVICE, FakeKernel, MAIN_TABLE, entry_set, link_name};
+use crate::kernel::fake::{FIRST_DEVICE, FakeKernel, MAIN_TABLE, entry_set};
 use podnet_core::cluster::backend::vxlan::VxlanData;
 use podnet_core::cluster::desired::ROUTE_PROTOCOL;
 use podnet_linux::netlink::Nexthop;
@@ -456,6 +456,7 @@ fn guarded_port(k: &mut FakeKernel, ifindex: u32) -> Vec<podnet_core::guard::Ele
         name: crate::kernel::fake::link_name(ifindex),
         mac: [2, 0, 0, 0, 0, ifindex as u8],
         addrs: vec![format!("10.244.1.{ifindex}").parse().unwrap()],
+        guarded: true,
     };
     k.links.insert(ifindex, port.alias());
     podnet_core::guard::elements(&port)
@@ -471,15 +472,11 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
     k.links.remove(&23);
     k.links.insert(2, None); // the uplink: not a pod
     k.guard = Some((podnet_core::guard::LAYOUT, [a.clone(), gone].concat()));
-    k.hooked = vec![link_name(21), link_name(23)];
     let store = MemStore::default();
     store.put(peer(1, "host-gw", LONG));
     let mut r = rig("host-gw", store, k).await;
     r.agent.reconcile();
     let want: BTreeSet<_> = [a.clone(), b.clone()].concat().into_iter().collect();
-    let hooked = |r: &Rig| -> BTreeSet<String> { r.agent.kernel.hooked.iter().cloned().collect() };
-    let both: BTreeSet<String> = [link_name(21), link_name(22)].into();
-    assert_eq!(hooked(&r), both, "b hooked, the gone port unhooked");
     assert_eq!(r.agent.telemetry.guard_readmitted.get(), 1);
     let have = |r: &Rig| -> BTreeSet<_> {
         r.agent
@@ -492,13 +489,12 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
             .collect()
     };
     assert_eq!(have(&r), want, "b re-admitted, the gone port pruned");
-    // The table deleted: made again, both ports back and hooked.
+    // The table deleted: made again, both ports back.
     r.agent.kernel.guard = None;
     r.agent.reconcile();
     assert_eq!(have(&r), want);
-    assert_eq!(hooked(&r), both);
-    // Its elements flushed: the hooked ports drop everything until they
-    // are re-admitted.
+    // Its elements flushed: the ports drop everything until they are
+    // re-admitted.
     r.agent.kernel.guard.as_mut().unwrap().1.clear();
     r.agent.reconcile();
     assert_eq!(have(&r), want);
@@ -518,33 +514,6 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
         podnet_core::guard::LAYOUT
     );
     assert_eq!(have(&r), want);
-}
-
-#[tokio::test]
-async fn an_older_releases_guard_is_carried_over_and_then_deleted() {
-    let mut k = FakeKernel::default();
-    // Layout 1, in the bridge family: one port with its record, one from
-    // before records.
-    let a = guarded_port(&mut k, 21);
-    let b = guarded_port(&mut k, 22);
-    k.links.insert(22, None);
-    k.legacy_guard = Some([a.clone(), b.clone()].concat());
-    let store = MemStore::default();
-    store.put(peer(1, "host-gw", LONG));
-    let mut r = rig("host-gw", store, k).await;
-    r.agent.reconcile();
-    let k = &r.agent.kernel;
-    assert_eq!(k.legacy_guard, None, "deleted once carried over");
-    let have: BTreeSet<_> = k.guard.clone().unwrap().1.into_iter().collect();
-    let want: BTreeSet<_> = [a, b].concat().into_iter().collect();
-    assert_eq!(have, want);
-    assert_eq!(k.hooked.len(), 2);
-    assert!(k.links[&22].is_some(), "recorded");
-    assert_eq!(
-        r.agent.telemetry.guard_readmitted.get(),
-        0,
-        "an upgrade is no alarm"
-    );
 }
 
 #[tokio::test]

@@ -33,10 +33,6 @@ pub struct FakeKernel {
     devices_made: u32,
     /// The anti-spoofing table, if made: its layout and per-port elements.
     pub guard: Option<(u32, Vec<Element>)>,
-    /// The ports its chain hooks.
-    pub hooked: Vec<String>,
-    /// An older release's guard table: its elements.
-    pub legacy_guard: Option<Vec<Element>>,
     /// Its drop counters.
     pub guard_drops: Vec<(String, u64)>,
     /// Addresses on the node's bridges: (bridge index, address).
@@ -230,28 +226,17 @@ impl Guard for FakeKernel {
     }
 
     fn write_guard_table(&mut self) -> Result<()> {
-        if self.guard.is_none() {
-            self.hooked.clear();
-        }
         let elements = self.guard.take().map(|(_, e)| e).unwrap_or_default();
         self.guard = Some((LAYOUT, elements));
         Ok(())
     }
 
-    fn guard_elements(&mut self) -> Result<(Vec<Element>, Vec<String>)> {
-        Ok(match &self.guard {
-            Some((_, e)) => (e.clone(), self.hooked.clone()),
-            None => Default::default(),
-        })
-    }
-
-    fn legacy_guard(&mut self) -> Result<Option<Vec<Element>>> {
-        Ok(self.legacy_guard.clone())
-    }
-
-    fn delete_legacy_guard(&mut self) -> Result<()> {
-        self.legacy_guard = None;
-        Ok(())
+    fn guard_elements(&mut self) -> Result<Vec<Element>> {
+        Ok(self
+            .guard
+            .as_ref()
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default())
     }
 
     fn ports(&mut self) -> Result<(Links, Vec<Port>)> {
@@ -272,8 +257,6 @@ impl Guard for FakeKernel {
         };
         elements.retain(|e| !plan.delete.contains(e));
         elements.extend(plan.add.iter().cloned());
-        self.hooked.retain(|n| !plan.unhook.contains(n));
-        self.hooked.extend(plan.hook.iter().cloned());
         Ok(())
     }
 
