@@ -246,7 +246,7 @@ fn report(raw: &Samples, rows: &Rows, guard_rows: &Rows) {
     table("latency, us", rows, vs_hand, 0.95, |s| &s.usec, false);
     println!();
     println!(
-        "the cost of anti-spoofing: podnet with its guard / turned off by its switch; target >= 0.97"
+        "the cost of anti-spoofing: podnet with its guard / turned off by its switch; targets: throughput >= 0.97, latency >= 0.95"
     );
     let vs_off = ["anti-spoofing on", "off"];
     table(
@@ -257,7 +257,7 @@ fn report(raw: &Samples, rows: &Rows, guard_rows: &Rows) {
         |s| &s.gbps,
         true,
     );
-    table("latency, us", guard_rows, vs_off, 0.97, |s| &s.usec, false);
+    table("latency, us", guard_rows, vs_off, 0.95, |s| &s.usec, false);
 }
 
 /// The highest-numbered CPU in this process's affinity mask: CPU 0 tends
