@@ -336,8 +336,16 @@ fn set_ipv6(name: &str, settings: &[(&str, &str)]) -> Result<bool, CniError> {
 /// a resync.
 fn admit(port: &Port) -> Result<(), CniError> {
     match guard::admit(port) {
-        // No table: nothing is checked, the port passes as it should.
-        Err(GuardError::Missing) if !port.guarded => Ok(()),
+        // No table: made here where `nft` allows, so that one made later
+        // by a guarded ADD does not drop this port. Where it cannot be,
+        // nothing checks the port; podnetd, making the table, re-admits
+        // it from its record.
+        Err(GuardError::Missing) if !port.guarded => {
+            if guard::write_table().is_ok() {
+                guard::admit(port).map_err(kernel)?;
+            }
+            Ok(())
+        }
         Err(GuardError::Missing) => {
             guard::write_table().map_err(|e| {
                 CniError::new(

@@ -196,3 +196,21 @@ fn privileged_a_reused_address_never_carries_the_old_permission() {
         assert!(!listed.contains("\"elem\""), "{listed}");
     }
 }
+
+#[test]
+fn privileged_an_unguarded_pod_first_on_a_node_keeps_passing_once_the_table_exists() {
+    let node = Node::new();
+    let mut open = conf(&node);
+    open["antiSpoofing"] = json!(false);
+    let d = add(&node, "ctr-d", &open);
+    // A guarded pod after it: the table exists now, and guards every
+    // podnet port but the unguarded one.
+    let b = add(&node, "ctr-b", &conf(&node));
+    let got = deliver(
+        &d,
+        d.mac,
+        &b,
+        &[("as-d", d.v4), ("forged", "192.0.2.7".parse().unwrap())],
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+}
