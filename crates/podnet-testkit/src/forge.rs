@@ -92,9 +92,20 @@ pub fn udp(
     port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
+    datagram(src_mac, dst_mac, (src, dst), (40000, port), payload)
+}
+
+/// A UDP datagram between `ports` (source, destination).
+fn datagram(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    (src, dst): (IpAddr, IpAddr),
+    (sport, dport): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(&40000u16.to_be_bytes());
-    body.extend_from_slice(&port.to_be_bytes());
+    body.extend_from_slice(&sport.to_be_bytes());
+    body.extend_from_slice(&dport.to_be_bytes());
     body.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     body.extend_from_slice(&[0, 0]);
     body.extend_from_slice(payload);
@@ -242,26 +253,15 @@ pub fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
     [&[0x08, 0, 0, 0][..], &(vni << 8).to_be_bytes(), inner].concat()
 }
 
-/// A UDP datagram like [`udp`] with a binary payload and both ports.
+/// A UDP datagram from and to `port` (an overlay's own).
 pub fn udp_bytes(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
-    (src, dst): (IpAddr, IpAddr),
+    addrs: (IpAddr, IpAddr),
     port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&port.to_be_bytes());
-    body.extend_from_slice(&port.to_be_bytes());
-    body.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    body.extend_from_slice(&[0, 0]);
-    body.extend_from_slice(payload);
-    let kind = if src.is_ipv4() { ETH_IP } else { ETH_IP6 };
-    [
-        ethernet(dst_mac, src_mac, kind),
-        ip_packet(src, dst, UDP, 64, body, 6),
-    ]
-    .concat()
+    datagram(src_mac, dst_mac, addrs, (port, port), payload)
 }
 
 /// Captures the frames that arrive on an interface of a netns.

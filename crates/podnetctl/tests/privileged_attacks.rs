@@ -147,6 +147,19 @@ impl Scene {
         at_v1.saw(frame) | at_node.saw(frame)
     }
 
+    /// Sends ICMPv6 `body` from A's link-local address to all nodes;
+    /// whether it landed.
+    fn lands_to_all(&self, body: Vec<u8>) -> bool {
+        let src = self.a.link_local();
+        self.lands(&forge::icmp6(
+            self.a.mac,
+            ALL_NODES_MAC,
+            src,
+            all_nodes(),
+            body,
+        ))
+    }
+
     /// Sends `frames` from A; whether something holding `marker` arrived
     /// at V1 or at the node's bridge (fragments: the node may reassemble
     /// what it bridges).
@@ -219,13 +232,7 @@ fn attacks() -> Vec<Attack> {
             "router advertisement from its own link-local address",
             |s| {
                 let ra = forge::router_advert(s.a.mac);
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    ra,
-                ))
+                s.lands_to_all(ra)
             },
         ),
         ("redirect from the gateway's link-local address", |s| {
@@ -263,26 +270,14 @@ fn attacks() -> Vec<Attack> {
             "neighbour advertisement for a neighbour's link-local address",
             |s| {
                 let body = nd(136, 0x20, Some(s.v1.link_local()), &[&lla(2, s.a.mac)]);
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    body,
-                ))
+                s.lands_to_all(body)
             },
         ),
         (
             "neighbour advertisement for its own address with another MAC",
             |s| {
                 let body = nd(136, 0x20, Some(s.a.link_local()), &[&lla(2, FORGED_MAC)]);
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    body,
-                ))
+                s.lands_to_all(body)
             },
         ),
         (
@@ -294,13 +289,7 @@ fn attacks() -> Vec<Attack> {
                     Some(s.a.link_local()),
                     &[&lla(2, FORGED_MAC), &lla(2, s.a.mac)],
                 );
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    body,
-                ))
+                s.lands_to_all(body)
             },
         ),
         (
@@ -313,26 +302,14 @@ fn attacks() -> Vec<Attack> {
                     Some(s.a.link_local()),
                     &[&nonce, &lla(2, FORGED_MAC)],
                 );
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    body,
-                ))
+                s.lands_to_all(body)
             },
         ),
         (
             "neighbour solicitation with another MAC as its source",
             |s| {
                 let body = nd(135, 0, Some(s.v1.link_local()), &[&lla(1, FORGED_MAC)]);
-                s.lands(&forge::icmp6(
-                    s.a.mac,
-                    ALL_NODES_MAC,
-                    s.a.link_local(),
-                    all_nodes(),
-                    body,
-                ))
+                s.lands_to_all(body)
             },
         ),
         (
