@@ -24,7 +24,7 @@
 //! match nothing until they are pruned.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The table, in the bridge family.
 pub const TABLE: &str = "podnet-guard";
@@ -287,6 +287,101 @@ pub fn ports_of(listed: &[Element], live: &Links) -> Vec<Port> {
     guarded.chain(unguarded).collect()
 }
 
+/// A node's link as the guard reads it when it writes its table.
+#[derive(Debug, Clone, Copy)]
+pub struct PortLink<'a> {
+    pub ifindex: u32,
+    pub name: &'a str,
+    /// A port of some bridge.
+    pub enslaved: bool,
+    pub alias: Option<&'a str>,
+}
+
+/// What the transaction that writes the table (made again, or migrated
+/// from an older layout) admits along with its rules, so that no port is
+/// dropped or passed wrongly for an instant.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Carry {
+    /// The elements the table lacks for the live ports it must admit.
+    pub elements: Vec<Element>,
+    /// Ports re-admitted from their records or their older elements.
+    pub readmitted: usize,
+    /// Ports an older release attached with neither record nor elements
+    /// (from before the guard, or with anti-spoofing off at layout 1):
+    /// they passed unguarded then, and are admitted unguarded.
+    pub adopted: usize,
+}
+
+/// Plans a [`Carry`] from the elements the table holds (none if it is
+/// missing) and the node's links. Every podnet port (named so, and
+/// enslaved) is admitted: from its record, else from its elements, else
+/// as an older release's unguarded port.
+pub fn carry(listed: &[Element], links: &[PortLink<'_>]) -> Carry {
+    let live: Links = links
+        .iter()
+        .map(|l| (l.ifindex, l.name.to_owned()))
+        .collect();
+    let mut ports: Vec<Port> = links
+        .iter()
+        .filter_map(|l| Port::from_alias(l.ifindex, l.name, l.alias?))
+        .collect();
+    for port in ports_of(listed, &live) {
+        if !ports.iter().any(|p| p.ifindex == port.ifindex) {
+            ports.push(port);
+        }
+    }
+    let adopted: Vec<Port> = links
+        .iter()
+        .filter(|l| l.enslaved && crate::names::is_host_veth_name(l.name))
+        .filter(|l| !ports.iter().any(|p| p.ifindex == l.ifindex))
+        .map(|l| Port::unguarded(l.ifindex, l.name))
+        .collect();
+    let elements = plan_elements(listed, &live, &[&ports[..], &adopted].concat()).add;
+    let admitted: HashSet<u32> = elements
+        .iter()
+        .filter_map(|(_, k)| key_ifindex(k))
+        .collect();
+    Carry {
+        readmitted: admitted.len().saturating_sub(adopted.len()),
+        adopted: adopted.len(),
+        elements,
+    }
+}
+
+/// An element as `nft` reads it (the index as a number, raw payload in
+/// hex); `None` for a key that is not the set's.
+pub fn element_text(set: &str, key: &[u8]) -> Option<String> {
+    let index = key_ifindex(key)?;
+    let rest = key.get(4..)?;
+    let mac = || Some(crate::names::format_mac(rest.get(..6)?));
+    let parts = match (set, rest.len()) {
+        (UNGUARDED, 0) => vec![],
+        (MACS, 8) => vec![mac()?],
+        (ADDRS4, 12) => vec![
+            mac()?,
+            Ipv4Addr::from(<[u8; 4]>::try_from(&rest[8..]).ok()?).to_string(),
+        ],
+        (ADDRS6, 24) => vec![
+            mac()?,
+            Ipv6Addr::from(<[u8; 16]>::try_from(&rest[8..]).ok()?).to_string(),
+        ],
+        (TARGETS6, 16) | (LLA, 8) => {
+            vec![
+                rest.iter()
+                    .fold("0x".to_owned(), |hex, b| hex + &format!("{b:02x}")),
+            ]
+        }
+        _ => return None,
+    };
+    Some(
+        [index.to_string()]
+            .into_iter()
+            .chain(parts)
+            .collect::<Vec<_>>()
+            .join(" . "),
+    )
+}
+
 /// The set elements that admit `port`: (set, key). nftables lays out a
 /// concatenated key with each part padded to 4 bytes; an interface index
 /// is in host byte order, addresses in network order.
@@ -364,6 +459,83 @@ mod tests {
         ];
         assert_eq!(els, want);
         assert!(els.iter().all(|(_, k)| key_ifindex(k) == Some(7)));
+    }
+
+    #[test]
+    fn elements_read_as_nft_writes_them() {
+        let p = port(7, &["10.1.2.3", "fd00::5"]);
+        let texts: Vec<String> = elements(&p)
+            .iter()
+            .map(|(set, key)| element_text(set, key).unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "7 . 02:00:00:00:00:07",
+                "7 . 0x0101020000000007",
+                "7 . 0x0201020000000007",
+                "7 . 02:00:00:00:00:07 . 10.1.2.3",
+                "7 . 02:00:00:00:00:07 . fd00::5",
+                "7 . 0xfd000000000000000000000000000005",
+                "7 . 02:00:00:00:00:07 . fe80::ff:fe00:7",
+                "7 . 0xfe80000000000000000000fffe000007",
+            ]
+        );
+        let (set, key) = &elements(&Port::unguarded(9, "pn9"))[0];
+        assert_eq!(element_text(set, key).as_deref(), Some("9"));
+        // A key of another set's shape is not rendered.
+        assert_eq!(element_text(ADDRS4, &elements(&p)[0].1), None);
+        assert_eq!(element_text("other", &elements(&p)[0].1), None);
+    }
+
+    #[test]
+    fn a_table_written_again_carries_every_podnet_port() {
+        let current = port(1, &["10.0.0.1"]);
+        let layout1 = port(2, &["10.0.0.2", "fd00::2"]);
+        let ll2 = link_local(&layout1.mac).octets();
+        let alias1 = current.alias().unwrap();
+        // Layout 1 held neither the link-local address nor `lla`.
+        let listed: Vec<Element> = elements(&current)
+            .into_iter()
+            .chain(
+                elements(&layout1)
+                    .into_iter()
+                    .filter(|(set, key)| *set != LLA && !key.ends_with(&ll2)),
+            )
+            .collect();
+        let link = |ifindex, name, enslaved, alias| PortLink {
+            ifindex,
+            name,
+            enslaved,
+            alias,
+        };
+        let links = [
+            link(1, "pn1", true, Some(alias1.as_str())),
+            link(2, "pn2", true, None),
+            // Attached before the guard, or unguarded at layout 1.
+            link(3, "pn0123456789ab", true, None),
+            // Being made: not a port yet.
+            link(4, "pnabcdefabcdef", false, None),
+            // Not podnet's.
+            link(5, "eth0", true, None),
+            // Recorded unguarded, its element lost.
+            link(6, "pn6", true, Some("podnet-unguarded")),
+        ];
+        let carried = carry(&listed, &links);
+        let mut want: Vec<Element> = elements(&layout1)
+            .into_iter()
+            .filter(|e| !listed.contains(e))
+            .chain(elements(&Port::unguarded(6, "pn6")))
+            .chain(elements(&Port::unguarded(3, "pn0123456789ab")))
+            .collect();
+        let mut have = carried.elements.clone();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want);
+        assert_eq!((carried.readmitted, carried.adopted), (2, 1));
+        // Written again with everything in: nothing to carry.
+        let listed = [listed, carried.elements].concat();
+        assert_eq!(carry(&listed, &links), Carry::default());
     }
 
     #[test]

@@ -158,16 +158,16 @@ fn rule_handle(ns: &TestNetns, chain: &str) -> String {
 }
 
 /// A veth pair: `host` in `ns` on bridge `br0` with 10.77.0.1, its peer
-/// in `pod` with 10.77.0.2. Returns the host end's port as the pod's, and
-/// whether the pod reaches the bridge.
-fn pair(ns: &TestNetns, pod: &TestNetns, host: &str) -> (Port, impl Fn() -> bool) {
+/// in `pod` with `addr` (in 10.77.0.0/24). Returns the host end's port as
+/// the pod's, and whether the pod reaches the bridge.
+fn pair(ns: &TestNetns, pod: &TestNetns, host: &str, addr: &str) -> (Port, impl Fn() -> bool) {
     let sh = |script: &str| ns.exec_ok(&["sh", "-c", script]);
     sh(&format!(
         "ip link add br0 type bridge 2>/dev/null; ip addr replace 10.77.0.1/24 dev br0; ip link set br0 up;
          ip link add {host} type veth peer name eth0 netns {}; ip link set {host} master br0 up",
         pod.name()
     ));
-    pod.exec_ok(&["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    pod.exec_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
     pod.exec_ok(&["ip", "link", "set", "eth0", "up"]);
     let index = ns.in_ns(|| {
         let mut nl = podnet_linux::netlink::Netlink::open().unwrap();
@@ -177,7 +177,7 @@ fn pair(ns: &TestNetns, pod: &TestNetns, host: &str) -> (Port, impl Fn() -> bool
         ifindex: index,
         name: host.to_owned(),
         mac: podnet_testkit::forge::mac(&pod.path(), "eth0"),
-        addrs: vec!["10.77.0.2".parse().unwrap()],
+        addrs: vec![addr.parse().unwrap()],
         guarded: true,
     };
     let pod_path = pod.path();
@@ -191,7 +191,7 @@ fn privileged_a_podnet_port_fails_closed_until_admitted_and_others_pass() {
         TestNetns::new("pntest-closedpod"),
     );
     ns.in_ns(|| write_table().unwrap());
-    let (port, reaches) = pair(&ns, &pod, "pnhook0");
+    let (port, reaches) = pair(&ns, &pod, "pnhook0", "10.77.0.2");
     assert!(!reaches(), "a podnet port nobody admitted");
     ns.in_ns(|| admit(&port).unwrap());
     assert!(reaches(), "admitted");
@@ -206,6 +206,101 @@ fn privileged_a_podnet_port_fails_closed_until_admitted_and_others_pass() {
     // A port podnet did not make passes untouched.
     ns.exec_ok(&["ip", "link", "del", "pnhook0"]);
     let other = TestNetns::new("pntest-other");
-    let (_, reaches) = pair(&ns, &other, "xyhook0");
+    let (_, reaches) = pair(&ns, &other, "xyhook0", "10.77.0.2");
     assert!(reaches(), "not podnet's");
+}
+
+/// `nft` commands, one transaction.
+fn nft(ns: &TestNetns, commands: &str) {
+    ns.exec_ok(&["nft", commands]);
+}
+
+/// Polls `ok` for up to 20 s (a new link's IPv6 waits out DAD).
+fn eventually(what: &str, ok: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+    }
+    eprintln!("{what}: {:?}", started.elapsed());
+}
+
+#[test]
+fn privileged_an_upgrade_from_layout_1_admits_every_port_in_the_switch() {
+    let (ns, a, b) = (
+        TestNetns::new("pntest-upgrade"),
+        TestNetns::new("pntest-upgradea"),
+        TestNetns::new("pntest-upgradeb"),
+    );
+    let (guarded, a_reaches) = pair(&ns, &a, "pn00000000000a", "10.77.0.2");
+    let (_, b_reaches) = pair(&ns, &b, "pn00000000000b", "10.77.0.3");
+    // The node as layout 1 left it: A guarded and recorded; B attached
+    // with anti-spoofing off (or before the guard): no record, no element.
+    ns.exec_ok(&[
+        "nft",
+        "-f",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/guard-layout1.nft"
+        ),
+    ]);
+    let mut elements = format!(
+        "add element bridge podnet-guard ports {{ {} }}",
+        guarded.ifindex
+    );
+    for (set, key) in guard::elements(&guarded) {
+        if [guard::MACS, guard::ADDRS4].contains(&set) {
+            let text = guard::element_text(set, &key).unwrap();
+            elements += &format!("; add element bridge podnet-guard {set} {{ {text} }}");
+        }
+    }
+    nft(&ns, &elements);
+    let alias = guarded.alias().unwrap();
+    ns.exec_ok(&["ip", "link", "set", "pn00000000000a", "alias", &alias]);
+    ns.in_ns(|| assert_eq!(state().unwrap(), TableState::Outdated(Some(1))));
+    // A's link-local traffic, neighbour discovery with its options
+    // included, to the bridge's link-local address.
+    let bridge_ll = || {
+        let listed = ns.exec_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", "br0", "scope", "link",
+        ]);
+        let addr = listed
+            .split_whitespace()
+            .nth(3)?
+            .split('/')
+            .next()?
+            .to_owned();
+        Some(format!("{addr}%eth0"))
+    };
+    let a_reaches_ll = || bridge_ll().is_some_and(|ll| podnet_testkit::ping(&a.path(), &ll));
+    eventually("both pods reach the node at layout 1", || {
+        a_reaches() && b_reaches() && a_reaches_ll()
+    });
+
+    let carried = ns.in_ns(|| write_table().unwrap());
+    assert_eq!((carried.readmitted, carried.adopted), (1, 1));
+    ns.in_ns(|| assert_eq!(state().unwrap(), TableState::Current));
+    // Nothing ran after the one transaction: what each pod needs came in it.
+    assert!(b_reaches(), "an unguarded pod passes after the upgrade");
+    assert!(a_reaches(), "a guarded pod passes after the upgrade");
+    assert!(a_reaches_ll(), "and its link-local traffic");
+    ns.in_ns(|| assert_eq!(keys(guard::UNGUARDED).len(), 1));
+    // A is still guarded.
+    a.exec_ok(&["ip", "addr", "add", "10.77.0.9/24", "dev", "eth0"]);
+    let spoofed = a.exec(&["ping", "-c", "1", "-W", "2", "-I", "10.77.0.9", "10.77.0.1"]);
+    assert!(!spoofed.status.success(), "a source not A's own");
+}
+
+#[test]
+fn privileged_a_table_made_on_a_node_from_before_the_guard_lets_its_pods_pass() {
+    let (ns, pod) = (
+        TestNetns::new("pntest-preguard"),
+        TestNetns::new("pntest-preguardpod"),
+    );
+    let (_, reaches) = pair(&ns, &pod, "pn00000000000c", "10.77.0.2");
+    assert!(reaches());
+    let carried = ns.in_ns(|| write_table().unwrap());
+    assert_eq!((carried.readmitted, carried.adopted), (0, 1));
+    assert!(reaches(), "a pod attached before the guard existed");
+    // Made again, it carries nothing more.
+    ns.in_ns(|| assert_eq!(write_table().unwrap(), guard::Carry::default()));
 }

@@ -83,6 +83,8 @@ pub struct Agent<S, K> {
     reconcile_failures: Repeated,
     subnet_file_failures: Repeated,
     guard_failures: Repeated,
+    /// Whether the guard table was kept once.
+    guard_kept: bool,
     /// The guard's drop counters as last read.
     guard_drops_seen: HashMap<String, u64>,
     gateway_failures: Repeated,
@@ -126,6 +128,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             reconcile_failures: Repeated::default(),
             subnet_file_failures: Repeated::default(),
             guard_failures: Repeated::default(),
+            guard_kept: false,
             guard_drops_seen: HashMap::new(),
             gateway_failures: Repeated::default(),
             last_reconcile: None,
@@ -333,7 +336,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     /// every live guarded port's elements in it (re-admitted from the
     /// record on its port), the gone ports' pruned. Pods need it whether
     /// or not any peer is known, so it does not wait for the store.
-    fn keep_guard(&mut self) {
+    pub fn keep_guard(&mut self) {
         let report = match self.try_keep_guard() {
             Ok(repaired) => {
                 self.telemetry.drift_repairs.inc_by(repaired as u64);
@@ -347,25 +350,37 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     fn try_keep_guard(&mut self) -> Result<usize> {
         let k = &mut self.kernel;
         let mut repaired = 0;
-        let mut migrating = false;
-        match k.guard_table()? {
-            TableState::Current => {}
-            state => {
-                k.write_guard_table()?;
-                match state {
-                    TableState::Outdated(Some(LAYOUT)) => {
-                        tracing::warn!("anti-spoofing rules were changed; written again");
-                        repaired += 1;
-                    }
-                    TableState::Outdated(from) => {
-                        migrating = true;
-                        tracing::info!(?from, to = LAYOUT, "anti-spoofing table migrated in place")
-                    }
-                    _ => {
-                        tracing::warn!("anti-spoofing table was missing; made again");
-                        repaired += 1;
-                    }
+        // Ports admitted again after they had lost their elements.
+        let mut readmitted = 0;
+        let state = k.guard_table()?;
+        if state != TableState::Current {
+            let carried = k.write_guard_table()?;
+            match state {
+                TableState::Outdated(Some(LAYOUT)) => {
+                    tracing::warn!("anti-spoofing rules were changed; written again");
+                    repaired += 1;
                 }
+                TableState::Outdated(from) => tracing::info!(
+                    ?from,
+                    to = LAYOUT,
+                    ports = carried.readmitted,
+                    "anti-spoofing table migrated in place, with every port"
+                ),
+                // New, unless it had been kept or held ports.
+                _ if !self.guard_kept && carried.readmitted == 0 => {
+                    tracing::info!("anti-spoofing table made")
+                }
+                _ => {
+                    tracing::warn!("anti-spoofing table was missing; made again");
+                    repaired += 1;
+                    readmitted += carried.readmitted;
+                }
+            }
+            if carried.adopted > 0 {
+                tracing::info!(
+                    ports = carried.adopted,
+                    "ports an older release attached without a guard pass unguarded, as they did; recorded as such"
+                );
             }
         }
         let listed = k.guard_elements()?;
@@ -398,22 +413,22 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         if !plan.is_empty() {
             k.apply_guard(&plan)?;
         }
-        let readmitted: BTreeSet<u32> = plan
+        readmitted += plan
             .add
             .iter()
             .filter_map(|(_, key)| key_ifindex(key))
-            .collect();
-        if !readmitted.is_empty() && !migrating {
+            .collect::<BTreeSet<u32>>()
+            .len();
+        if readmitted > 0 {
             tracing::warn!(
-                ports = readmitted.len(),
-                "ports had lost their anti-spoofing elements (and dropped everything meanwhile); re-admitted from their records"
+                ports = readmitted,
+                "ports had lost their anti-spoofing elements; re-admitted from their records"
             );
-            self.telemetry
-                .guard_readmitted
-                .inc_by(readmitted.len() as u64);
-            repaired += readmitted.len();
+            self.telemetry.guard_readmitted.inc_by(readmitted as u64);
+            repaired += readmitted;
         }
         self.count_guard_drops();
+        self.guard_kept = true;
         Ok(repaired)
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 use ipnet::IpNet;
 use podnet_core::cluster::desired::MasqPlan;
-use podnet_core::guard::{Element, ElementPlan, Links, Port};
+use podnet_core::guard::{Carry, Element, ElementPlan, Links, Port};
 use podnet_linux::failpoint;
 use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
 use podnet_linux::nft;
@@ -55,8 +55,9 @@ pub trait Egress {
 pub trait Guard {
     fn guard_table(&mut self) -> Result<TableState>;
     /// Creates the table, or migrates it to this layout, keeping every
-    /// element, in one transaction.
-    fn write_guard_table(&mut self) -> Result<()>;
+    /// element, in one transaction that admits every podnet port it
+    /// lacks. Returns what it carried.
+    fn write_guard_table(&mut self) -> Result<Carry>;
     /// The per-port elements it holds (none without a table).
     fn guard_elements(&mut self) -> Result<Vec<Element>>;
     /// The node's links, and the ports recorded on them. Asked after the
@@ -164,7 +165,7 @@ impl Guard for Host {
         Ok(guard::state()?)
     }
 
-    fn write_guard_table(&mut self) -> Result<()> {
+    fn write_guard_table(&mut self) -> Result<Carry> {
         Ok(guard::write_table()?)
     }
 

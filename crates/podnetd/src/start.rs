@@ -10,7 +10,6 @@ use podnet_core::cluster::desired::{pod_mtu, subnet_file};
 use podnet_core::cluster::lease::LeaseAttrs;
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_linux::netlink::Netlink;
-use podnet_linux::nft::guard;
 use podnet_store::Store;
 use serde_json::Value;
 
@@ -109,19 +108,6 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         content: subnet_file(&conf, &lease, mtu),
     };
     host::write_subnet_file(&file.run_dir, &file.content)?;
-    // Before pods can be made here: the plugin then never needs `nft`.
-    // Should it fail, routes still matter more: the agent's resync tries
-    // again, and an ADD meanwhile answers "try again later".
-    if let Err(e) = guard::state().and_then(|state| match state {
-        guard::TableState::Current => Ok(()),
-        _ => guard::write_table(),
-    }) {
-        tracing::warn!("cannot make the anti-spoofing table yet ({e}); retrying at each resync");
-    }
-    if let Some(src) = &args.cni_conflist {
-        host::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
-    }
-    host::enable_forwarding(conf.ipv6.is_some())?;
     tracing::info!(
         node = %name,
         ip = %public_ip,
@@ -130,6 +116,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         mtu,
         "lease acquired"
     );
+    let ipv6 = conf.ipv6.is_some();
     let setup = Setup {
         name,
         attrs,
@@ -148,5 +135,14 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         protocol: podnet_core::cluster::desired::ROUTE_PROTOCOL,
         egress: None,
     };
-    Ok(Agent::new(store, kernel, setup, lease))
+    let mut agent = Agent::new(store, kernel, setup, lease);
+    // Before pods can be made here: the plugin then never needs `nft`.
+    // Should it fail, routes still matter more: the agent's resync tries
+    // again, and an ADD meanwhile answers "try again later".
+    agent.keep_guard();
+    if let Some(src) = &args.cni_conflist {
+        host::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
+    }
+    host::enable_forwarding(ipv6)?;
+    Ok(agent)
 }

@@ -16,16 +16,16 @@ use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use podnet_core::guard::{
-    self, ADDRS4, ADDRS6, DROP_REASONS, Element, ElementPlan, LAYOUT, LAYOUT_SET, LLA, Links, MACS,
-    ND_FRAGMENT, NEIGHBOUR_DISCOVERY, OTHER_PROTOCOL, PASSTHROUGH, PASSTHROUGH_KEY, Port,
-    ROUTER_MESSAGE, SETS, SPOOFED_ARP, SPOOFED_SOURCE, TABLE, TARGETS6, UNGUARDED,
+    self, ADDRS4, ADDRS6, Carry, DROP_REASONS, Element, ElementPlan, LAYOUT, LAYOUT_SET, LLA,
+    Links, MACS, ND_FRAGMENT, NEIGHBOUR_DISCOVERY, OTHER_PROTOCOL, PASSTHROUGH, PASSTHROUGH_KEY,
+    Port, PortLink, ROUTER_MESSAGE, SETS, SPOOFED_ARP, SPOOFED_SOURCE, TABLE, TARGETS6, UNGUARDED,
 };
 
 use podnet_core::names::HOST_VETH_PREFIX;
 
 use super::nfnl::{Change, FAMILY_BRIDGE, Nfnl, Op};
 use super::registry::{GUARD, GUARD_ARP, GUARD_ICMP6, GUARD_RULES};
-use crate::netlink::NetlinkError;
+use crate::netlink::{Netlink, NetlinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -168,15 +168,18 @@ fn rule_count() -> usize {
 }
 
 /// The transaction that creates the table at `layout`, or migrates an
-/// existing one to it, keeping every element.
-pub fn transaction(layout: u32) -> String {
+/// existing one to it, keeping every element and adding `carried`.
+pub fn transaction(layout: u32, carried: &[Element]) -> String {
     let table = format!("{} {TABLE}", GUARD.family_name);
     let mut out = format!("add table {table}\n");
     for (name, definition) in sets() {
         out += &format!("add set {table} {name} {{ {definition} }}\n");
     }
-    // Layout 1's set of guarded ports: every podnet port is guarded now.
-    out += &format!("add set {table} ports {{ type iface_index; }}\ndelete set {table} ports\n");
+    for (set, key) in carried {
+        if let Some(element) = guard::element_text(set, key) {
+            out += &format!("add element {table} {set} {{ {element} }}\n");
+        }
+    }
     for reason in DROP_REASONS {
         out += &format!("add counter {table} {reason}\n");
     }
@@ -196,6 +199,9 @@ pub fn transaction(layout: u32) -> String {
         out += &format!("flush chain {table} {chain}\n");
         out += &format!("add rule {table} {chain} jump {GUARD_RULES}\n");
     }
+    // Layout 1's set of guarded ports (every podnet port is guarded now),
+    // deleted once no rule uses it.
+    out += &format!("add set {table} ports {{ type iface_index; }}\ndelete set {table} ports\n");
     out += &format!("flush set {table} {LAYOUT_SET}\n");
     out += &format!("add element {table} {LAYOUT_SET} {{ {layout} }}\n");
     out
@@ -227,13 +233,35 @@ pub fn state() -> Result<TableState, GuardError> {
     })
 }
 
-/// Creates the table, or migrates it to this layout, in one transaction.
-pub fn write_table() -> Result<(), GuardError> {
+/// Creates the table, or migrates it to this layout, in one transaction
+/// that also admits every podnet port it lacks ([`guard::carry`]): none
+/// is dropped, or passed, for an instant. Returns what it carried.
+pub fn write_table() -> Result<Carry, GuardError> {
     write_at(LAYOUT)
 }
 
 /// [`write_table`] at any layout: tests bump it to prove a migration.
-pub fn write_at(layout: u32) -> Result<(), GuardError> {
+pub fn write_at(layout: u32) -> Result<Carry, GuardError> {
+    let listed = elements()?.unwrap_or_default();
+    let links = Netlink::open()?
+        .links()
+        .map_err(|e| GuardError::Links(e.to_string()))?;
+    let links: Vec<PortLink<'_>> = links
+        .iter()
+        .map(|l| PortLink {
+            ifindex: l.index,
+            name: &l.name,
+            enslaved: l.master.is_some(),
+            alias: l.alias.as_deref(),
+        })
+        .collect();
+    let carried = guard::carry(&listed, &links);
+    run_nft(&transaction(layout, &carried.elements))?;
+    Ok(carried)
+}
+
+/// Runs one `nft -f` transaction.
+fn run_nft(transaction: &str) -> Result<(), GuardError> {
     let fail = |e: String| GuardError::Write(e);
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -244,7 +272,7 @@ pub fn write_at(layout: u32) -> Result<(), GuardError> {
         .map_err(|e| fail(format!("cannot run nft: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(transaction(layout).as_bytes())
+            .write_all(transaction.as_bytes())
             .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
@@ -356,7 +384,7 @@ mod tests {
 
     #[test]
     fn the_transaction_names_every_set_and_counter_and_records_its_layout() {
-        let text = transaction(7);
+        let text = transaction(7, &[]);
         for (name, _) in sets() {
             assert!(text.contains(&format!("add set bridge podnet-guard {name} ")));
         }
@@ -379,6 +407,16 @@ mod tests {
         // The switch is looked up before anything can drop.
         assert_eq!(rules()[0].1[0], "meta iiftype @passthrough accept");
         assert_eq!(text.matches("add rule ").count(), rule_count());
+        // Layout 1's set goes once its rules are flushed.
+        let last_flush = text.rfind("flush chain").unwrap();
+        assert!(text.find("delete set bridge podnet-guard ports\n").unwrap() > last_flush);
+    }
+
+    #[test]
+    fn the_transaction_admits_what_it_carries() {
+        let port = Port::unguarded(9, "pn9");
+        let text = transaction(LAYOUT, &guard::elements(&port));
+        assert!(text.contains("add element bridge podnet-guard unguarded { 9 }\n"));
     }
 
     #[test]

@@ -489,10 +489,11 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
             .collect()
     };
     assert_eq!(have(&r), want, "b re-admitted, the gone port pruned");
-    // The table deleted: made again, both ports back.
+    // The table deleted: made again, both ports back in the same write.
     r.agent.kernel.guard = None;
     r.agent.reconcile();
     assert_eq!(have(&r), want);
+    assert_eq!(r.agent.telemetry.guard_readmitted.get(), 3);
     // Its elements flushed: the ports drop everything until they are
     // re-admitted.
     r.agent.kernel.guard.as_mut().unwrap().1.clear();
@@ -506,14 +507,30 @@ async fn a_lost_guard_table_is_made_again_with_every_live_port_and_no_gone_one()
     r.agent.kernel.guard = None;
     r.agent.reconcile();
     assert_eq!(have(&r), want);
-    // An older layout: migrated, elements kept.
-    r.agent.kernel.guard.as_mut().unwrap().0 = 0;
+    // An older layout without b's elements: migrated, b's carried. An
+    // upgrade, not a loss.
+    let readmitted = r.agent.telemetry.guard_readmitted.get();
+    r.agent.kernel.guard = Some((0, a.clone()));
     r.agent.reconcile();
     assert_eq!(
         r.agent.kernel.guard.as_ref().unwrap().0,
         podnet_core::guard::LAYOUT
     );
     assert_eq!(have(&r), want);
+    assert_eq!(r.agent.telemetry.guard_readmitted.get(), readmitted);
+}
+
+#[tokio::test]
+async fn a_new_nodes_guard_table_is_made_not_repaired() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.agent.reconcile();
+    assert!(r.agent.kernel.guard.is_some());
+    assert_eq!(r.agent.telemetry.drift_repairs.get(), 0);
+    r.agent.kernel.guard = None;
+    r.agent.reconcile();
+    assert_eq!(r.agent.telemetry.drift_repairs.get(), 1, "then lost");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use podnet_linux::netlink::{Entry, Nexthop, Route};
 
 use podnet_linux::netlink::VxlanSpec;
 
-use podnet_core::guard::{Element, ElementPlan, LAYOUT, Links, Port};
+use podnet_core::guard::{Carry, Element, ElementPlan, LAYOUT, Links, Port, PortLink, carry};
 use podnet_linux::nft::guard::TableState;
 
 use super::{Egress, Gateways, Guard, RouteOp, Routes};
@@ -225,10 +225,22 @@ impl Guard for FakeKernel {
         })
     }
 
-    fn write_guard_table(&mut self) -> Result<()> {
-        let elements = self.guard.take().map(|(_, e)| e).unwrap_or_default();
+    fn write_guard_table(&mut self) -> Result<Carry> {
+        let mut elements = self.guard.take().map(|(_, e)| e).unwrap_or_default();
+        let names: Vec<(u32, String)> = self.links.keys().map(|i| (*i, link_name(*i))).collect();
+        let links: Vec<PortLink<'_>> = names
+            .iter()
+            .map(|(i, name)| PortLink {
+                ifindex: *i,
+                name,
+                enslaved: true,
+                alias: self.links[i].as_deref(),
+            })
+            .collect();
+        let carried = carry(&elements, &links);
+        elements.extend(carried.elements.iter().cloned());
         self.guard = Some((LAYOUT, elements));
-        Ok(())
+        Ok(carried)
     }
 
     fn guard_elements(&mut self) -> Result<Vec<Element>> {
