@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST, check_conflist};
 use podnet_core::subnet_file::{DEFAULT_SUBNET_FILE, SubnetFile};
-use podnet_linux::files::install_atomic;
+use podnet_linux::files::{install_atomic, install_conflist, remove_former_conflists};
 use podnet_linux::netlink::{Netlink, NetlinkError};
 use podnet_linux::nft::registry;
 
@@ -30,7 +30,7 @@ usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
   --bin-dir        where the runtime finds CNI plugins   (/opt/cni/bin)
   --conf-dir       where the runtime finds CNI configs   (/etc/cni/net.d)
   --conflist       the conflist to install               (podnet alone, CNI 1.0.0)
-  --conflist-name  its file name; sort it first          (10-podnet.conflist)
+  --conflist-name  its file name; sort it first          (05-podnet.conflist)
   --subnet-file    install-cni writes the conflist once this exists
                                                          (/run/podnet/subnet.json)
   --plugin-only    the plugin alone: podnetd --cni-conflist installs the
@@ -128,8 +128,22 @@ fn install(o: &Options) -> Result<(), String> {
     }
     wait_for_subnet_file(&o.subnet_file);
     let target = o.conf_dir.join(&o.conflist_name);
-    place(&target, &conflist, 0o644)?;
+    let done = install_conflist(&o.conf_dir, &o.conflist_name, &conflist)
+        .map_err(|e| format!("{}: {e}", target.display()))?;
     eprintln!("podnet install-cni: installed {}", target.display());
+    for path in done.removed {
+        eprintln!(
+            "podnet install-cni: removed an earlier release's {}",
+            path.display()
+        );
+    }
+    if !done.ahead.is_empty() {
+        eprintln!(
+            "podnet install-cni: warning: runtimes load the first config by name, and {} come before {}: remove them, or pods here get their network, not podnet's",
+            done.ahead.join(", "),
+            o.conflist_name
+        );
+    }
     Ok(())
 }
 
@@ -164,6 +178,11 @@ fn wait_for_subnet_file(path: &Path) {
 /// remains) the pods' nftables tables, as the registry says. Files and
 /// tables already gone are no error.
 fn uninstall(o: &Options) -> Result<(), String> {
+    let former = remove_former_conflists(&o.conf_dir, &o.conflist_name)
+        .map_err(|e| format!("{}: {e}", o.conf_dir.display()))?;
+    for path in former {
+        eprintln!("podnet uninstall-cni: removed {}", path.display());
+    }
     for path in [
         o.conf_dir.join(&o.conflist_name),
         o.bin_dir.join(PLUGIN_NAME),
@@ -204,7 +223,7 @@ mod tests {
         assert_eq!(o.bin_dir, PathBuf::from("/b"));
         assert_eq!(o.conf_dir, PathBuf::from("/c"));
         assert_eq!(o.conflist, Some(PathBuf::from("/x.json")));
-        assert_eq!(o.conflist_name, "10-podnet.conflist");
+        assert_eq!(o.conflist_name, "05-podnet.conflist");
         assert!(
             Options::parse(&args("--bin-dir"))
                 .unwrap_err()

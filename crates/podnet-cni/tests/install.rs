@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use podnet_core::cni::conflist::CONFLIST_NAME;
 use podnet_testkit::TestNetns;
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_podnet");
@@ -76,7 +77,7 @@ impl Dirs {
     }
 
     fn installed_conflist(&self) -> std::path::PathBuf {
-        self.conf.join("10-podnet.conflist")
+        self.conf.join(CONFLIST_NAME)
     }
 }
 
@@ -103,8 +104,19 @@ fn version_of(plugin: &Path) -> Result<String, String> {
 fn install_puts_the_plugin_and_the_conflist_in_place() {
     let d = dirs();
     d.write_subnet_file();
+    // An earlier release's conflist, and another network's that a runtime
+    // would load first.
+    std::fs::create_dir_all(&d.conf).unwrap();
+    std::fs::write(d.conf.join("10-podnet.conflist"), CONFLIST).unwrap();
+    std::fs::write(d.conf.join("01-other.conflist"), "{}").unwrap();
     let out = d.install();
     assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("01-other.conflist come before 05-podnet.conflist"),
+        "{stderr}"
+    );
+    std::fs::remove_file(d.conf.join("01-other.conflist")).unwrap();
     let plugin = d.bin.join("podnet");
     assert_eq!(mode(&plugin), 0o755);
     version_of(&plugin).unwrap();
@@ -119,7 +131,7 @@ fn install_puts_the_plugin_and_the_conflist_in_place() {
     assert_eq!(mode(&d.installed_conflist()), 0o644);
     // No temp file stays behind in either directory.
     assert_eq!(podnet_testkit::file_names(&d.bin), ["podnet"]);
-    assert_eq!(podnet_testkit::file_names(&d.conf), ["10-podnet.conflist"]);
+    assert_eq!(podnet_testkit::file_names(&d.conf), [CONFLIST_NAME]);
 }
 
 #[test]
@@ -173,6 +185,8 @@ fn privileged_uninstall_removes_only_what_install_put() {
     assert!(d.install().status.success());
     std::fs::write(d.bin.join("loopback"), "x").unwrap();
     std::fs::write(d.conf.join("99-other.conflist"), "{}").unwrap();
+    // An earlier release's conflist goes too.
+    std::fs::write(d.conf.join("10-podnet.conflist"), CONFLIST).unwrap();
     // A podnet pod's port remains: the pods' tables stay.
     ns.exec_ok(&["ip", "link", "add", "pn0123456789ab", "type", "veth"]);
     ns.exec_ok(&["nft", "add", "table", "bridge", "podnet-guard"]);

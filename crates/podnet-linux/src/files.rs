@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -99,4 +99,61 @@ mod tests {
             ["a.json", "b", "d.json"]
         );
     }
+}
+
+/// What [`install_conflist`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConflistInstall {
+    /// Written (it was missing or different).
+    pub written: bool,
+    /// Former podnet conflists removed.
+    pub removed: Vec<PathBuf>,
+    /// Configs a runtime would load before ours: the node's pods go to
+    /// their network, not podnet's.
+    pub ahead: Vec<String>,
+}
+
+/// Installs conflist `raw` as `dir/name` (atomically, unless it is
+/// already there), removes podnet's conflists of former names, and names
+/// the configs that would win over it.
+pub fn install_conflist(dir: &Path, name: &str, raw: &[u8]) -> io::Result<ConflistInstall> {
+    use podnet_core::cni::conflist::{FORMER_NAMES, loaded_before};
+    std::fs::create_dir_all(dir)?;
+    let target = dir.join(name);
+    let mut done = ConflistInstall::default();
+    if std::fs::read(&target).map_or(true, |have| have != raw) {
+        install_atomic(&target, raw, 0o644)?;
+        done.written = true;
+    }
+    done.removed = remove_former_conflists(dir, name)?;
+    let names: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    done.ahead = loaded_before(names.iter().map(String::as_str), name)
+        .into_iter()
+        .filter(|n| !FORMER_NAMES.contains(n))
+        .map(str::to_owned)
+        .collect();
+    Ok(done)
+}
+
+/// Removes podnet's conflists of former names from `dir` (not `keep`, the
+/// one in use; not another's config of such a name). Returns those gone.
+pub fn remove_former_conflists(dir: &Path, keep: &str) -> io::Result<Vec<PathBuf>> {
+    use podnet_core::cni::conflist::{FORMER_NAMES, is_podnets};
+    let mut removed = Vec::new();
+    for former in FORMER_NAMES.iter().filter(|f| **f != keep) {
+        let path = dir.join(former);
+        match std::fs::read(&path) {
+            Ok(raw) if is_podnets(&raw) => {
+                std::fs::remove_file(&path)?;
+                removed.push(path);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
 }

@@ -63,6 +63,24 @@ impl Containerd {
         c
     }
 
+    /// Imports an image archive as `ctr -n k8s.io images import` does for
+    /// an operator; returns the names of every image it then holds.
+    pub fn import_image(&self, archive: &Path) -> Vec<String> {
+        let out = self
+            .ctr()
+            .args(["images", "import", "--snapshotter", "native"])
+            .arg(archive)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr import: {out:?}");
+        let out = self.ctr().args(["images", "ls", "-q"]).output().unwrap();
+        assert!(out.status.success(), "ctr images ls: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }

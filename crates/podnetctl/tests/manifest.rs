@@ -148,16 +148,26 @@ fn the_daemonset_runs_everywhere_with_the_fewest_privileges_and_the_right_mounts
             .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none())
     );
 
-    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        spec.node_selector.clone().unwrap_or_default(),
+        [("kubernetes.io/os".to_owned(), "linux".to_owned())].into(),
+    );
+    // Every image by the fully qualified name the build prints.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-image.sh");
+    let out = std::process::Command::new("bash")
+        .args([script, "--name"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let built = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        built,
+        format!("localhost/podnet:{}", env!("CARGO_PKG_VERSION"))
+    );
     let init = &spec.init_containers.as_ref().unwrap()[0];
     let agent = &spec.containers[0];
     for c in [init, agent] {
-        assert_eq!(
-            c.image.as_deref(),
-            Some(format!("podnet:{version}").as_str()),
-            "{}",
-            c.name
-        );
+        assert_eq!(c.image.as_deref(), Some(built.as_str()), "{}", c.name);
     }
     // The init container puts the plugin where kubelet's runtime looks.
     let cmd = init.command.clone().unwrap();

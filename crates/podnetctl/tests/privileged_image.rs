@@ -43,7 +43,12 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
     let node_dir = lab.path().join(name);
     let tmp = tempfile::tempdir().unwrap();
     let podman = Podman::new(tmp.path(), &netns, "");
-    let image = format!("podnet:{}", env!("CARGO_PKG_VERSION"));
+    let ds: DaemonSet = manifest("DaemonSet");
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    let c: &Container = &pod.containers[0];
+    // Built under the manifest's name (build-image.sh's, as the manifest
+    // test checks).
+    let image = c.image.clone().unwrap();
     let started = Instant::now();
     podman.ok(&[
         "build",
@@ -55,6 +60,15 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
         ctx.to_str().unwrap(),
     ]);
     eprintln!("image built offline in {:?}", started.elapsed());
+    // Loaded into containerd as an operator would, it has the name the
+    // manifest asks for: kubelet finds it without a pull.
+    let archive = tmp.path().join("podnet.tar");
+    podman.ok(&["save", "-o", archive.to_str().unwrap(), &image]);
+    let ctrd_ns = podnet_testkit::TestNetns::new("pntest-imgctrd");
+    let containerd = podnet_testkit::containerd::Containerd::start(&ctrd_ns.path());
+    let names = containerd.import_image(&archive);
+    assert!(names.contains(&image), "{image} not among {names:?}");
+    drop(containerd);
 
     // What the DaemonSet gives podnetd: the ConfigMap at /etc/podnet, the
     // host paths, the capabilities, NODE_NAME.
@@ -72,9 +86,6 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
     .unwrap();
     let cni_conf = tmp.path().join("net.d");
     std::fs::create_dir_all(&cni_conf).unwrap();
-    let ds: DaemonSet = manifest("DaemonSet");
-    let pod = ds.spec.unwrap().template.spec.unwrap();
-    let c: &Container = &pod.containers[0];
     let host_dir = |host: &str| -> PathBuf {
         match host {
             "/run/podnet" => node_dir.join("run"),
@@ -157,7 +168,9 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
         .trim();
     assert_eq!(cap_eff, "0000000000003000", "only NET_ADMIN and NET_RAW");
     assert!(
-        cni_conf.join("10-podnet.conflist").exists(),
+        cni_conf
+            .join(podnet_core::cni::conflist::CONFLIST_NAME)
+            .exists(),
         "the conflist was installed"
     );
     let (_, page) = podnet_testkit::http_get(&netns, 9412, "/metrics").unwrap();

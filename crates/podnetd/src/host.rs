@@ -88,19 +88,25 @@ pub fn enable_forwarding(v6: bool) -> Result<()> {
 /// Installs the CNI conflist `src` at `target` (checked, then written
 /// beside it and renamed): once this node's subnet file is written, so
 /// the runtime reports the network ready only when it is.
-pub fn install_conflist(src: &Path, target: &Path) -> Result<()> {
+pub fn install_conflist(src: &Path, dir: &Path, name: &str) -> Result<()> {
     let raw = std::fs::read(src).with_context(|| format!("--cni-conflist {}", src.display()))?;
     podnet_core::cni::conflist::check_conflist(&raw)
         .map_err(|e| anyhow!("--cni-conflist {}: {e}", src.display()))?;
-    if std::fs::read(target).is_ok_and(|have| have == raw) {
-        return Ok(());
+    let done = podnet_linux::files::install_conflist(dir, name, &raw)
+        .with_context(|| dir.join(name).display().to_string())?;
+    if done.written {
+        tracing::info!(conflist = %dir.join(name).display(), "CNI conflist installed");
     }
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    for path in &done.removed {
+        tracing::info!(conflist = %path.display(), "an earlier release's conflist removed");
     }
-    podnet_linux::files::install_atomic(target, &raw, 0o644)
-        .with_context(|| target.display().to_string())?;
-    tracing::info!(conflist = %target.display(), "CNI conflist installed");
+    if !done.ahead.is_empty() {
+        tracing::warn!(
+            dir = %dir.display(),
+            configs = ?done.ahead,
+            "a runtime loads the first CNI config by name: these come before {name}, so pods here get their network, not podnet's; remove them"
+        );
+    }
     Ok(())
 }
 
@@ -153,22 +159,51 @@ mod tests {
 
     #[test]
     fn the_conflist_goes_in_whole_and_a_bad_one_not_at_all() {
+        use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST};
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src.conflist");
-        let target = tmp.path().join("net.d/10-podnet.conflist");
-        std::fs::write(&src, podnet_core::cni::conflist::DEFAULT_CONFLIST).unwrap();
-        install_conflist(&src, &target).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&target).unwrap(),
-            podnet_core::cni::conflist::DEFAULT_CONFLIST
-        );
+        let dir = tmp.path().join("net.d");
+        let target = dir.join(CONFLIST_NAME);
+        std::fs::write(&src, DEFAULT_CONFLIST).unwrap();
+        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), DEFAULT_CONFLIST);
         std::fs::write(&src, r#"{"name":"podnet"}"#).unwrap();
-        let err = install_conflist(&src, &target).unwrap_err().to_string();
+        let err = install_conflist(&src, &dir, CONFLIST_NAME)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--cni-conflist"), "{err}");
         assert_eq!(
             std::fs::read_to_string(&target).unwrap(),
-            podnet_core::cni::conflist::DEFAULT_CONFLIST,
+            DEFAULT_CONFLIST,
             "the installed conflist stays as it was"
         );
+    }
+
+    #[test]
+    fn an_upgrade_removes_the_former_conflist_and_leaves_anothers() {
+        use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST};
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src.conflist");
+        std::fs::write(&src, DEFAULT_CONFLIST).unwrap();
+        let dir = tmp.path().join("net.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("10-podnet.conflist"), DEFAULT_CONFLIST).unwrap();
+        std::fs::write(dir.join("10-flannel.conflist"), "{}").unwrap();
+        std::fs::write(dir.join("01-other.conf"), "{}").unwrap();
+        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["01-other.conf", CONFLIST_NAME, "10-flannel.conflist"]
+        );
+        // Another's file of a former name stays.
+        let other = r#"{"name":"x","plugins":[{"type":"bridge"}]}"#;
+        std::fs::write(dir.join("10-podnet.conflist"), other).unwrap();
+        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        assert!(dir.join("10-podnet.conflist").exists());
     }
 }

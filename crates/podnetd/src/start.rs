@@ -141,7 +141,7 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     // again, and an ADD meanwhile answers "try again later".
     agent.keep_guard();
     if let Some(src) = &args.cni_conflist {
-        host::install_conflist(src, &args.cni_conf_dir.join(&args.cni_conflist_name))?;
+        host::install_conflist(src, &args.cni_conf_dir, &args.cni_conflist_name)?;
     }
     host::enable_forwarding(ipv6)?;
     Ok(agent)

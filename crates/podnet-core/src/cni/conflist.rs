@@ -6,8 +6,39 @@ use serde_json::Value;
 
 use super::version::CniVersion;
 
-/// Sorts before the other CNI configs: runtimes use the first.
-pub const CONFLIST_NAME: &str = "10-podnet.conflist";
+/// Sorts before the other CNI configs, `10-*` ones (containerd's and
+/// flannel's) included: runtimes use the first.
+pub const CONFLIST_NAME: &str = "05-podnet.conflist";
+
+/// Names earlier releases gave the conflist: removed, if podnet's, when
+/// this one is installed or uninstalled.
+pub const FORMER_NAMES: [&str; 1] = ["10-podnet.conflist"];
+
+/// Whether a config file is podnet's: one of its plugins is podnet.
+pub fn is_podnets(raw: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(raw).is_ok_and(|v| {
+        v.get("plugins")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|p| p["type"] == "podnet"))
+    })
+}
+
+/// The config files among `names` that a runtime would load before
+/// `ours`: libcni reads `.conf`, `.conflist` and `.json` files and uses
+/// the first in lexical order.
+pub fn loaded_before<'a>(names: impl IntoIterator<Item = &'a str>, ours: &str) -> Vec<&'a str> {
+    let mut ahead: Vec<&str> = names
+        .into_iter()
+        .filter(|n| {
+            [".conf", ".conflist", ".json"]
+                .iter()
+                .any(|e| n.ends_with(e))
+        })
+        .filter(|n| *n < ours)
+        .collect();
+    ahead.sort();
+    ahead
+}
 
 /// Installed when no `--conflist` is given: podnet alone, its pool and MTU
 /// from the subnet file. CNI 1.0.0 is the newest containerd 1.6 speaks.
@@ -51,6 +82,35 @@ mod tests {
         check_conflist(DEFAULT_CONFLIST.as_bytes()).unwrap();
         assert!(CONFLIST_NAME < "87-podman-bridge.conflist");
         assert!(CONFLIST_NAME < "99-loopback.conf");
+        assert!(CONFLIST_NAME < "10-containerd-net.conflist");
+        assert!(CONFLIST_NAME < "10-flannel.conflist");
+        assert!(is_podnets(DEFAULT_CONFLIST.as_bytes()));
+    }
+
+    #[test]
+    fn configs_a_runtime_would_load_first_are_named() {
+        let names = [
+            "01-other.conflist",
+            "02-old.conf",
+            "03-x.json",
+            "04-notes.txt",
+            "05-podnet.conflist",
+            "10-flannel.conflist",
+        ];
+        assert_eq!(
+            loaded_before(names, CONFLIST_NAME),
+            ["01-other.conflist", "02-old.conf", "03-x.json"]
+        );
+        assert!(loaded_before(["10-containerd-net.conflist"], CONFLIST_NAME).is_empty());
+    }
+
+    #[test]
+    fn only_a_conflist_with_the_podnet_plugin_is_podnets() {
+        let flannel = r#"{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"flannel"}]}"#;
+        assert!(!is_podnets(flannel.as_bytes()));
+        assert!(!is_podnets(b"{"));
+        let ours = r#"{"name":"x","plugins":[{"type":"podnet"},{"type":"portmap"}]}"#;
+        assert!(is_podnets(ours.as_bytes()));
     }
 
     #[test]
