@@ -9,6 +9,7 @@ use podnet_core::cni::{CniError, Code, NetConf};
 use podnet_core::ipam::Pool;
 use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::netlink::Netlink;
+use podnet_linux::presence;
 
 const FALLBACK_MTU: u32 = 1500;
 
@@ -30,6 +31,32 @@ pub fn subnet_file(conf: &NetConf) -> Result<Option<SubnetFile>, CniError> {
         Err(e) => Err(CniError::new(
             Code::Io,
             format!("subnetFile {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Refuses an ADD (code 11, try again later) while the podnetd that
+/// serves this node is not running: its subnet file may be stale, and a
+/// pod attached now would have no routes to its peers. A node where no
+/// podnetd ever ran (no lock beside the subnet file) is not checked.
+pub fn check_agent(conf: &NetConf) -> Result<(), CniError> {
+    let dir = conf
+        .subnet_file
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    match presence::agent_running(dir) {
+        Ok(Some(false)) => Err(CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "podnetd is not running on this node (its lock {} is free); pods are attached \
+                 once it is back",
+                dir.join(presence::LOCK_FILE).display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(CniError::new(
+            Code::Io,
+            format!("{}: {e}", dir.join(presence::LOCK_FILE).display()),
         )),
     }
 }

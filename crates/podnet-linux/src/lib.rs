@@ -11,4 +11,5 @@ pub mod ipam_store;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod presence;
 pub mod sysctl;

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{TestLab, log_lines, ns_of, sh, wait_for};
+use common::{TestLab, add_pod, log_lines, ns_of, sh, wait_for};
 use podnet_testkit::TestNetns;
 use serde_json::{Value, json};
 
@@ -121,39 +120,8 @@ fn privileged_a_node_whose_subnet_changed_gets_its_gateway_fixed() {
     // ... and nothing is wedged: a new pod gets the new subnet and reaches
     // node3's pod, which holds an address of node1's old subnet.
     let pod = TestNetns::new("pntest-pod");
-    let dir = lab.path().join("node1");
-    let conf = json!({
-        "cniVersion": "1.0.0", "name": "podnet", "type": "podnet",
-        "subnetFile": dir.join("run/subnet.json"),
-        "ipam": { "dataDir": dir.join("ipam") },
-    });
-    let plugin = Path::new(env!("CARGO_BIN_EXE_podnetctl")).with_file_name("podnet");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &node1])
-        .arg(plugin)
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", "after-the-move")
-        .env("CNI_NETNS", pod.path())
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ok, result) = add_pod(&lab, "node1", &node1, "after-the-move", &pod.path());
+    assert!(ok, "{result}");
     let ip: ipnet::IpNet = result["ips"][0]["address"]
         .as_str()
         .unwrap()
@@ -171,4 +139,48 @@ fn privileged_a_node_whose_subnet_changed_gets_its_gateway_fixed() {
         .unwrap()
         .to_owned();
     wait_for("the new pod reaches node3's pod", || pod.ping(&node3_pod));
+}
+
+#[test]
+fn privileged_a_pod_waits_while_its_nodes_podnetd_is_down() {
+    let lab = TestLab::up(2, 1);
+    let node1 = ns_of(&lab, "nodes", 0);
+    let run_dir = lab.path().join("node1/run");
+    let (ok, out) = lab.ctl(&["agent", "node1", "stop", "--kill"]);
+    assert!(ok, "{out}");
+    // Its subnet file survives, as in a hostPath; the pod still waits.
+    assert!(run_dir.join("subnet.json").exists());
+    let pod = TestNetns::new("pntest-pod");
+    let (ok, result) = add_pod(&lab, "node1", &node1, "while-down", &pod.path());
+    assert!(!ok);
+    assert_eq!(result["code"], 11, "{result}");
+    assert!(
+        result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("podnetd is not running"),
+        "{result}"
+    );
+    assert_eq!(
+        sh(&pod.name(), "ip -o link show eth0 2>/dev/null"),
+        "",
+        "nothing attached"
+    );
+    // Back: a retry, as the runtime makes, attaches it, and it reaches
+    // node2's pod.
+    let (ok, out) = lab.ctl(&["agent", "node1", "start"]);
+    assert!(ok, "{out}");
+    wait_for("the pod attached once podnetd is back", || {
+        add_pod(&lab, "node1", &node1, "while-down", &pod.path()).0
+    });
+    let node2_pod = lab.record()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == "node2")
+        .unwrap()["ips"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the pod reaches node2's pod", || pod.ping(&node2_pod));
 }

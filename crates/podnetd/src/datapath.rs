@@ -154,6 +154,12 @@ pub fn reconcile<K: Kernel>(
 /// the registry gives it (the pods' only once no pod remains) and the
 /// subnet file. Nothing else is touched.
 pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
+    if podnet_linux::presence::agent_running(run_dir)? == Some(true) {
+        anyhow::bail!(
+            "a podnetd still serves this node (it holds {}); stop it first",
+            run_dir.join(podnet_linux::presence::LOCK_FILE).display()
+        );
+    }
     let mut nl = Netlink::open()?;
     let ours: Vec<_> = nl
         .routes()?
@@ -180,9 +186,11 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
     if pods_remain {
         tracing::info!("podnet pods remain: their anti-spoofing and ipMasq tables stay");
     }
-    match std::fs::remove_file(run_dir.join("subnet.json")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
+    for file in ["subnet.json", podnet_linux::presence::LOCK_FILE] {
+        match std::fs::remove_file(run_dir.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     }
     tracing::info!(
         routes = ours.len(),

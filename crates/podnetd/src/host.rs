@@ -85,14 +85,19 @@ pub fn enable_forwarding(v6: bool) -> Result<()> {
     Ok(())
 }
 
-/// Installs the CNI conflist `src` at `target` (checked, then written
-/// beside it and renamed): once this node's subnet file is written, so
-/// the runtime reports the network ready only when it is.
-pub fn install_conflist(src: &Path, dir: &Path, name: &str) -> Result<()> {
+/// Reads and checks the CNI conflist `src`, before anything is written.
+pub fn read_conflist(src: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(src).with_context(|| format!("--cni-conflist {}", src.display()))?;
     podnet_core::cni::conflist::check_conflist(&raw)
         .map_err(|e| anyhow!("--cni-conflist {}: {e}", src.display()))?;
-    let done = podnet_linux::files::install_conflist(dir, name, &raw)
+    Ok(raw)
+}
+
+/// Installs conflist `raw` as `dir/name` (written beside it and renamed):
+/// once this node's subnet file is written, so the runtime reports the
+/// network ready only when it is.
+pub fn install_conflist(raw: &[u8], dir: &Path, name: &str) -> Result<()> {
+    let done = podnet_linux::files::install_conflist(dir, name, raw)
         .with_context(|| dir.join(name).display().to_string())?;
     if done.written {
         tracing::info!(conflist = %dir.join(name).display(), "CNI conflist installed");
@@ -110,13 +115,18 @@ pub fn install_conflist(src: &Path, dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes `<run-dir>/subnet.json` atomically, mode 0600.
-pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
+/// Makes the run dir (mode 0700) if it is not there.
+pub fn make_run_dir(run_dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(run_dir)
-        .with_context(|| format!("create {}", run_dir.display()))?;
+        .with_context(|| format!("create {}", run_dir.display()))
+}
+
+/// Writes `<run-dir>/subnet.json` atomically, mode 0600.
+pub fn write_subnet_file(run_dir: &Path, file: &SubnetFile) -> Result<()> {
+    make_run_dir(run_dir)?;
     let target = run_dir.join("subnet.json");
     write_private_atomic(&target, &serde_json::to_vec_pretty(file)?)
         .with_context(|| format!("write {}", target.display()))
@@ -158,39 +168,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_conflist_goes_in_whole_and_a_bad_one_not_at_all() {
+    fn the_conflist_goes_in_whole_and_a_bad_one_is_refused() {
         use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST};
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src.conflist");
         let dir = tmp.path().join("net.d");
         let target = dir.join(CONFLIST_NAME);
         std::fs::write(&src, DEFAULT_CONFLIST).unwrap();
-        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        install_conflist(&read_conflist(&src).unwrap(), &dir, CONFLIST_NAME).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), DEFAULT_CONFLIST);
         std::fs::write(&src, r#"{"name":"podnet"}"#).unwrap();
-        let err = install_conflist(&src, &dir, CONFLIST_NAME)
-            .unwrap_err()
-            .to_string();
+        let err = read_conflist(&src).unwrap_err().to_string();
         assert!(err.contains("--cni-conflist"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(&target).unwrap(),
-            DEFAULT_CONFLIST,
-            "the installed conflist stays as it was"
-        );
     }
 
     #[test]
     fn an_upgrade_removes_the_former_conflist_and_leaves_anothers() {
         use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST};
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src.conflist");
-        std::fs::write(&src, DEFAULT_CONFLIST).unwrap();
         let dir = tmp.path().join("net.d");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("10-podnet.conflist"), DEFAULT_CONFLIST).unwrap();
         std::fs::write(dir.join("10-flannel.conflist"), "{}").unwrap();
         std::fs::write(dir.join("01-other.conf"), "{}").unwrap();
-        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        let raw = DEFAULT_CONFLIST.as_bytes();
+        install_conflist(raw, &dir, CONFLIST_NAME).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -203,7 +205,7 @@ mod tests {
         // Another's file of a former name stays.
         let other = r#"{"name":"x","plugins":[{"type":"bridge"}]}"#;
         std::fs::write(dir.join("10-podnet.conflist"), other).unwrap();
-        install_conflist(&src, &dir, CONFLIST_NAME).unwrap();
+        install_conflist(raw, &dir, CONFLIST_NAME).unwrap();
         assert!(dir.join("10-podnet.conflist").exists());
     }
 }

@@ -137,10 +137,10 @@ async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     // alive, not ready.
     let telemetry = telemetry::Telemetry::new(resync);
     telemetry::serve(telemetry.clone(), args.health_addr, args.metrics_addr).await?;
-    let mut agent = start::start(&args, store.clone())
+    let (agent, _presence) = start::start(&args, store.clone())
         .await
-        .context("podnetd could not start")?
-        .with_telemetry(telemetry.clone());
+        .context("podnetd could not start")?;
+    let mut agent = agent.with_telemetry(telemetry.clone());
     let (events, inbox) = mpsc::channel(16);
     tokio::spawn(stop_on_signals(events.clone()));
     tokio::spawn(watch_store(store, events, agent.watch_wait(resync)));

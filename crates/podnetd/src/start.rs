@@ -1,5 +1,7 @@
-//! Start-up, the imperative part: read the net-conf, find this node's
-//! underlay, acquire the lease, write the subnet file. What it learns
+//! Start-up, the imperative part: read the net-conf, check every
+//! prerequisite, find this node's underlay, acquire the lease, write the
+//! subnet file, make the guard table, take the presence lock (from then
+//! on the plugin attaches pods) and install the conflist. What it learns
 //! becomes the agent's [`Setup`]; the backend's devices are made by the
 //! agent's first reconcile, and kept by every one after.
 
@@ -10,6 +12,7 @@ use podnet_core::cluster::desired::{pod_mtu, subnet_file};
 use podnet_core::cluster::lease::LeaseAttrs;
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_linux::netlink::Netlink;
+use podnet_linux::presence::{self, Presence};
 use podnet_store::Store;
 use serde_json::Value;
 
@@ -68,8 +71,18 @@ fn lease_attrs(conf: &ClusterConf, args: &Args, public_ip: std::net::IpAddr) -> 
     }
 }
 
-pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Agent<S, Host>> {
+pub async fn start<S: Store + 'static>(
+    args: &Args,
+    store: Arc<S>,
+) -> Result<(Agent<S, Host>, Presence)> {
     let conf = net_conf(args, store.as_ref()).await?;
+    // Every prerequisite before anything is written: a node that cannot
+    // run pods must not look as if it could.
+    host::enable_forwarding(conf.ipv6.is_some())?;
+    let conflist = match &args.cni_conflist {
+        Some(src) => Some(host::read_conflist(src)?),
+        None => None,
+    };
     let mut nl = Netlink::open()?;
     let (public_ip, uplink) = host::public_ip(args, &mut nl)?;
     host::check_no_overlap(&conf.cluster_cidrs(), public_ip)?;
@@ -103,11 +116,11 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         .map(|a| a.trunc())
         .collect();
     let mtu = pod_mtu(&conf, uplink.mtu);
+    let content = subnet_file(&conf, &lease, mtu);
     let file = NodeFile {
         run_dir: args.run_dir.clone(),
-        content: subnet_file(&conf, &lease, mtu),
+        content: content.clone(),
     };
-    host::write_subnet_file(&file.run_dir, &file.content)?;
     tracing::info!(
         node = %name,
         ip = %public_ip,
@@ -116,7 +129,6 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
         mtu,
         "lease acquired"
     );
-    let ipv6 = conf.ipv6.is_some();
     let setup = Setup {
         name,
         attrs,
@@ -140,9 +152,13 @@ pub async fn start<S: Store + 'static>(args: &Args, store: Arc<S>) -> Result<Age
     // Should it fail, routes still matter more: the agent's resync tries
     // again, and an ADD meanwhile answers "try again later".
     agent.keep_guard();
-    if let Some(src) = &args.cni_conflist {
-        host::install_conflist(src, &args.cni_conf_dir, &args.cni_conflist_name)?;
+    // From here the plugin attaches pods, until podnetd exits.
+    host::make_run_dir(&args.run_dir)?;
+    let presence = presence::hold(&args.run_dir)
+        .with_context(|| format!("--run-dir {}", args.run_dir.display()))?;
+    host::write_subnet_file(&args.run_dir, &content)?;
+    if let Some(raw) = &conflist {
+        host::install_conflist(raw, &args.cni_conf_dir, &args.cni_conflist_name)?;
     }
-    host::enable_forwarding(ipv6)?;
-    Ok(agent)
+    Ok((agent, presence))
 }

@@ -8,6 +8,7 @@ use crate::{bridge, ipam, masq, pool_source};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
     let netns = open_netns(env)?;
+    pool_source::check_agent(conf)?;
     let file = pool_source::subnet_file(conf)?;
     // IPAM waits on the disk and the veth on the kernel; neither needs the
     // other, so they run side by side.

@@ -192,3 +192,44 @@ pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> Duration {
 pub fn ns_of(lab: &TestLab, kind: &str, i: usize) -> String {
     lab.record()[kind][i]["ns"].as_str().unwrap().to_owned()
 }
+
+/// The plugin's ADD of pod `cid` (its namespace at `pod_path`) on lab node
+/// `node` (namespace `node_ns`), configured as the lab's own pods are.
+/// Returns whether it succeeded, and its stdout as JSON.
+pub fn add_pod(
+    lab: &TestLab,
+    node: &str,
+    node_ns: &str,
+    cid: &str,
+    pod_path: &str,
+) -> (bool, Value) {
+    use std::io::Write;
+    let dir = lab.path().join(node);
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "podnet", "type": "podnet",
+        "subnetFile": dir.join("run/subnet.json"),
+        "ipam": { "dataDir": dir.join("ipam") },
+    });
+    let plugin = Path::new(CTL).with_file_name("podnet");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", node_ns])
+        .arg(plugin)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", pod_path)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let result = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), result)
+}
