@@ -28,6 +28,7 @@ use nix::errno::Errno;
 
 use crate::netns::{Netns, NetnsError};
 
+pub mod monitor;
 mod nexthop;
 mod vxlan;
 use nexthop::Message;

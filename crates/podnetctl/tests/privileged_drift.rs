@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{TestLab, log_lines, ns_of, sh, wait_for};
+use common::{TestLab, Thaw, log_lines, ns_of, sh, signal, wait_for};
 
 #[test]
 fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
@@ -28,14 +28,20 @@ fn privileged_a_deleted_vxlan_device_and_egress_table_come_back() {
         .as_str()
         .unwrap()
         .to_owned();
-    sh(
+    // The agent paused meanwhile: it would put its own back at once.
+    let agent = lab.record()["nodes"][0]["pid"].as_i64().unwrap();
+    let thaw = Thaw(vec![agent]);
+    signal(&[agent], "-STOP");
+    let made = sh(
         &node1,
         &format!(
-            "ip link del podnet.vxlan; ip link add podnet.vxlan address {mac} type vxlan \
-             id 99 dstport 8472 local {local} dev eth0 nolearning; ip link set podnet.vxlan up"
+            "ip link del podnet.vxlan; ip link add podnet.vxlan address {mac} \
+             type vxlan id 99 dstport 8472 local {local} dev eth0 nolearning; \
+             ip link set podnet.vxlan up; ip -d link show podnet.vxlan"
         ),
     );
-    assert!(sh(&node1, "ip -d link show podnet.vxlan").contains("vxlan id 99"));
+    assert!(made.contains("vxlan id 99"), "{made}");
+    drop(thaw);
     wait_for("a vxlan device with another VNI made again", || {
         sh(&node1, "ip -d link show podnet.vxlan 2>/dev/null").contains("vxlan id 1 ")
     });

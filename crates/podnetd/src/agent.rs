@@ -10,16 +10,19 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
-use podnet_core::cluster::desired::{MasqPlan, Me, desired, masq_plan, stale_gateways};
+use podnet_core::cluster::desired::{Datapath, MasqPlan, Me, desired, masq_plan, stale_gateways};
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 use podnet_core::guard::{LAYOUT, key_ifindex, plan_elements, ports_of};
 use podnet_core::subnet_file::SubnetFile;
+use podnet_linux::netlink::monitor::Watch;
 use podnet_linux::nft::guard::TableState;
+use podnet_linux::nft::registry::AGENT_TABLE;
 use podnet_store::{Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
 
@@ -88,7 +91,16 @@ pub struct Agent<S, K> {
     /// The guard's drop counters as last read.
     guard_drops_seen: HashMap<String, u64>,
     gateway_failures: Repeated,
-    last_reconcile: Option<Instant>,
+    /// The datapath (and egress plan) the last full reconcile applied:
+    /// while the leases still want it and the kernel monitor saw nothing,
+    /// a resync reads nothing from the kernel.
+    applied: Option<(Datapath, Option<MasqPlan>)>,
+    /// What the kernel monitor looks for, and the flag it raises when an
+    /// object of podnet's may have changed (taken by the next resync).
+    watch: Watch,
+    /// The last full reconcile, and how often one runs regardless.
+    last_full: Option<Instant>,
+    full_every: Duration,
     /// The lease set's revision at the last successful reconcile (the
     /// routes are in place), and whether the store has been told (the
     /// Kubernetes store's NetworkUnavailable).
@@ -131,7 +143,14 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             guard_kept: false,
             guard_drops_seen: HashMap::new(),
             gateway_failures: Repeated::default(),
-            last_reconcile: None,
+            applied: None,
+            watch: Watch {
+                changed: Arc::new(AtomicBool::new(false)),
+                devices: Arc::default(),
+                table: AGENT_TABLE,
+            },
+            last_full: None,
+            full_every: FULL_EVERY,
             converged_at: None,
             announced: false,
             announce_failures: Repeated::default(),
@@ -161,7 +180,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                     None => return Ok(()),
                     Some(event) => self.handle(event),
                 },
-                _ = tick.tick() => self.resync(resync),
+                _ = tick.tick() => self.resync(),
                 _ = tokio::time::sleep_until(self.next_renew.into()) => self.renew().await?,
             }
             self.telemetry.beat();
@@ -208,7 +227,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                 if *self.book.revision() != before {
                     self.note_unknown_fields();
                 }
-                self.reconcile();
+                self.resync();
             }
             Event::StoreDown(e) => {
                 self.telemetry.store_error(e.kind());
@@ -242,23 +261,87 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         }
     }
 
-    /// The timer's reconcile, unless a store event just did it: it keeps
-    /// drift repair going while the store is away.
-    pub fn resync(&mut self, period: Duration) {
-        if self.last_reconcile.is_none_or(|t| t.elapsed() >= period) {
-            self.reconcile();
+    /// What the kernel monitor is to watch for this agent.
+    pub fn watch(&self) -> Watch {
+        self.watch.clone()
+    }
+
+    /// How often a full reconcile runs when nothing asks for one.
+    pub fn with_full_resync(self, every: Duration) -> Self {
+        Agent {
+            full_every: every,
+            ..self
         }
     }
 
-    pub fn reconcile(&mut self) {
-        self.keep_subnet_file();
-        self.keep_guard();
-        self.keep_gateways();
+    /// A store event's or the timer's turn: the node's own objects are
+    /// kept (the subnet file, the guard, the gateways: few, and read
+    /// cheaply), and the datapath is reconciled in full only when
+    /// something may have changed: the leases want another datapath, the
+    /// kernel monitor saw one of podnet's objects change, the last one
+    /// failed, or a full one is due. So a quiet node of 5000 peers reads
+    /// its kernel once per full period, not once per resync, and drift is
+    /// still repaired within a resync.
+    pub fn resync(&mut self) {
+        self.keep_node();
         if self.book.is_empty() {
             return;
         }
+        if let Some(cause) = self.full_due() {
+            self.reconcile_datapath(cause);
+        }
+    }
+
+    /// Why a full reconcile is due now, if it is.
+    fn full_due(&mut self) -> Option<&'static str> {
+        if self.watch.changed.swap(false, Ordering::Relaxed) {
+            return Some("kernel");
+        }
+        match (&self.applied, self.last_full) {
+            (_, None) => return Some("start"),
+            (None, _) => return Some("retry"),
+            (_, Some(t)) if t.elapsed() >= self.full_every => return Some("periodic"),
+            _ => {}
+        }
+        (self.applied.as_ref() != Some(&self.want())).then_some("leases")
+    }
+
+    /// What the leases want: the datapath and the egress plan.
+    fn want(&self) -> (Datapath, Option<MasqPlan>) {
+        let me = Me {
+            name: &self.setup.name,
+            segments: &self.setup.segments,
+        };
+        let leases = self.book.leases();
+        let want = desired(&me, &self.setup.conf, leases.clone(), self.book.read_at());
+        let plan = self
+            .setup
+            .masquerade
+            .then(|| masq_plan(&self.setup.conf, leases));
+        (want, plan)
+    }
+
+    /// A full reconcile, whatever the state: the node's objects, then the
+    /// datapath read from the kernel and compared.
+    #[cfg(test)]
+    pub fn reconcile(&mut self) {
+        self.keep_node();
+        if !self.book.is_empty() {
+            self.reconcile_datapath("requested");
+        }
+    }
+
+    fn keep_node(&mut self) {
+        self.keep_subnet_file();
+        self.keep_guard();
+        self.keep_gateways();
+    }
+
+    fn reconcile_datapath(&mut self, cause: &'static str) {
+        self.telemetry.reconcile_caused(cause);
         let started = Instant::now();
-        self.last_reconcile = Some(started);
+        self.last_full = Some(started);
+        self.applied = None;
         let result = self.try_reconcile();
         let report = match result {
             Ok(changed) => {
@@ -454,17 +537,8 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     /// repaired), its entries, the routes and the egress table. Returns
     /// the objects changed.
     fn try_reconcile(&mut self) -> Result<usize> {
-        let me = Me {
-            name: &self.setup.name,
-            segments: &self.setup.segments,
-        };
         let started = Instant::now();
-        let leases = self.book.leases();
-        let want = desired(&me, &self.setup.conf, leases.clone(), self.book.read_at());
-        let plan = self
-            .setup
-            .masquerade
-            .then(|| masq_plan(&self.setup.conf, leases));
+        let (want, plan) = self.want();
         let backend = &self.setup.conf.backend;
         // Without its devices, the overlay's routes wait; direct routes and
         // the egress table go ahead, and the error is reported after.
@@ -478,6 +552,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             overlay: *devices.as_ref().unwrap_or(&Default::default()),
             underlay: self.setup.underlay.links,
         };
+        if let Ok(mut watched) = self.watch.devices.lock() {
+            *watched = links.overlay.iter().flatten().copied().collect();
+        }
         let changes = datapath::reconcile(&mut self.kernel, backend, &links, &want);
         let mut egress = 0;
         let same_plan = self.applied_masq.as_ref() == Some(&plan);
@@ -520,7 +597,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         t.peers.set(want.routes.len() as i64);
         t.routes.set(want.routes.len() as i64);
         t.neighbours.set(want.backend_objects() as i64);
-        Ok(p.routes.len() + p.delete_routes.len() + changes.entries + egress)
+        let changed = p.routes.len() + p.delete_routes.len() + changes.entries + egress;
+        self.applied = Some((want, self.applied_masq.clone().flatten()));
+        Ok(changed)
     }
 
     /// Renews the lease. Only NotFound makes the node acquire again, and
@@ -569,6 +648,11 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         Ok(())
     }
 }
+
+/// A full reconcile runs at least this often (`--full-resync-s`), even
+/// when neither the leases nor the kernel monitor ask for one: it
+/// catches what the monitor cannot see.
+pub const FULL_EVERY: Duration = Duration::from_secs(60);
 
 /// What an operator does when a node lost its subnet.
 const LOST: &str = "Pods keep their addresses and the datapath stays as it is; \

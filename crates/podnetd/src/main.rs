@@ -71,9 +71,15 @@ pub struct Args {
     /// stays: `podnetctl node remove` gives it back.
     #[arg(long)]
     pub cleanup: bool,
-    /// The longest the agent waits between reconciles, in milliseconds.
+    /// How often, in milliseconds, the agent checks its node's own objects
+    /// (subnet file, guard, gateways) and acts on what the kernel monitor
+    /// saw: drift is repaired within this.
     #[arg(long, default_value_t = 1000)]
     pub resync_ms: u64,
+    /// Seconds between full reconciles (the whole datapath read from the
+    /// kernel) when neither the leases nor the kernel monitor asked for one.
+    #[arg(long, default_value_t = agent::FULL_EVERY.as_secs())]
+    pub full_resync_s: u64,
     /// The plugin's IPAM data dir (its `ipam.dataDir`): addresses whose
     /// DEL was lost are reclaimed from it.
     #[arg(long, default_value = "/var/lib/podnet/ipam")]
@@ -140,7 +146,11 @@ async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
     let (agent, _presence) = start::start(&args, store.clone())
         .await
         .context("podnetd could not start")?;
-    let mut agent = agent.with_telemetry(telemetry.clone());
+    let mut agent = agent
+        .with_telemetry(telemetry.clone())
+        .with_full_resync(Duration::from_secs(args.full_resync_s));
+    podnet_linux::netlink::monitor::spawn(agent.watch())
+        .context("cannot watch the kernel for changes")?;
     let (events, inbox) = mpsc::channel(16);
     tokio::spawn(stop_on_signals(events.clone()));
     tokio::spawn(watch_store(store, events, agent.watch_wait(resync)));

@@ -32,6 +32,7 @@ pub struct Telemetry {
     store_errors: Family<Labels, Counter>,
     lease_expiry: Gauge<f64, AtomicU64>,
     pub drift_repairs: Counter,
+    reconciles: Family<Labels, Counter>,
     /// Guarded ports found without their elements or hook, re-admitted.
     pub guard_readmitted: Counter,
     guard_drops: Family<Labels, Counter>,
@@ -65,6 +66,7 @@ impl Telemetry {
             store_errors: Family::default(),
             lease_expiry: Gauge::default(),
             drift_repairs: Counter::default(),
+            reconciles: Family::default(),
             guard_readmitted: Counter::default(),
             guard_drops: Family::default(),
             ipam_pool: Family::default(),
@@ -107,6 +109,11 @@ impl Telemetry {
             t.drift_repairs.clone(),
         );
         registry.register(
+            "reconciles",
+            "Full reconciles (the kernel read and compared), by what caused them",
+            t.reconciles.clone(),
+        );
+        registry.register(
             "guard_readmitted_ports",
             "Guarded ports found without their anti-spoofing elements or hook, and re-admitted",
             t.guard_readmitted.clone(),
@@ -143,6 +150,13 @@ impl Telemetry {
         self.reconcile_seconds.observe(took.as_secs_f64());
         self.last_success.set(unix_now());
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a full reconcile, by its cause.
+    pub fn reconcile_caused(&self, cause: &str) {
+        self.reconciles
+            .get_or_create(&vec![("cause".into(), cause.into())])
+            .inc();
     }
 
     /// Adds `frames` dropped for `reason` since the last call.

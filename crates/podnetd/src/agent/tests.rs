@@ -178,7 +178,7 @@ async fn a_restart_adopts_the_kernels_state_without_churn() {
 
     let mut restarted = rig("vxlan", store, converged.clone()).await;
     restarted.sync().await;
-    restarted.agent.resync(Duration::ZERO);
+    restarted.agent.resync();
     assert_eq!(
         restarted.agent.kernel.ops, converged.ops,
         "no op was needed"
@@ -194,7 +194,7 @@ async fn nothing_is_deleted_before_the_first_lease_set_arrives() {
     first.sync().await;
     let converged = first.agent.kernel.clone();
     let mut restarted = rig("host-gw", store, converged.clone()).await;
-    restarted.agent.resync(Duration::ZERO);
+    restarted.agent.resync();
     assert_eq!(restarted.agent.kernel, converged);
 }
 
@@ -216,7 +216,7 @@ async fn an_unavailable_store_keeps_the_datapath_and_the_lease() {
     for _ in 0..3 {
         r.agent
             .handle(Event::StoreDown(StoreError::Unavailable("refused".into())));
-        r.agent.resync(Duration::ZERO);
+        r.agent.resync();
         r.agent.renew().await.unwrap();
     }
     assert_eq!(r.routes(), before);
@@ -581,4 +581,58 @@ async fn a_gateway_of_a_subnet_not_held_is_removed_and_the_own_kept() {
         r.agent.kernel.bridge_addresses, kept,
         "only the cluster address outside the node's subnet went"
     );
+}
+
+/// Full reconciles so far, by cause, from the metrics page.
+fn full_reconciles(r: &Rig, cause: &str) -> u64 {
+    let needle = format!("podnet_reconciles_total{{cause=\"{cause}\"}} ");
+    r.agent
+        .telemetry
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_quiet_resync_reads_no_kernel_and_each_change_reconciles_in_full() {
+    let store = MemStore::default();
+    for i in 1..=3 {
+        store.put(peer(i, "host-gw", LONG));
+    }
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.sync().await;
+    assert_eq!(full_reconciles(&r, "start"), 1);
+    let converged = r.routes();
+    // Quiet: neither the leases nor the kernel changed.
+    let ops = r.agent.kernel.ops.clone();
+    for _ in 0..5 {
+        r.agent.resync();
+        r.sync().await;
+    }
+    assert_eq!(r.agent.kernel.ops, ops);
+    for cause in ["leases", "kernel", "periodic", "retry"] {
+        assert_eq!(full_reconciles(&r, cause), 0, "{cause}");
+    }
+    // A route deleted by hand: the monitor's flag brings it back.
+    let dst = *r.agent.kernel.routes.keys().next().unwrap();
+    r.agent.kernel.routes.remove(&dst);
+    r.agent.watch.changed.store(true, Ordering::Relaxed);
+    r.agent.resync();
+    assert_eq!(r.routes(), converged);
+    assert_eq!(full_reconciles(&r, "kernel"), 1);
+    // A new peer: the leases want another datapath.
+    r.store.put(peer(4, "host-gw", LONG));
+    r.sync().await;
+    assert_eq!(r.routes().len(), 4);
+    assert_eq!(full_reconciles(&r, "leases"), 1);
+    // What the monitor cannot see is caught by the periodic one.
+    let dst = *r.agent.kernel.routes.keys().next().unwrap();
+    r.agent.kernel.routes.remove(&dst);
+    r.agent.resync();
+    assert_eq!(r.routes().len(), 3, "not seen yet");
+    r.agent.full_every = Duration::ZERO;
+    r.agent.resync();
+    assert_eq!(r.routes().len(), 4);
+    assert_eq!(full_reconciles(&r, "periodic"), 1);
 }
