@@ -162,7 +162,7 @@ fn privileged_a_pod_waits_while_its_nodes_podnetd_is_down() {
         "{result}"
     );
     assert_eq!(
-        sh(&pod.name(), "ip -o link show eth0 2>/dev/null"),
+        sh(pod.name(), "ip -o link show eth0 2>/dev/null"),
         "",
         "nothing attached"
     );
