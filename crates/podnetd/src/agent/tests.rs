@@ -605,7 +605,7 @@ async fn a_quiet_resync_reads_no_kernel_and_each_change_reconciles_in_full() {
     assert_eq!(full_reconciles(&r, "start"), 1);
     let converged = r.routes();
     // Quiet: neither the leases nor the kernel changed.
-    let ops = r.agent.kernel.ops.clone();
+    let ops = r.agent.kernel.ops;
     for _ in 0..5 {
         r.agent.resync();
         r.sync().await;
