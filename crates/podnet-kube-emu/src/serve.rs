@@ -32,6 +32,8 @@ pub struct Shared {
     role: Role,
     tokens: HashMap<String, User>,
     bookmark_every: Duration,
+    /// Requests served, authorized or not.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
             role,
             tokens,
             bookmark_every: Duration::from_secs(1),
+            requests: Default::default(),
         })
     }
 
@@ -71,6 +74,11 @@ impl Shared {
 
     pub fn compact(&self) {
         self.world().compact();
+    }
+
+    /// Requests served so far (a watch counts once, when it is opened).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -134,6 +142,8 @@ fn authorize(
     resource: &str,
     name: Option<&str>,
 ) -> Result<User, Response> {
+    s.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

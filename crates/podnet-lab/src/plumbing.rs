@@ -122,6 +122,8 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
     }
     if lab.kube.is_some() {
         cmd.arg("--kubeconfig").arg(lab.kubeconfig("podnet"));
+        // The emulator bookmarks every second: a watch quiet for 5 s is dead.
+        cmd.args(["--kube-watch-silence-s", "5"]);
     }
     cmd.arg("--run-dir")
         .arg(dir.join("run"))

@@ -68,6 +68,9 @@ pub struct StoreOptions {
     pub etcd: etcd::EtcdOptions,
     /// `--store kube`: a kubeconfig, else the in-cluster service account.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// `--store kube`: how long a quiet Node watch is trusted (`None`:
+    /// [`kube::DEFAULT_SILENCE`]).
+    pub kube_silence: Option<std::time::Duration>,
 }
 
 /// Opens a store from a `--store` spec: `file:/var/lib/podnet/store`, or
@@ -87,7 +90,9 @@ pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
             Ok(AnyStore::Etcd(Box::new(store)))
         }
         None if spec == "kube" => {
-            let store = kube::KubeStore::connect(opts.kubeconfig.as_deref()).await?;
+            let store = kube::KubeStore::connect(opts.kubeconfig.as_deref())
+                .await?
+                .with_watch_silence(opts.kube_silence.unwrap_or(kube::DEFAULT_SILENCE));
             Ok(AnyStore::Kube(Box::new(store)))
         }
         _ => Err(StoreError::Invalid(format!(

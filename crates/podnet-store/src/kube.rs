@@ -27,6 +27,10 @@ const PAGE: u32 = 500;
 
 pub struct KubeStore {
     nodes: Api<SlimNode>,
+    /// A watch that brings nothing, not even a bookmark, for this long is
+    /// opened again: on a dead connection that fails, and the outage is
+    /// reported.
+    silence: Duration,
     /// The node this client leased for, and what its annotations say:
     /// restored as soon as the watch or a list shows them changed.
     mine: std::sync::Mutex<Option<(String, LeaseAttrs)>>,
@@ -34,25 +38,53 @@ pub struct KubeStore {
     cache: tokio::sync::Mutex<Option<Cache>>,
 }
 
+/// The server closes a watch after this long (client-go picks 5 to 10
+/// minutes); it is opened again from where it stopped.
+const WATCH_SECS: u32 = 290;
+
+/// How long a watch may bring nothing before it is opened again: a real
+/// API server sends a bookmark about every minute.
+pub const DEFAULT_SILENCE: Duration = Duration::from_secs(75);
+
+type NodeEvents =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = kube::Result<WatchEvent<SlimNode>>> + Send>>;
+
 #[derive(Default)]
 struct Cache {
+    /// The resourceVersion of the last change podnet cares about: what
+    /// snapshots carry.
     revision: String,
+    /// The last resourceVersion seen, bookmarks included: where the watch
+    /// resumes.
+    resume: String,
     nodes: BTreeMap<String, Option<std::result::Result<Lease, String>>>,
+    /// The open watch, kept across calls, and when it last brought
+    /// anything.
+    events: Option<NodeEvents>,
+    heard: Option<tokio::time::Instant>,
 }
 
 impl Cache {
-    fn apply(&mut self, node: &SlimNode, deleted: bool) {
+    /// Takes in a Node as read; whether what podnet reads of it (its
+    /// lease: podCIDRs and podnet's annotations) changed. A kubelet's
+    /// status update of another Node costs this comparison, nothing more.
+    fn apply(&mut self, node: &SlimNode, deleted: bool) -> bool {
         let Some(name) = node.metadata.name.clone() else {
-            return;
+            return false;
         };
-        if deleted {
-            self.nodes.remove(&name);
-        } else {
-            self.nodes.insert(name, slim_node::lease(node));
-        }
         if let Some(rv) = &node.metadata.resource_version {
-            self.revision = rv.clone();
+            self.resume = rv.clone();
         }
+        let changed = if deleted {
+            self.nodes.remove(&name).is_some()
+        } else {
+            let lease = slim_node::lease(node);
+            self.nodes.insert(name, lease.clone()) != Some(lease)
+        };
+        if changed {
+            self.revision = self.resume.clone();
+        }
+        changed
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -85,6 +117,20 @@ fn unavailable(e: kube::Error) -> StoreError {
     }
 }
 
+/// Every request but a watch's stream gets this long: an API server that
+/// accepts a connection and never answers is an outage, reported as one.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one API call under [`CALL_TIMEOUT`].
+async fn call<T>(what: &str, request: impl Future<Output = kube::Result<T>>) -> Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(answer) => answer.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "Kubernetes API: no answer to {what} within {CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
 fn is_gone(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 410)
 }
@@ -113,9 +159,15 @@ impl KubeStore {
             .map_err(|e| StoreError::Invalid(format!("Kubernetes client: {e}")))?;
         Ok(KubeStore {
             nodes: Api::all(client),
+            silence: DEFAULT_SILENCE,
             mine: std::sync::Mutex::default(),
             cache: tokio::sync::Mutex::default(),
         })
+    }
+
+    /// How long a quiet watch is trusted (default [`DEFAULT_SILENCE`]).
+    pub fn with_watch_silence(self, silence: Duration) -> Self {
+        KubeStore { silence, ..self }
     }
 
     /// Every Node, page by page, into a fresh cache.
@@ -123,13 +175,14 @@ impl KubeStore {
         let mut cache = Cache::default();
         let mut params = ListParams::default().limit(PAGE);
         loop {
-            let page = self.nodes.list(&params).await.map_err(unavailable)?;
+            let page = call("a Node list", self.nodes.list(&params)).await?;
             for n in &page.items {
                 cache.apply(n, false);
                 // A failure here is the renewal's to report.
                 let _ = self.keep_annotated(n).await;
             }
             cache.revision = page.metadata.resource_version.clone().unwrap_or_default();
+            cache.resume = cache.revision.clone();
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => params = params.continue_token(&next),
                 None => return Ok(cache),
@@ -158,16 +211,14 @@ impl KubeStore {
     }
 
     async fn node(&self, name: &str) -> Result<Option<SlimNode>> {
-        self.nodes.get_opt(name).await.map_err(unavailable)
+        call("a Node read", self.nodes.get_opt(name)).await
     }
 
     async fn annotate(&self, name: &str, attrs: &LeaseAttrs) -> Result<()> {
         let patch = slim_node::annotations_patch(attrs);
-        self.nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(unavailable)
-            .map(drop)
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let request = self.nodes.patch_status(name, &params, &patch);
+        call("an annotation patch", request).await.map(drop)
     }
 
     /// This node's lease: its podCIDRs, checked against the cluster CIDRs.
@@ -217,11 +268,9 @@ impl Store for KubeStore {
             "lastTransitionTime": now,
             "lastHeartbeatTime": now,
         }]}});
-        self.nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-            .map_err(unavailable)
-            .map(drop)
+        let (params, patch) = (PatchParams::default(), Patch::Strategic(&patch));
+        let request = self.nodes.patch_status(name, &params, &patch);
+        call("a condition patch", request).await.map(drop)
     }
 
     async fn net_conf(&self, proposed: Option<&str>) -> Result<String> {
@@ -276,9 +325,12 @@ impl Store for KubeStore {
         Ok(snap)
     }
 
-    /// Resumes the Node watch from `since`; returns at the first change,
-    /// or after `timeout` with the same view. A 410 lists again.
+    /// Keeps one long Node watch open across calls (resumed from the last
+    /// resourceVersion seen, bookmarks requested) and returns at the first
+    /// change podnet cares about, or after `timeout` with the same view.
+    /// Another view than `since`, or a 410, lists again.
     async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut guard = self.cache.lock().await;
         // Another view than the one asked about (a new client, a relist):
         // list, and return it unless it is still at `since`.
@@ -294,54 +346,95 @@ impl Store for KubeStore {
         let Some(cache) = guard.as_mut() else {
             return Err(StoreError::Unavailable("no Node list".into()));
         };
-        let secs = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-        let params = WatchParams::default().timeout(secs);
-        // An API server that hangs rather than refuses answers no watch
-        // within the timeout: that is an outage, not a quiet spell.
-        let opened =
-            tokio::time::timeout(timeout, self.nodes.watch(&params, &cache.revision)).await;
-        let mut stream = match opened {
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "Kubernetes API: a watch got no answer within {timeout:?}"
-                )));
-            }
-            Ok(Err(e)) if is_gone(&e) => {
-                drop(guard);
-                return self.list().await;
-            }
-            Ok(Err(e)) => return Err(unavailable(e)),
-            Ok(Ok(stream)) => stream.boxed(),
-        };
-        let watched = tokio::time::timeout(timeout, async {
-            while let Some(event) = stream.next().await {
-                match event? {
-                    WatchEvent::Added(n) | WatchEvent::Modified(n) => {
-                        cache.apply(&n, false);
-                        let _ = self.keep_annotated(&n).await;
-                        return Ok(());
+        loop {
+            let events = match &mut cache.events {
+                Some(events) => events,
+                None => {
+                    // (kube asks for bookmarks by default.)
+                    let params = WatchParams::default().timeout(WATCH_SECS);
+                    // An API server that hangs rather than refuses answers
+                    // no watch: an outage, not a quiet spell.
+                    let opened = tokio::time::timeout_at(
+                        deadline.max(tokio::time::Instant::now() + OPEN_CAP),
+                        self.nodes.watch(&params, &cache.resume),
+                    )
+                    .await;
+                    match opened {
+                        Err(_) => {
+                            return Err(StoreError::Unavailable(format!(
+                                "Kubernetes API: a watch got no answer within {OPEN_CAP:?}"
+                            )));
+                        }
+                        Ok(Err(e)) if is_gone(&e) => {
+                            drop(guard);
+                            return self.list().await;
+                        }
+                        Ok(Err(e)) => return Err(unavailable(e)),
+                        Ok(Ok(stream)) => {
+                            cache.heard = Some(tokio::time::Instant::now());
+                            cache.events.insert(stream.boxed())
+                        }
                     }
-                    WatchEvent::Deleted(n) => {
-                        cache.apply(&n, true);
-                        return Ok(());
-                    }
-                    WatchEvent::Bookmark(b) => cache.revision = b.metadata.resource_version,
-                    WatchEvent::Error(s) => return Err(kube::Error::Api(s)),
                 }
+            };
+            let silent_at = cache.heard.unwrap_or_else(tokio::time::Instant::now) + self.silence;
+            let event = match tokio::time::timeout_at(deadline.min(silent_at), events.next()).await
+            {
+                // Silent too long: open it again (which fails on a dead
+                // connection).
+                Err(_) if tokio::time::Instant::now() >= silent_at => {
+                    cache.events = None;
+                    continue;
+                }
+                // Quiet until the deadline: the same view.
+                Err(_) => return Ok(cache.snapshot()),
+                // The server closed it: open it again from where it was.
+                Ok(None) => {
+                    cache.events = None;
+                    continue;
+                }
+                Ok(Some(Err(e))) => {
+                    cache.events = None;
+                    if is_gone(&e) {
+                        drop(guard);
+                        return self.list().await;
+                    }
+                    return Err(unavailable(e));
+                }
+                Ok(Some(Ok(event))) => {
+                    cache.heard = Some(tokio::time::Instant::now());
+                    event
+                }
+            };
+            let changed = match event {
+                WatchEvent::Added(n) | WatchEvent::Modified(n) => {
+                    let _ = self.keep_annotated(&n).await;
+                    cache.apply(&n, false)
+                }
+                WatchEvent::Deleted(n) => cache.apply(&n, true),
+                WatchEvent::Bookmark(b) => {
+                    cache.resume = b.metadata.resource_version;
+                    false
+                }
+                WatchEvent::Error(s) => {
+                    cache.events = None;
+                    let e = kube::Error::Api(s);
+                    if is_gone(&e) {
+                        drop(guard);
+                        return self.list().await;
+                    }
+                    return Err(unavailable(e));
+                }
+            };
+            if changed {
+                return Ok(cache.snapshot());
             }
-            Ok::<_, kube::Error>(())
-        })
-        .await;
-        match watched {
-            Ok(Ok(())) | Err(_) => Ok(cache.snapshot()),
-            Ok(Err(e)) if is_gone(&e) => {
-                drop(guard);
-                self.list().await
-            }
-            Ok(Err(e)) => Err(unavailable(e)),
         }
     }
 }
+
+/// How long opening a watch may take, however short the caller's wait.
+const OPEN_CAP: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests;

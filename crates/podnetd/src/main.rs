@@ -59,6 +59,12 @@ pub struct Args {
     /// service account).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// `--store kube`: seconds a Node watch may bring nothing, not even a
+    /// bookmark (a real API server sends one about every minute), before
+    /// it is opened again; on a dead connection that fails, and the
+    /// outage is reported.
+    #[arg(long, default_value_t = podnet_store::kube::DEFAULT_SILENCE.as_secs())]
+    pub kube_watch_silence_s: u64,
     /// The cluster config (flannel's net-conf.json format). Stored on first
     /// use; every node then uses the stored one.
     #[arg(long)]
@@ -125,6 +131,7 @@ fn main() -> Result<()> {
         let opts = StoreOptions {
             etcd: args.etcd.options(),
             kubeconfig: args.kubeconfig.clone(),
+            kube_silence: Some(Duration::from_secs(args.kube_watch_silence_s)),
         };
         let store = podnet_store::open(&args.store, &opts).await?;
         serve(args, store).await

@@ -319,3 +319,77 @@ fn privileged_a_missing_permission_is_named() {
         assert!(m.contains("deploy/rbac.yaml"), "{m}");
     });
 }
+
+/// One long watch: a kubelet's status updates of other Nodes neither end
+/// it nor cost a request, and a change podnet reads ends it at once.
+#[test]
+fn privileged_status_only_updates_of_other_nodes_are_not_changes() {
+    in_ns(async {
+        let api = emulator(None).await;
+        for i in 0..3 {
+            api.register(i, &[&format!("10.244.{i}.0/24")]);
+        }
+        let store = Arc::new(api.store().await);
+        store
+            .acquire("node0", &conformance::attrs(0), &conformance::conf(), ttl())
+            .await
+            .unwrap();
+        let first = store.list().await.unwrap();
+        // The watch opens.
+        let quiet = store
+            .watch(&first.revision, Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(quiet.revision, first.revision);
+        let requests = api.emu.shared.requests();
+        let churn = {
+            let shared = api.emu.shared.clone();
+            tokio::spawn(async move {
+                for beat in 0..40 {
+                    let heartbeat = json!({"status": {"conditions": [{
+                        "type": "Ready", "status": "True",
+                        "lastHeartbeatTime": format!("2026-12-05T00:00:{:02}Z", beat % 60),
+                    }], "images": [{"names": [format!("img{beat}")], "sizeBytes": beat}]}});
+                    shared
+                        .change(|w| {
+                            w.patch(
+                                "node1",
+                                podnet_kube_emu::world::PatchKind::Strategic,
+                                &heartbeat,
+                                true,
+                            )
+                        })
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        for _ in 0..4 {
+            let seen = store
+                .watch(&first.revision, Duration::from_millis(250))
+                .await
+                .unwrap();
+            assert_eq!(seen.revision, first.revision, "no change podnet reads");
+        }
+        churn.await.unwrap();
+        assert_eq!(
+            api.emu.shared.requests(),
+            requests,
+            "the same watch, no request"
+        );
+        // node2 announces itself: that is a change.
+        let other = api.store().await;
+        other
+            .acquire("node2", &conformance::attrs(2), &conformance::conf(), ttl())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let seen = store
+            .watch(&first.revision, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_ne!(seen.revision, first.revision);
+        assert!(seen.leases.contains_key("node2"));
+        eprintln!("the change seen after {:?}", started.elapsed());
+    });
+}
