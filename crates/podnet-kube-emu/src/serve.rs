@@ -34,6 +34,9 @@ pub struct Shared {
     bookmark_every: Duration,
     /// Requests served, authorized or not.
     requests: std::sync::atomic::AtomicU64,
+    /// Verbs ("get", "list", "watch") whose requests are accepted and
+    /// never answered, as by a server that hangs.
+    hang: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             tokens,
             bookmark_every: Duration::from_secs(1),
             requests: Default::default(),
+            hang: Mutex::default(),
         })
     }
 
@@ -74,6 +78,26 @@ impl Shared {
 
     pub fn compact(&self) {
         self.world().compact();
+    }
+
+    /// From now on, requests of these verbs are accepted and never
+    /// answered (none: every request is answered again).
+    pub fn hang(&self, verbs: &[&str]) {
+        *self.hang.lock().unwrap_or_else(|p| p.into_inner()) =
+            verbs.iter().map(|v| v.to_string()).collect();
+    }
+
+    /// Never returns while requests of `verb` hang.
+    async fn answer(&self, verb: &str) {
+        let hung = self
+            .hang
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|v| v == verb);
+        if hung {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Requests served so far (a watch counts once, when it is opened).
@@ -206,6 +230,7 @@ async fn list_or_watch(
     if let Err(r) = authorize(&s, &headers, verb, "nodes", None) {
         return r;
     }
+    s.answer(verb).await;
     if watching {
         return start_watch(s, q);
     }
@@ -308,6 +333,7 @@ async fn get_node(
     if let Err(r) = authorize(&s, &headers, "get", "nodes", Some(&name)) {
         return r;
     }
+    s.answer("get").await;
     match s.world().get(&name) {
         Ok(node) => ok(StatusCode::OK, "Node", &node),
         Err(e) => fail(e),

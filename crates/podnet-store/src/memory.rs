@@ -21,6 +21,9 @@ struct Mem {
     records: BTreeMap<String, std::result::Result<Lease, String>>,
     claims: BTreeMap<IpNet, String>,
     down: Option<String>,
+    /// Renewals and acquisitions never answer (a server that accepts and
+    /// then hangs).
+    hanging: bool,
 }
 
 /// Clones share one store, as clients of one cluster do.
@@ -68,6 +71,18 @@ impl MemStore {
     /// Every call fails as Unavailable while `why` is set.
     pub fn set_down(&self, why: Option<&str>) {
         self.state().down = why.map(str::to_owned);
+    }
+
+    /// While set, renewals and acquisitions never answer.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.state().hanging = hanging;
+    }
+
+    /// Never returns while the store hangs.
+    async fn answer(&self) {
+        if self.state().hanging {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Makes `node`'s record unreadable.
@@ -136,6 +151,7 @@ impl Store for MemStore {
         conf: &ClusterConf,
         ttl: Duration,
     ) -> Result<Lease> {
+        self.answer().await;
         let mut mem = self.lock()?;
         let before = held_by(&mem, node);
         let mut subnets = Vec::new();
@@ -170,6 +186,7 @@ impl Store for MemStore {
     }
 
     async fn renew(&self, node: &str, attrs: &LeaseAttrs, ttl: Duration) -> Result<Lease> {
+        self.answer().await;
         let mem = self.lock()?;
         let subnets = match mem.records.get(node) {
             None => return Err(StoreError::NotFound(node.to_owned())),

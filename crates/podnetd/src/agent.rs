@@ -23,8 +23,9 @@ use podnet_core::subnet_file::SubnetFile;
 use podnet_linux::netlink::monitor::Watch;
 use podnet_linux::nft::guard::TableState;
 use podnet_linux::nft::registry::AGENT_TABLE;
-use podnet_store::{Revision, Snapshot, Store, StoreError, now};
+use podnet_store::{Result as StoreResult, Revision, Snapshot, Store, StoreError, now};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::backend::{self, Underlay};
 use crate::backoff::{self, Backoff, Repeated};
@@ -167,9 +168,13 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
 
     /// Runs until a stop event (Ok) or a fatal error: another node holds
     /// this node's subnet.
+    /// The store's calls (renewal, announcement) run as tasks beside it,
+    /// so a store that hangs delays them, never the resync.
     pub async fn run(&mut self, mut events: mpsc::Receiver<Event>, resync: Duration) -> Result<()> {
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewing: Option<JoinHandle<StoreResult<Lease>>> = None;
+        let mut announcing: Option<JoinHandle<StoreResult<()>>> = None;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -181,19 +186,24 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
                     Some(event) => self.handle(event),
                 },
                 _ = tick.tick() => self.resync(),
-                _ = tokio::time::sleep_until(self.next_renew.into()) => self.renew().await?,
+                _ = tokio::time::sleep_until(self.next_renew.into()), if renewing.is_none() => {
+                    renewing = Some(tokio::spawn(self.renewal()));
+                }
+                done = finish(&mut renewing) => self.renewed(done).await?,
+                done = finish(&mut announcing) => self.announced(done),
             }
             self.telemetry.beat();
-            if self.converged_at.is_some() && !self.announced {
-                self.announce().await;
+            if self.converged_at.is_some() && !self.announced && announcing.is_none() {
+                let (store, name) = (self.store.clone(), self.setup.name.clone());
+                announcing = Some(tokio::spawn(async move { store.network_up(&name).await }));
             }
         }
     }
 
-    /// Tells the store this node's network is up, once; retried at the
-    /// next event or tick until it works.
-    async fn announce(&mut self) {
-        match self.store.network_up(&self.setup.name).await {
+    /// Takes the answer to telling the store this node's network is up;
+    /// retried at the next event or tick until it works.
+    fn announced(&mut self, done: StoreResult<()>) {
+        match done {
             Ok(()) => {
                 backoff::log(
                     "reporting the network up",
@@ -606,17 +616,35 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     /// only its own subnet will do: pods hold addresses from it. An
     /// unavailable store is retried with backoff, keeping the subnet; a
     /// subnet another node holds is fatal.
+    #[cfg(test)]
     pub async fn renew(&mut self) -> Result<()> {
-        let (name, attrs) = (&self.setup.name, &self.setup.attrs);
-        let result = match self.store.renew(name, attrs, self.ttl).await {
-            Err(StoreError::NotFound(_)) => {
-                tracing::warn!("this node's lease is gone from the store; acquiring it again");
-                self.store
-                    .acquire(name, attrs, &self.setup.conf, self.ttl)
-                    .await
+        let result = self.renewal().await;
+        self.renewed(result).await
+    }
+
+    /// The store's half of a renewal, which the loop runs as a task of
+    /// its own: a store that hangs never stops the loop.
+    fn renewal(&self) -> impl Future<Output = StoreResult<Lease>> + Send + 'static {
+        let (store, ttl) = (self.store.clone(), self.ttl);
+        let (name, attrs, conf) = (
+            self.setup.name.clone(),
+            self.setup.attrs.clone(),
+            self.setup.conf.clone(),
+        );
+        async move {
+            match store.renew(&name, &attrs, ttl).await {
+                Err(StoreError::NotFound(_)) => {
+                    tracing::warn!("this node's lease is gone from the store; acquiring it again");
+                    store.acquire(&name, &attrs, &conf, ttl).await
+                }
+                other => other,
             }
-            other => other,
-        };
+        }
+    }
+
+    /// Takes a renewal's answer.
+    async fn renewed(&mut self, result: StoreResult<Lease>) -> Result<()> {
+        let name = &self.setup.name;
         match result {
             Ok(lease) if lease.subnets == self.lease.subnets => {
                 backoff::log("lease renewal", self.renew_failures.succeeded());
@@ -657,6 +685,19 @@ pub const FULL_EVERY: Duration = Duration::from_secs(60);
 /// What an operator does when a node lost its subnet.
 const LOST: &str = "Pods keep their addresses and the datapath stays as it is; \
      drain this node, then restart podnetd to lease a new subnet";
+
+/// A spawned store call's answer, once it has one (never, while there is
+/// none); the slot is emptied.
+async fn finish<T>(task: &mut Option<JoinHandle<StoreResult<T>>>) -> StoreResult<T> {
+    let Some(handle) = task.as_mut() else {
+        return std::future::pending().await;
+    };
+    let done = handle
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task: {e}"))));
+    *task = None;
+    done
+}
 
 /// Watches the store and sends what it sees, backing off while it fails.
 pub async fn watch_store<S: Store>(store: Arc<S>, events: mpsc::Sender<Event>, wait: Duration) {

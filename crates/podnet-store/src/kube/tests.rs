@@ -393,3 +393,47 @@ fn privileged_status_only_updates_of_other_nodes_are_not_changes() {
         eprintln!("the change seen after {:?}", started.elapsed());
     });
 }
+
+/// A server that accepts a request and never answers it: each kind of
+/// call fails as an outage within its deadline, rather than hanging.
+#[test]
+fn privileged_a_server_that_never_answers_is_an_outage_within_a_deadline() {
+    in_ns(async {
+        let api = emulator(None).await;
+        api.register(0, &["10.244.0.0/24"]);
+        let store = api.store().await;
+        store
+            .acquire("node0", &conformance::attrs(0), &conformance::conf(), ttl())
+            .await
+            .unwrap();
+        let (lister, watcher, attrs) =
+            (api.store().await, api.store().await, conformance::attrs(0));
+        // The watcher has its list: what hangs is the watch it opens.
+        let since = watcher.list().await.unwrap().revision;
+        api.emu.shared.hang(&["get", "list", "watch"]);
+        let started = std::time::Instant::now();
+        let (renewed, listed, watched) = tokio::join!(
+            store.renew("node0", &attrs, ttl()),
+            lister.list(),
+            watcher.watch(&since, Duration::from_secs(1)),
+        );
+        let took = started.elapsed();
+        eprintln!("three hung calls failed within {took:?}");
+        for (what, result) in [
+            ("a Node read", renewed.map(drop)),
+            ("a list", listed.map(drop)),
+            ("a watch", watched.map(drop)),
+        ] {
+            assert!(
+                matches!(&result, Err(StoreError::Unavailable(m)) if m.contains("no answer")),
+                "{what}: {result:?}"
+            );
+        }
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        api.emu.shared.hang(&[]);
+        store
+            .renew("node0", &conformance::attrs(0), ttl())
+            .await
+            .unwrap();
+    });
+}

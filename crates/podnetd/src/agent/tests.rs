@@ -604,10 +604,12 @@ async fn a_quiet_resync_reads_no_kernel_and_each_change_reconciles_in_full() {
     r.sync().await;
     assert_eq!(full_reconciles(&r, "start"), 1);
     let converged = r.routes();
-    // Quiet: neither the leases nor the kernel changed.
+    // Quiet: neither the leases nor the kernel changed. This node's own
+    // renewals change its record, not what the leases want.
     let ops = r.agent.kernel.ops;
     for _ in 0..5 {
         r.agent.resync();
+        r.agent.renew().await.unwrap();
         r.sync().await;
     }
     assert_eq!(r.agent.kernel.ops, ops);
@@ -635,4 +637,26 @@ async fn a_quiet_resync_reads_no_kernel_and_each_change_reconciles_in_full() {
     r.agent.resync();
     assert_eq!(r.routes().len(), 4);
     assert_eq!(full_reconciles(&r, "periodic"), 1);
+}
+
+#[tokio::test]
+async fn a_store_that_hangs_never_stops_the_loop() {
+    let store = MemStore::default();
+    store.put(peer(1, "host-gw", LONG));
+    let mut r = rig("host-gw", store, FakeKernel::default()).await;
+    r.sync().await;
+    // The renewal is due, and the store takes it and never answers.
+    r.store.set_hanging(true);
+    r.agent.next_renew = Instant::now();
+    r.agent.full_every = Duration::ZERO;
+    let before = full_reconciles(&r, "periodic");
+    let (_events, inbox) = mpsc::channel(1);
+    let ran = tokio::time::timeout(
+        Duration::from_millis(1500),
+        r.agent.run(inbox, Duration::from_millis(100)),
+    )
+    .await;
+    assert!(ran.is_err(), "the loop still runs: {ran:?}");
+    let resyncs = full_reconciles(&r, "periodic") - before;
+    assert!(resyncs >= 5, "it kept resyncing: {resyncs}");
 }
