@@ -32,7 +32,7 @@ pub struct Shared {
     role: Role,
     tokens: HashMap<String, User>,
     bookmark_every: Duration,
-    /// Requests served, authorized or not.
+    /// Requests podnet's service account made.
     requests: std::sync::atomic::AtomicU64,
     /// Verbs ("get", "list", "watch") whose requests are accepted and
     /// never answered, as by a server that hangs.
@@ -100,7 +100,8 @@ impl Shared {
         }
     }
 
-    /// Requests served so far (a watch counts once, when it is opened).
+    /// Requests podnet's service account made so far (a watch counts
+    /// once, when it is opened).
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -119,6 +120,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/emulator/compact", post(compact))
         .route("/emulator/cut-watches", post(cut_watches))
+        .route("/emulator/requests", get(requests))
         .fallback(|| async {
             fail(status(
                 404,
@@ -166,13 +168,16 @@ fn authorize(
     resource: &str,
     name: Option<&str>,
 ) -> Result<User, Response> {
-    s.requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(user) = token.and_then(|t| s.tokens.get(t)).cloned() else {
+    let user = token.and_then(|t| s.tokens.get(t)).cloned();
+    if user == Some(User::Podnet) {
+        s.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let Some(user) = user else {
         return Err(fail(status(
             401,
             "Unauthorized",
@@ -463,6 +468,19 @@ async fn delete(
 
 async fn compact(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     admin_only(&s, &headers, || s.compact())
+}
+
+/// How many requests podnet's service account made, as `{"podnet": N}`.
+async fn requests(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match authorize(&s, &headers, "emulate", "emulator", None) {
+        Ok(User::Admin) => ok(
+            StatusCode::OK,
+            "Requests",
+            &serde_json::json!({"podnet": s.requests()}),
+        ),
+        Ok(_) => StatusCode::FORBIDDEN.into_response(),
+        Err(r) => r,
+    }
 }
 
 async fn cut_watches(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use podnet_lab::{bench, check, status, topology, up};
 use podnet_store::StoreOptions;
 use podnet_store::etcd::flags::EtcdFlags;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "podnetctl", version, about = "Operate and measure podnet")]
@@ -156,13 +157,20 @@ enum Bench {
         /// Simulated peer leases for the scale test.
         #[arg(long, default_value_t = 5000)]
         peers: usize,
-        /// A short run for CI: 3 nodes, 1 round, 500 peers.
+        /// A short run for CI: 3 nodes, 1 round, 500 peers (kube: 10 s
+        /// phases).
         #[arg(long)]
         quick: bool,
         /// `etcd`: also lease every simulated node through a real etcd and
         /// converge one agent on it, beside the file store's figures.
-        #[arg(long, default_value = "file", value_parser = ["file", "etcd"])]
+        /// `kube`: one agent on an emulated API server with `--peers`
+        /// realistic Nodes, idle and under kubelets' status updates
+        /// (50/s): its CPU, reconciles, API requests and RSS.
+        #[arg(long, default_value = "file", value_parser = ["file", "etcd", "kube"])]
         store: String,
+        /// `--store kube`: seconds per phase (idle, then updates).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// ADD/DEL latency and concurrent throughput of the podnet plugin
     /// against the reference bridge + host-local plugins, measured in one
@@ -274,18 +282,21 @@ fn main() -> ExitCode {
                 peers,
                 quick,
                 store,
+                seconds,
             } => bench::control_plane::run(match quick {
                 true => bench::control_plane::Options {
                     nodes: 3,
                     rounds: 1,
                     peers: 500,
                     etcd: store == "etcd",
+                    kube: (store == "kube").then_some(Duration::from_secs(10)),
                 },
                 false => bench::control_plane::Options {
                     nodes,
                     rounds,
                     peers,
                     etcd: store == "etcd",
+                    kube: (store == "kube").then_some(Duration::from_secs(seconds)),
                 },
             }),
             Bench::Datapath {

@@ -26,9 +26,19 @@ pub struct Options {
     pub peers: usize,
     /// Also measure the etcd store, beside the file store.
     pub etcd: bool,
+    /// Instead, measure one agent on the Kubernetes API with `peers`
+    /// Nodes, idle and under status updates, for this long each.
+    pub kube: Option<Duration>,
 }
 
 pub fn run(opts: Options) -> Result<()> {
+    if let Some(phase) = opts.kube {
+        println!(
+            "podnetctl bench control-plane --store kube: one agent, {} Nodes",
+            opts.peers
+        );
+        return super::kube::scale(opts.peers, phase);
+    }
     println!(
         "podnetctl bench control-plane: join convergence on a {}-node lab x {} rounds; \
          one agent with {} simulated peers",

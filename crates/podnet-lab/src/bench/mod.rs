@@ -4,5 +4,6 @@ pub mod cni;
 pub mod control_plane;
 pub mod datapath;
 pub mod etcd;
+pub mod kube;
 pub mod sim;
 pub mod stats;
