@@ -268,7 +268,7 @@ async fn churn(admin: &std::path::Path, length: Duration, rate: u32) -> Result<u
         tick.tick().await;
         let name = &names[fastrand_index(sent, names.len())];
         let mut status = json!({"status": {"conditions": conditions(sent + 1)}});
-        if sent % 10 == 0 {
+        if sent.is_multiple_of(10) {
             status["status"]["images"] =
                 json!([{"names": [format!("registry.example/new-{sent}")], "sizeBytes": sent}]);
         }
