@@ -101,6 +101,16 @@ impl Emulator {
         for (user, token) in [("admin", ADMIN_TOKEN), ("podnet", PODNET_TOKEN)] {
             std::fs::write(emu.kubeconfig(user), emu.kubeconfig_yaml(user, token))?;
         }
+        // The rest of a cluster writes too (pods, events, leases): the one
+        // resourceVersion moves between Node writes, as a real one does.
+        let others = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                others.other_write();
+            }
+        });
         tokio::spawn(serve::serve_tls(
             listener,
             Arc::new(tls),

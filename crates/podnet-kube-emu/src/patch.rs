@@ -1,8 +1,9 @@
 //! The two patch types podnet and kubectl send for Nodes: JSON merge patch
-//! (RFC 7386) and strategic merge patch, which differs in merging lists
-//! that have a merge key instead of replacing them. Only the Node fields
-//! with a merge key are known here (conditions and addresses by `type`,
-//! taints by `key`); every other list is replaced, as in a merge patch.
+//! (RFC 7386) and strategic merge patch, which differs in merging the
+//! lists whose patch strategy upstream declares `merge`: conditions and
+//! addresses by `type`, and `spec.podCIDRs` as a set of values. Every
+//! other list (taints, images) is replaced, as upstream does and as in a
+//! merge patch.
 
 use serde_json::{Map, Value};
 
@@ -10,8 +11,10 @@ use serde_json::{Map, Value};
 const MERGE_KEYS: &[(&[&str], &str)] = &[
     (&["status", "conditions"], "type"),
     (&["status", "addresses"], "type"),
-    (&["spec", "taints"], "key"),
 ];
+
+/// Lists of values merged as sets in a strategic merge patch.
+const MERGE_VALUES: &[&[&str]] = &[&["spec", "podCIDRs"]];
 
 pub fn merge(target: &mut Value, patch: &Value) {
     apply(target, patch, &mut Vec::new(), false);
@@ -40,8 +43,11 @@ fn apply(target: &mut Value, patch: &Value, path: &mut Vec<String>, strategic: b
             .then(|| merge_key(path))
             .flatten()
             .filter(|_| v.is_array());
+        let values =
+            strategic && v.is_array() && MERGE_VALUES.iter().any(|p| p.iter().eq(path.iter()));
         match key {
             Some(key) => merge_list(obj.entry(k.clone()).or_insert(Value::Null), v, key),
+            None if values => merge_values(obj.entry(k.clone()).or_insert(Value::Null), v),
             None => apply(
                 obj.entry(k.clone()).or_insert(Value::Null),
                 v,
@@ -58,6 +64,21 @@ fn merge_key(path: &[String]) -> Option<&'static str> {
         .iter()
         .find(|(p, _)| p.iter().eq(path.iter()))
         .map(|(_, key)| *key)
+}
+
+/// Each value not yet in the list is appended.
+fn merge_values(target: &mut Value, patch: &Value) {
+    if !target.is_array() {
+        *target = Value::Array(Vec::new());
+    }
+    let (Value::Array(items), Value::Array(new)) = (target, patch) else {
+        return;
+    };
+    for n in new {
+        if !items.contains(n) {
+            items.push(n.clone());
+        }
+    }
 }
 
 /// Each patch item replaces the fields of the item with the same key, or
@@ -111,6 +132,27 @@ mod tests {
         assert_eq!(
             c[1],
             json!({"type":"NetworkUnavailable","status":"False","reason":"PodnetIsUp"})
+        );
+    }
+
+    #[test]
+    fn a_strategic_patch_replaces_taints_and_merges_pod_cidrs_as_a_set() {
+        let mut node = json!({"spec":{
+            "taints":[{"key":"a","effect":"NoSchedule"},{"key":"b","effect":"NoSchedule"}],
+            "podCIDRs":["10.244.1.0/24"]}});
+        strategic(
+            &mut node,
+            &json!({"spec":{"taints":[{"key":"a","effect":"NoExecute"}],
+                "podCIDRs":["10.244.1.0/24","fd00::/64"]}}),
+        );
+        assert_eq!(
+            node["spec"]["taints"],
+            json!([{"key":"a","effect":"NoExecute"}]),
+            "no merge key: replaced, as upstream"
+        );
+        assert_eq!(
+            node["spec"]["podCIDRs"],
+            json!(["10.244.1.0/24", "fd00::/64"])
         );
     }
 }

@@ -18,7 +18,7 @@ impl User {
     pub fn name(&self) -> &'static str {
         match self {
             User::Admin => "kubernetes-admin",
-            User::Podnet => "system:serviceaccount:kube-system:podnet",
+            User::Podnet => "system:serviceaccount:podnet-system:podnet",
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::rbac::{Role, User, allowed};
-use crate::world::{Answer, Event, PatchKind, World, status};
+use crate::world::{Answer, Event, ListAt, PatchKind, World, status};
 
 /// What every request handler shares.
 pub struct Shared {
@@ -47,7 +47,9 @@ impl Shared {
             cut: watch::channel(0).0,
             role,
             tokens,
-            bookmark_every: Duration::from_secs(1),
+            // About a real server's: its watch cache bookmarks each
+            // watcher about once a minute.
+            bookmark_every: Duration::from_secs(60),
             requests: Default::default(),
             hang: Mutex::default(),
         })
@@ -78,6 +80,11 @@ impl Shared {
 
     pub fn compact(&self) {
         self.world().compact();
+    }
+
+    /// A write to something other than a Node: the revision moves.
+    pub fn other_write(&self) {
+        self.world().other_write();
     }
 
     /// From now on, requests of these verbs are accepted and never
@@ -188,21 +195,17 @@ fn authorize(
     if allowed(&user, &s.role, verb, resource) {
         return Ok(user);
     }
-    let (res, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    // As the API server words it (the RBAC authorizer's reason, inside
+    // a Forbidden for the resource): the subresource joins the resource.
     let what = match name {
         Some(n) => format!("nodes \"{n}\""),
         None => "nodes".into(),
-    };
-    let sub = if sub.is_empty() {
-        String::new()
-    } else {
-        format!(" with subresource \"{sub}\"")
     };
     Err(fail(status(
         403,
         "Forbidden",
         format!(
-            "{what} is forbidden: User \"{}\" cannot {verb} resource \"{res}\"{sub} in API group \"\" at the cluster scope",
+            "{what} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"\" at the cluster scope",
             user.name()
         ),
         name,
@@ -217,6 +220,7 @@ struct ListQuery {
     limit: Option<usize>,
     #[serde(rename = "continue")]
     continue_: Option<String>,
+    resource_version_match: Option<String>,
     timeout_seconds: Option<u64>,
     allow_watch_bookmarks: Option<bool>,
 }
@@ -239,11 +243,20 @@ async fn list_or_watch(
     if watching {
         return start_watch(s, q);
     }
-    let answer = s.world().list(
-        rv(&q.resource_version),
-        q.continue_.as_deref(),
-        q.limit.unwrap_or(0),
-    );
+    let limit = q.limit.unwrap_or(0);
+    let at = match ListAt::of(
+        q.resource_version.as_deref(),
+        q.resource_version_match.as_deref(),
+        limit,
+    ) {
+        Ok(at) => at,
+        Err(why) => return fail(status(400, "BadRequest", why, None)),
+    };
+    if q.continue_.is_some() && !matches!(at, ListAt::Latest) {
+        let why = "specifying resource version is not allowed when using continue".to_owned();
+        return fail(status(400, "BadRequest", why, None));
+    }
+    let answer = s.world().list(at, q.continue_.as_deref(), limit);
     match answer {
         Ok((items, metadata)) => ok(
             StatusCode::OK,
@@ -311,7 +324,14 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick(), if bookmarks => {
-                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": last.to_string()}}))
+                    // The cluster's revision, if no Node event is still on
+                    // its way here (events are sent under the world's lock).
+                    let now = {
+                        let world = s.world();
+                        if live.is_empty() { world.revision().max(last) } else { last }
+                    };
+                    last = now;
+                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": now.to_string()}}))
                 }
                 _ = cut.changed() => return,
                 _ = &mut deadline => return,

@@ -290,7 +290,8 @@ fn privileged_cut_watches_and_410_both_ways() {
 
         // A list at that revision: HTTP 410.
         let listed = api.emu.shared.read(|w| {
-            w.list(before.revision.as_str().parse().ok(), None, 0)
+            let at = before.revision.as_str().parse().unwrap();
+            w.list(podnet_kube_emu::world::ListAt::Exact(at), None, 0)
                 .map(drop)
         });
         assert!(matches!(listed, Err(s) if s.code == Some(410)));
@@ -313,7 +314,10 @@ fn privileged_a_missing_permission_is_named() {
             panic!("{refused:?}");
         };
         assert!(
-            m.contains("cannot patch resource \"nodes\" with subresource \"status\""),
+            m.contains(
+                "nodes \"node0\" is forbidden: User \"system:serviceaccount:podnet-system:podnet\" \
+                 cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope"
+            ),
             "{m}"
         );
         assert!(m.contains("deploy/rbac.yaml"), "{m}");
