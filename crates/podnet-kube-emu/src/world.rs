@@ -475,7 +475,7 @@ fn qualified_name(key: &str) -> Result<(), &'static str> {
         return Err("name part must be no more than 63 characters, and not empty");
     }
     if !edge(name.chars().next())
-        || !edge(name.chars().last())
+        || !edge(name.chars().next_back())
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))

@@ -122,7 +122,9 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
     }
     if lab.kube.is_some() {
         cmd.arg("--kubeconfig").arg(lab.kubeconfig("podnet"));
-        // The emulator bookmarks every second: a watch quiet for 5 s is dead.
+        // A watch quiet for 5 s is reopened (the emulator bookmarks about
+        // once a minute, as a real server does): an API server that hangs
+        // is seen within seconds, for one request per 5 s per agent.
         cmd.args(["--kube-watch-silence-s", "5"]);
     }
     cmd.arg("--run-dir")

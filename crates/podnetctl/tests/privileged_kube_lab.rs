@@ -120,3 +120,91 @@ fn privileged_kube_api_down_for_30s_loses_no_packet() {
     assert!(ok, "add-node after the outage:\n{text}");
     lab.check_until_ok("a node joined after the outage");
 }
+
+/// podnetd as the DaemonSet runs it: the in-cluster config (the API
+/// server from KUBERNETES_SERVICE_HOST and _PORT, the service account's
+/// token, CA and namespace at their fixed path, here on a tmpfs in a mount
+/// namespace of its own), and no --public-ip: its address found from the
+/// default route.
+#[test]
+fn privileged_the_in_cluster_config_and_a_detected_public_ip() {
+    let lab = TestLab::up_with(2, 1, &["--store", "kube"]);
+    lab.check_until_ok("the lab before");
+    let r = lab.record();
+    let node = &r["nodes"][1];
+    let (name, ns) = (node["name"].as_str().unwrap(), node["ns"].as_str().unwrap());
+    let addr = node["addrs"][0].as_str().unwrap();
+    let pid = node["pid"].as_i64().unwrap();
+    // The lab's own command line, less the kubeconfig and the address.
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let mut args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+    for flag in ["--kubeconfig", "--public-ip"] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args.drain(at..at + 2);
+    }
+    let kubeconfig = std::fs::read_to_string(lab.path().join("kube/podnet.kubeconfig")).unwrap();
+    let field = |key: &str| {
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (server, ca, token) = (
+        field("server:"),
+        field("certificate-authority:"),
+        field("token:"),
+    );
+    let (host, port) = server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .unwrap();
+    let (ok, text) = lab.ctl(&["agent", name, "stop"]);
+    assert!(ok, "{text}");
+
+    let sa = "/run/secrets/kubernetes.io/serviceaccount";
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p {sa} && cp {ca} {sa}/ca.crt && \
+         printf %s {token} > {sa}/token && printf podnet-system > {sa}/namespace && \
+         exec \"$@\""
+    );
+    let log = lab.path().join(name).join("podnetd-incluster.log");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "unshare", "--mount", "sh", "-c", &script, "sh",
+        ])
+        .args(&args)
+        .env("KUBERNETES_SERVICE_HOST", host)
+        .env("KUBERNETES_SERVICE_PORT", port)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg(self.0.id().to_string())
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut child);
+    let netns = format!("/var/run/netns/{ns}");
+    let started = Instant::now();
+    while podnet_testkit::http_get(&netns, 9411, "/readyz").map(|(code, _)| code) != Some(200) {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never ready:\n{logged}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&format!("lease acquired node={name} ip={addr} ")),
+        "{logged}"
+    );
+    lab.check_until_ok("with the in-cluster agent");
+}

@@ -163,15 +163,27 @@ fn privileged_a_hundred_racing_agents_never_share_a_subnet() {
             let conf = conf.clone();
             agents.push(tokio::spawn(async move {
                 let name = conformance::name(i);
-                let lease = store
-                    .acquire(
-                        &name,
-                        &conformance::attrs(i),
-                        &conf,
-                        Duration::from_secs(60),
-                    )
-                    .await
-                    .unwrap();
+                // As podnetd does at start: an unavailable store (a
+                // connection reset under this load) is tried again.
+                let mut tries = 0;
+                let lease = loop {
+                    let attempt = store
+                        .acquire(
+                            &name,
+                            &conformance::attrs(i),
+                            &conf,
+                            Duration::from_secs(60),
+                        )
+                        .await;
+                    match attempt {
+                        Err(StoreError::Unavailable(why)) if tries < 5 => {
+                            eprintln!("{name}: {why}; trying again");
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => break other.unwrap(),
+                    }
+                };
                 (lease.subnets, store.conflicts())
             }));
         }
