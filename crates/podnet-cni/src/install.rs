@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use podnet_core::cni::conflist::{CONFLIST_NAME, DEFAULT_CONFLIST, check_conflist};
+use podnet_core::cni::conflist::{
+    CONFLIST_NAME, DEFAULT_CONFLIST, check_conflist, is_podnets, uninstalling,
+};
 use podnet_core::subnet_file::{DEFAULT_SUBNET_FILE, SubnetFile};
 use podnet_linux::files::{install_atomic, install_conflist, remove_former_conflists};
 use podnet_linux::netlink::{Netlink, NetlinkError};
@@ -25,7 +27,7 @@ const PLUGIN_NAME: &str = "podnet";
 const USAGE: &str = "\
 usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
                           [--conflist-name NAME] [--subnet-file FILE] [--plugin-only]
-       podnet uninstall-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist-name NAME]
+       podnet uninstall-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist-name NAME] [--wait]
 
   --bin-dir        where the runtime finds CNI plugins   (/opt/cni/bin)
   --conf-dir       where the runtime finds CNI configs   (/etc/cni/net.d)
@@ -35,7 +37,9 @@ usage: podnet install-cni [--bin-dir DIR] [--conf-dir DIR] [--conflist FILE]
                                                          (/run/podnet/subnet.json)
   --plugin-only    the plugin alone: podnetd --cni-conflist installs the
                    conflist once its network is up (the DaemonSet's init
-                   container)";
+                   container)
+  --wait           uninstall-cni: wait for the node's podnet pods to go,
+                   then remove the rest";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -45,6 +49,7 @@ pub struct Options {
     pub conflist_name: String,
     pub subnet_file: PathBuf,
     pub plugin_only: bool,
+    pub wait: bool,
 }
 
 impl Default for Options {
@@ -56,6 +61,7 @@ impl Default for Options {
             conflist_name: CONFLIST_NAME.into(),
             subnet_file: DEFAULT_SUBNET_FILE.into(),
             plugin_only: false,
+            wait: false,
         }
     }
 }
@@ -78,6 +84,7 @@ impl Options {
                 "--conflist-name" => o.conflist_name = value()?,
                 "--subnet-file" => o.subnet_file = value()?.into(),
                 "--plugin-only" => o.plugin_only = true,
+                "--wait" => o.wait = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -174,32 +181,60 @@ fn wait_for_subnet_file(path: &Path) {
     }
 }
 
-/// Removes the conflist, then the plugin, then (once no podnet pod
-/// remains) the pods' nftables tables, as the registry says. Files and
-/// tables already gone are no error.
+/// Takes podnet off the node without stranding a pod. First the
+/// conflist becomes the uninstalling one (ADD: try again later; DEL
+/// works), so no new pod is attached and every pod's teardown still
+/// succeeds. Then, once no podnet pod remains (at once, or with `--wait`
+/// as they are deleted), the conflist, the plugin and the pods' nftables
+/// tables go, as the registry says. With pods left and no `--wait`, it
+/// stops after the first step and says so. Files and tables already gone
+/// are no error.
 fn uninstall(o: &Options) -> Result<(), String> {
+    let target = o.conf_dir.join(&o.conflist_name);
+    match std::fs::read(&target) {
+        Ok(raw) if is_podnets(&raw) => {
+            if let Some(swapped) = uninstalling(&raw).filter(|s| *s != raw) {
+                place(&target, &swapped, 0o644)?;
+                eprintln!(
+                    "podnet uninstall-cni: {} now attaches no new pod (ADD: try again later); \
+                     a pod's DEL still works",
+                    target.display()
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", target.display())),
+    }
+    let tables = |e: NetlinkError| format!("nftables: {e}");
+    let mut nl = Netlink::open().map_err(tables)?;
+    if registry::pods_remain(&mut nl).map_err(tables)? {
+        if !o.wait {
+            eprintln!(
+                "podnet uninstall-cni: podnet pods remain on this node; the plugin and the \
+                 conflist stay for their DEL. Delete them (kubectl drain), then run \
+                 uninstall-cni again, or pass --wait"
+            );
+            return Ok(());
+        }
+        eprintln!("podnet uninstall-cni: waiting for this node's podnet pods to be deleted");
+        while registry::pods_remain(&mut nl).map_err(tables)? {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let former = remove_former_conflists(&o.conf_dir, &o.conflist_name)
         .map_err(|e| format!("{}: {e}", o.conf_dir.display()))?;
     for path in former {
         eprintln!("podnet uninstall-cni: removed {}", path.display());
     }
-    for path in [
-        o.conf_dir.join(&o.conflist_name),
-        o.bin_dir.join(PLUGIN_NAME),
-    ] {
+    for path in [target, o.bin_dir.join(PLUGIN_NAME)] {
         match std::fs::remove_file(&path) {
             Ok(()) => eprintln!("podnet uninstall-cni: removed {}", path.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
     }
-    let tables = |e: NetlinkError| format!("nftables: {e}");
-    let pods_remain =
-        registry::pods_remain(&mut Netlink::open().map_err(tables)?).map_err(tables)?;
-    if pods_remain {
-        eprintln!("podnet uninstall-cni: podnet pods remain; their nftables tables stay");
-    }
-    for t in registry::remove(registry::removable(false, pods_remain)).map_err(tables)? {
+    for t in registry::remove(registry::removable(false, false)).map_err(tables)? {
         eprintln!(
             "podnet uninstall-cni: removed table {} {}",
             t.family_name, t.name

@@ -178,7 +178,7 @@ fn a_bad_conflist_installs_nothing() {
 }
 
 #[test]
-fn privileged_uninstall_removes_only_what_install_put() {
+fn privileged_uninstall_strands_no_pod_and_removes_only_what_install_put() {
     let ns = TestNetns::new("pntest-uninstall");
     let d = dirs();
     d.write_subnet_file();
@@ -187,24 +187,40 @@ fn privileged_uninstall_removes_only_what_install_put() {
     std::fs::write(d.conf.join("99-other.conflist"), "{}").unwrap();
     // An earlier release's conflist goes too.
     std::fs::write(d.conf.join("10-podnet.conflist"), CONFLIST).unwrap();
-    // A podnet pod's port remains: the pods' tables stay.
-    ns.exec_ok(&["ip", "link", "add", "pn0123456789ab", "type", "veth"]);
     ns.exec_ok(&["nft", "add", "table", "bridge", "podnet-guard"]);
     ns.exec_ok(&["nft", "add", "table", "inet", "podnet"]);
-    let out = d.uninstall_in(&ns);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(podnet_testkit::file_names(&d.bin), ["loopback"]);
-    assert_eq!(podnet_testkit::file_names(&d.conf), ["99-other.conflist"]);
     let tables = || {
         let listed = ns.exec_ok(&["nft", "list", "tables"]);
         let mut lines: Vec<String> = listed.lines().map(str::to_owned).collect();
         lines.sort();
         lines
     };
+    // A podnet pod remains: the conflist now refuses new pods, and the
+    // plugin, the conflist and the pods' tables stay for its DEL.
+    ns.exec_ok(&["ip", "link", "add", "pn0123456789ab", "type", "veth"]);
+    let out = d.uninstall_in(&ns);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("podnet pods remain"));
+    let swapped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.installed_conflist()).unwrap()).unwrap();
+    assert_eq!(swapped["plugins"][0]["uninstalling"], true);
+    assert!(d.bin.join("podnet").exists());
     assert_eq!(tables(), ["table bridge podnet-guard", "table inet podnet"]);
-    // The last pod gone: the guard goes, the agent's table stays (its
-    // clean-up is podnetd's). Twice is fine.
+    // With --wait it goes on once the last pod is deleted.
+    let mut waiting = d
+        .command_in(ns.command(PLUGIN), "uninstall-cni")
+        .arg("--wait")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(waiting.try_wait().unwrap().is_none(), "waits for the pod");
     ns.exec_ok(&["ip", "link", "del", "pn0123456789ab"]);
+    assert!(waiting.wait().unwrap().success());
+    assert_eq!(podnet_testkit::file_names(&d.bin), ["loopback"]);
+    assert_eq!(podnet_testkit::file_names(&d.conf), ["99-other.conflist"]);
+    // The guard goes, the agent's table stays (its clean-up is
+    // podnetd's). Twice is fine.
     for _ in 0..2 {
         let out = d.uninstall_in(&ns);
         assert!(out.status.success(), "{out:?}");

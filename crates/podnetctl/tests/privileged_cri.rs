@@ -233,3 +233,55 @@ fn privileged_cri_a_lost_del_is_reclaimed_by_the_agent() {
     eprintln!("reclaimed {:?} after the wipe", wiped.elapsed());
     assert_eq!(common::log_lines(&lab, "node1", "released"), 1);
 }
+
+/// Uninstalling as the README says: `uninstall-cni` first swaps in the
+/// uninstalling conflist, so a new sandbox is refused (ADD: try again
+/// later) while a running pod's StopPodSandbox still tears it down, and it
+/// never sticks; with the last pod gone, the conflist and the plugin go.
+#[test]
+fn privileged_cri_uninstall_strands_no_pod() {
+    let lab = TestLab::up(1, 0);
+    let node = CriNode::new(&lab, 0);
+    let mut cri = node.ctrd.cri();
+    let (a, _, _) = run(&mut cri, "a");
+    let plugin = Path::new(CTL).with_file_name("podnet");
+    let uninstall = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &node.ns])
+            .arg(&plugin)
+            .arg("uninstall-cni")
+            .arg("--bin-dir")
+            .arg(node.ctrd.cni_bin())
+            .arg("--conf-dir")
+            .arg(node.ctrd.cni_conf())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "uninstall-cni: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(uninstall().contains("podnet pods remain"));
+    // containerd reloads the conflist on its own: poll until a new
+    // sandbox is refused.
+    let started = Instant::now();
+    let refused = loop {
+        match cri.run_pod("b") {
+            Err(e) => break e.message().to_owned(),
+            Ok(id) => stop_and_remove(&mut cri, &id),
+        }
+        assert!(started.elapsed() < CAP, "new pods still attached");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refused.contains("being uninstalled"), "{refused}");
+    stop_and_remove(&mut cri, &a);
+    assert_eq!(node.allocated(), BTreeSet::new(), "addresses still held");
+    assert_eq!(node.host_veths(), Vec::<String>::new(), "veths left behind");
+    uninstall();
+    assert!(!node.ctrd.cni_bin().join("podnet").exists());
+    assert!(
+        std::fs::read_dir(node.ctrd.cni_conf())
+            .unwrap()
+            .next()
+            .is_none(),
+        "the conflist is gone"
+    );
+}

@@ -7,6 +7,12 @@ use super::open_netns;
 use crate::{bridge, ipam, masq, pool_source};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
+    if conf.uninstalling {
+        return Err(CniError::new(
+            Code::TryAgainLater,
+            "podnet is being uninstalled from this node: no new pod is attached",
+        ));
+    }
     let netns = open_netns(env)?;
     pool_source::check_agent(conf)?;
     let file = pool_source::subnet_file(conf)?;

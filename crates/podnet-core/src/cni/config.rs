@@ -34,6 +34,7 @@ struct RawConf {
     hairpin_mode: Option<bool>,
     ip_masq: Option<bool>,
     anti_spoofing: Option<bool>,
+    uninstalling: Option<bool>,
     mtu: Option<i64>,
     subnet_file: Option<String>,
     log_file: Option<String>,
@@ -123,6 +124,9 @@ pub struct NetConf {
     pub ip_masq: bool,
     /// Drop what a pod sends from an address or MAC not its own.
     pub anti_spoofing: bool,
+    /// podnet is being removed from the node: ADD answers "try again
+    /// later", DEL works (see `conflist::uninstalling`).
+    pub uninstalling: bool,
     pub mtu: Option<u32>,
     pub subnet_file: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -215,6 +219,7 @@ impl NetConf {
             hairpin_mode: raw.hairpin_mode.unwrap_or(true),
             ip_masq: raw.ip_masq.unwrap_or(false),
             anti_spoofing: raw.anti_spoofing.unwrap_or(true),
+            uninstalling: raw.uninstalling.unwrap_or(false),
             mtu,
             subnet_file: PathBuf::from(raw.subnet_file.as_deref().unwrap_or(DEFAULT_SUBNET_FILE)),
             log_file: raw.log_file.map(PathBuf::from),

@@ -23,6 +23,22 @@ pub fn is_podnets(raw: &[u8]) -> bool {
     })
 }
 
+/// The conflist that stands in while podnet is removed from a node: the
+/// same networks, each podnet plugin marked `uninstalling`, so that ADD
+/// answers "try again later" and DEL still tears a pod down. (Removing
+/// the conflist instead would leave the runtime no config to run DEL
+/// with: containerd's StopPodSandbox then fails, and pods stick in
+/// Terminating.) `None` if `raw` is not a conflist.
+pub fn uninstalling(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(raw).ok()?;
+    for plugin in v.get_mut("plugins")?.as_array_mut()? {
+        if plugin["type"] == "podnet" {
+            plugin["uninstalling"] = Value::Bool(true);
+        }
+    }
+    serde_json::to_vec(&v).ok()
+}
+
 /// The config files among `names` that a runtime would load before
 /// `ours`: libcni reads `.conf`, `.conflist` and `.json` files and uses
 /// the first in lexical order.
@@ -102,6 +118,16 @@ mod tests {
             ["01-other.conflist", "02-old.conf", "03-x.json"]
         );
         assert!(loaded_before(["10-containerd-net.conflist"], CONFLIST_NAME).is_empty());
+    }
+
+    #[test]
+    fn the_uninstalling_conflist_marks_only_podnet() {
+        let raw = r#"{"cniVersion":"1.0.0","name":"podnet","plugins":[{"type":"podnet"},{"type":"portmap"}]}"#;
+        let v: Value = serde_json::from_slice(&uninstalling(raw.as_bytes()).unwrap()).unwrap();
+        assert_eq!(v["plugins"][0]["uninstalling"], true);
+        assert!(v["plugins"][1].get("uninstalling").is_none());
+        assert!(check_conflist(&serde_json::to_vec(&v).unwrap()).is_ok());
+        assert!(uninstalling(b"{}").is_none());
     }
 
     #[test]
