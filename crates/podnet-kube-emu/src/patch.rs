@@ -91,6 +91,11 @@ fn merge_list(target: &mut Value, patch: &Value, key: &str) {
         return;
     };
     for n in new {
+        // `$patch: delete` removes the item with that key.
+        if n.get("$patch").and_then(Value::as_str) == Some("delete") {
+            items.retain(|i| i.get(key) != n.get(key));
+            continue;
+        }
         match items.iter_mut().find(|i| i.get(key) == n.get(key)) {
             Some(item) => merge(item, n),
             None => items.push(n.clone()),
@@ -153,6 +158,21 @@ mod tests {
         assert_eq!(
             node["spec"]["podCIDRs"],
             json!(["10.244.1.0/24", "fd00::/64"])
+        );
+    }
+
+    #[test]
+    fn a_strategic_patch_deletes_an_item_by_its_key() {
+        let mut node = json!({"status":{"conditions":[
+            {"type":"Ready","status":"True"},
+            {"type":"NetworkUnavailable","status":"False"}]}});
+        strategic(
+            &mut node,
+            &json!({"status":{"conditions":[{"type":"NetworkUnavailable","$patch":"delete"}]}}),
+        );
+        assert_eq!(
+            node["status"]["conditions"],
+            json!([{"type":"Ready","status":"True"}])
         );
     }
 }

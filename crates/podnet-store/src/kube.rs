@@ -255,6 +255,31 @@ impl KubeStore {
         })
     }
 }
+impl KubeStore {
+    /// Every Node's name (for the uninstall).
+    pub async fn node_names(&self) -> Result<Vec<String>> {
+        Ok(self.relist().await?.nodes.into_keys().collect())
+    }
+
+    /// Takes podnet off a Node, as its uninstall does: podnet's
+    /// annotations, and the NetworkUnavailable condition if podnet set it.
+    /// Returns whether anything was there to remove.
+    pub async fn forget_node(&self, name: &str) -> Result<bool> {
+        // The whole Node: podnet's slim one keeps no conditions.
+        let nodes: Api<k8s_openapi::api::core::v1::Node> =
+            Api::all(self.nodes.clone().into_client());
+        let Some(node) = call("a Node read", nodes.get_opt(name)).await? else {
+            return Ok(false);
+        };
+        let Some(patch) = slim_node::forget_patch(&node) else {
+            return Ok(false);
+        };
+        let (params, patch) = (PatchParams::default(), Patch::Strategic(&patch));
+        let request = self.nodes.patch_status(name, &params, &patch);
+        call("a Node's clean-up", request).await.map(|_| true)
+    }
+}
+
 impl Store for KubeStore {
     /// Reports this node's network up: `NetworkUnavailable=False`, reason
     /// `PodnetIsUp`, through `nodes/status`. Never sets it True.
@@ -263,7 +288,7 @@ impl Store for KubeStore {
         let patch = json!({"status": {"conditions": [{
             "type": "NetworkUnavailable",
             "status": "False",
-            "reason": "PodnetIsUp",
+            "reason": slim_node::UP_REASON,
             "message": "podnet is running on this node",
             "lastTransitionTime": now,
             "lastHeartbeatTime": now,

@@ -2,6 +2,7 @@
 //! (`release.rs`); the lab and the benchmarks are `podnet-lab`'s.
 
 mod release;
+mod uninstall;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,14 @@ enum Top {
         dir: PathBuf,
         #[command(subcommand)]
         what: Lab,
+    },
+    /// The cluster's half of an uninstall: podnet's annotations and its
+    /// NetworkUnavailable condition removed from every Node (each node's
+    /// half is `podnet uninstall-cni`, run there).
+    Uninstall {
+        /// A kubeconfig; else the in-cluster service account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
     /// Benchmarks. They print medians and ratios; they never fail on numbers.
     Bench {
@@ -238,6 +247,7 @@ fn main() -> ExitCode {
             Lab::Agent { node, action, kill } => up::agent(&dir, &node, action, kill),
             Lab::Down => up::down(&dir),
         },
+        Top::Uninstall { kubeconfig } => uninstall::run(kubeconfig.as_deref()),
         Top::Node {
             store,
             etcd,

@@ -208,3 +208,61 @@ fn privileged_the_in_cluster_config_and_a_detected_public_ip() {
     );
     lab.check_until_ok("with the in-cluster agent");
 }
+
+/// The cluster's half of an uninstall: with the agents gone, `podnetctl
+/// uninstall` takes podnet's annotations and its NetworkUnavailable
+/// condition off every Node, and leaves another's condition alone.
+#[test]
+fn privileged_uninstall_takes_podnets_marks_off_every_node() {
+    let lab = TestLab::up_with(2, 0, &["--store", "kube"]);
+    lab.check_until_ok("the lab before");
+    let mut other = podnet_kube_emu::node("other", &["10.244.9.0/24"]);
+    other.status = Some(
+        serde_json::from_value(serde_json::json!({"conditions": [{
+        "type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated"}]}))
+        .unwrap(),
+    );
+    admin(&lab, async move |api| {
+        api.create(&Default::default(), &other).await.unwrap();
+    });
+    for node in ["node1", "node2"] {
+        let (ok, text) = lab.ctl(&["agent", node, "stop"]);
+        assert!(ok, "{text}");
+    }
+    let ext = lab.record()["external_ns"].as_str().unwrap().to_owned();
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ext,
+            env!("CARGO_BIN_EXE_podnetctl"),
+            "uninstall",
+            "--kubeconfig",
+        ])
+        .arg(lab.path().join("kube/admin.kubeconfig"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("2 of 3 Nodes had podnet's marks"), "{text}");
+    let nodes = admin(&lab, async |api| {
+        api.list(&Default::default()).await.unwrap().items
+    });
+    for node in nodes {
+        let name = node.metadata.name.clone().unwrap();
+        let annotations = node.metadata.annotations.unwrap_or_default();
+        assert!(
+            !annotations.keys().any(|k| k.starts_with("podnet.io/")),
+            "{name}: {annotations:?}"
+        );
+        let conditions = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        let unavailable: Vec<_> = conditions
+            .iter()
+            .filter(|c| c.type_ == "NetworkUnavailable")
+            .collect();
+        match name.as_str() {
+            "other" => assert_eq!(unavailable[0].reason.as_deref(), Some("NoRouteCreated")),
+            _ => assert!(unavailable.is_empty(), "{name}: {unavailable:?}"),
+        }
+    }
+}

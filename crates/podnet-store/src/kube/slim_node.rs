@@ -97,6 +97,40 @@ pub fn annotations_patch(attrs: &LeaseAttrs) -> Value {
     json!({ "metadata": { "annotations": a } })
 }
 
+/// The reason podnet gives the NetworkUnavailable condition it sets.
+pub const UP_REASON: &str = "PodnetIsUp";
+
+/// The `nodes/status` strategic merge patch that takes podnet off a Node:
+/// its annotations removed, and the NetworkUnavailable condition deleted
+/// if podnet set it (another plugin's stays). `None` if there is nothing
+/// of podnet's.
+pub fn forget_patch(node: &k8s_openapi::api::core::v1::Node) -> Option<Value> {
+    let ours: serde_json::Map<String, Value> = node
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("podnet.io/"))
+        .map(|(k, _)| (k.clone(), Value::Null))
+        .collect();
+    let condition = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "NetworkUnavailable" && c.reason.as_deref() == Some(UP_REASON));
+    if ours.is_empty() && !condition {
+        return None;
+    }
+    let mut patch = json!({ "metadata": { "annotations": ours } });
+    if condition {
+        patch["status"] =
+            json!({"conditions": [{"type": "NetworkUnavailable", "$patch": "delete"}]});
+    }
+    Some(patch)
+}
+
 /// Whether the node's annotations say `attrs` already.
 pub fn annotated(node: &SlimNode, attrs: &LeaseAttrs) -> bool {
     let have = node.metadata.annotations.as_ref();
