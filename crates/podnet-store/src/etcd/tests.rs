@@ -517,3 +517,133 @@ fn privileged_a_watch_on_a_hung_member_returns() {
         assert!(lease.is_ok(), "{lease:?}");
     });
 }
+
+/// Dual-stack: a claim that finds its own key already there (its first
+/// attempt landed, the answer was lost) still checks that no other node's
+/// key holds one of its subnets, and gives the key back if one does.
+#[test]
+fn privileged_an_adopted_dual_stack_key_is_checked_for_a_shared_subnet() {
+    on_etcd(layout::DEFAULT_PREFIX, |store| async move {
+        let subnets: Vec<IpNet> = vec![
+            "10.244.7.0/24".parse().unwrap(),
+            "fd00:244:0:7::/64".parse().unwrap(),
+        ];
+        let lease = lease_for(
+            "node1",
+            subnets,
+            &conformance::attrs(1),
+            Duration::from_secs(60),
+        );
+        let mut c = store.members[0].clone();
+        // Another node holds the same IPv6 subnet with another IPv4 one.
+        let theirs = c.lease_grant(60, None).await.unwrap().id();
+        let other: Vec<IpNet> = vec![
+            "10.244.8.0/24".parse().unwrap(),
+            "fd00:244:0:7::/64".parse().unwrap(),
+        ];
+        let other_lease = lease_for(
+            "node2",
+            other.clone(),
+            &conformance::attrs(2),
+            Duration::from_secs(60),
+        );
+        let other_key = layout::subnet_key(layout::DEFAULT_PREFIX, &other);
+        c.put(
+            other_key,
+            serde_json::to_vec(&other_lease).unwrap(),
+            Some(PutOptions::new().with_lease(theirs)),
+        )
+        .await
+        .unwrap();
+        // Our first attempt landed; its answer never came back.
+        let mine = c.lease_grant(60, None).await.unwrap().id();
+        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
+        c.put(
+            key.clone(),
+            serde_json::to_vec(&lease).unwrap(),
+            Some(PutOptions::new().with_lease(mine)),
+        )
+        .await
+        .unwrap();
+        assert!(
+            !store.claim(&lease, mine).await.unwrap(),
+            "a shared subnet is no win"
+        );
+        assert!(
+            c.get(key, None).await.unwrap().kvs().is_empty(),
+            "our key given back"
+        );
+        // Without the other key, the same adopted claim wins.
+        c.lease_revoke(theirs).await.unwrap();
+        let again = c.lease_grant(60, None).await.unwrap().id();
+        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
+        c.put(
+            key,
+            serde_json::to_vec(&lease).unwrap(),
+            Some(PutOptions::new().with_lease(again)),
+        )
+        .await
+        .unwrap();
+        assert!(store.claim(&lease, again).await.unwrap());
+    });
+}
+
+/// Dual-stack, through a failover: the first member this client tries is
+/// dead, so the claim and the shared-subnet check both go to the next
+/// one; the check still holds.
+#[test]
+fn privileged_the_dual_stack_shared_subnet_check_holds_through_a_failover() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let live = member.client_url.clone();
+    in_ns(&ns, async move {
+        // Nothing listens on port 1: every call to it fails at once.
+        let dead = "http://127.0.0.1:1".to_owned();
+        let store = EtcdStore::connect(&[dead, live.clone()], &EtcdOptions::default())
+            .await
+            .unwrap();
+        let direct = EtcdStore::connect(&[live], &EtcdOptions::default())
+            .await
+            .unwrap();
+        let mut c = direct.members[0].clone();
+        let theirs = c.lease_grant(60, None).await.unwrap().id();
+        let other: Vec<IpNet> = vec![
+            "10.244.8.0/24".parse().unwrap(),
+            "fd00:244:0:7::/64".parse().unwrap(),
+        ];
+        let other_lease = lease_for(
+            "node2",
+            other.clone(),
+            &conformance::attrs(2),
+            Duration::from_secs(60),
+        );
+        c.put(
+            layout::subnet_key(layout::DEFAULT_PREFIX, &other),
+            serde_json::to_vec(&other_lease).unwrap(),
+            Some(PutOptions::new().with_lease(theirs)),
+        )
+        .await
+        .unwrap();
+        let subnets: Vec<IpNet> = vec![
+            "10.244.7.0/24".parse().unwrap(),
+            "fd00:244:0:7::/64".parse().unwrap(),
+        ];
+        let lease = lease_for(
+            "node1",
+            subnets,
+            &conformance::attrs(1),
+            Duration::from_secs(60),
+        );
+        let mine = c.lease_grant(60, None).await.unwrap().id();
+        store.current.store(0, Ordering::Relaxed);
+        assert!(
+            !store.claim(&lease, mine).await.unwrap(),
+            "a shared subnet is no win"
+        );
+        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
+        assert!(
+            c.get(key, None).await.unwrap().kvs().is_empty(),
+            "nothing of ours left"
+        );
+    });
+}
