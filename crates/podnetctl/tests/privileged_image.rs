@@ -180,4 +180,37 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
     let (ok, text) = lab.ctl(&["add-node"]);
     assert!(ok, "{text}");
     lab.check_until_ok("with one node's agent running from the image");
+
+    // The uninstall's last step, as the README gives it: the DaemonSet
+    // gone, podnetd --cleanup from the image (its entrypoint), with the
+    // node's network, the agent's capabilities and its run dir.
+    podman.ok(&["stop", "podnetd"]);
+    let run_dir = format!("{}:/run/podnet", node_dir.join("run").display());
+    podman.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--cap-drop",
+        "all",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_RAW",
+        "-v",
+        &run_dir,
+        &image,
+        "--cleanup",
+    ]);
+    let sh = |script: &str| common::sh(ns, script);
+    assert_eq!(sh("ip route show proto 112"), "", "its routes");
+    assert_eq!(
+        sh("nft list table inet podnet 2>/dev/null"),
+        "",
+        "its table"
+    );
+    assert!(
+        !node_dir.join("run/subnet.json").exists(),
+        "its subnet file"
+    );
 }
