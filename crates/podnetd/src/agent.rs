@@ -167,9 +167,9 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     }
 
     /// Runs until a stop event (Ok) or a fatal error: another node holds
-    /// this node's subnet.
-    /// The store's calls (renewal, announcement) run as tasks beside it,
-    /// so a store that hangs delays them, never the resync.
+    /// this node's subnet. The store's calls (renewal, announcement) run
+    /// as tasks beside it, so a store that hangs delays them, never the
+    /// resync.
     pub async fn run(&mut self, mut events: mpsc::Receiver<Event>, resync: Duration) -> Result<()> {
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
