@@ -129,15 +129,7 @@ fn privileged_a_node_whose_subnet_changed_gets_its_gateway_fixed() {
         .unwrap();
     let new_net: ipnet::IpNet = new.parse().unwrap();
     assert!(new_net.contains(&ip.addr()), "{ip} is not in {new}");
-    let node3_pod = lab.record()["pods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["node"] == "node3")
-        .unwrap()["ips"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let node3_pod = pod_ip_on(&lab, "node3");
     wait_for("the new pod reaches node3's pod", || pod.ping(&node3_pod));
 }
 
@@ -173,14 +165,19 @@ fn privileged_a_pod_waits_while_its_nodes_podnetd_is_down() {
     wait_for("the pod attached once podnetd is back", || {
         add_pod(&lab, "node1", &node1, "while-down", &pod.path()).0
     });
-    let node2_pod = lab.record()["pods"]
+    let node2_pod = pod_ip_on(&lab, "node2");
+    wait_for("the pod reaches node2's pod", || pod.ping(&node2_pod));
+}
+
+/// The first address of the lab's pod on `node`.
+fn pod_ip_on(lab: &TestLab, node: &str) -> String {
+    lab.record()["pods"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["node"] == "node2")
+        .find(|p| p["node"] == node)
         .unwrap()["ips"][0]
         .as_str()
         .unwrap()
-        .to_owned();
-    wait_for("the pod reaches node2's pod", || pod.ping(&node2_pod));
+        .to_owned()
 }

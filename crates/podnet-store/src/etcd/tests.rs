@@ -518,53 +518,48 @@ fn privileged_a_watch_on_a_hung_member_returns() {
     });
 }
 
+/// Node `node`'s dual-stack lease on 10.244.`v4`.0/24 and
+/// fd00:244:0:`v6`::/64.
+fn dual_lease(node: usize, v4: u8, v6: u8) -> Lease {
+    let subnets: Vec<IpNet> = vec![
+        format!("10.244.{v4}.0/24").parse().unwrap(),
+        format!("fd00:244:0:{v6}::/64").parse().unwrap(),
+    ];
+    lease_for(
+        &conformance::name(node),
+        subnets,
+        &conformance::attrs(node),
+        Duration::from_secs(60),
+    )
+}
+
+/// Writes `lease`'s key on a fresh etcd lease, as a claim that landed
+/// does; returns the etcd lease and the key.
+async fn put_on_a_lease(c: &mut Client, lease: &Lease) -> (i64, String) {
+    let id = c.lease_grant(60, None).await.unwrap().id();
+    let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
+    c.put(
+        key.clone(),
+        serde_json::to_vec(lease).unwrap(),
+        Some(PutOptions::new().with_lease(id)),
+    )
+    .await
+    .unwrap();
+    (id, key)
+}
+
 /// Dual-stack: a claim that finds its own key already there (its first
 /// attempt landed, the answer was lost) still checks that no other node's
 /// key holds one of its subnets, and gives the key back if one does.
 #[test]
 fn privileged_an_adopted_dual_stack_key_is_checked_for_a_shared_subnet() {
     on_etcd(layout::DEFAULT_PREFIX, |store| async move {
-        let subnets: Vec<IpNet> = vec![
-            "10.244.7.0/24".parse().unwrap(),
-            "fd00:244:0:7::/64".parse().unwrap(),
-        ];
-        let lease = lease_for(
-            "node1",
-            subnets,
-            &conformance::attrs(1),
-            Duration::from_secs(60),
-        );
+        let lease = dual_lease(1, 7, 7);
         let mut c = store.members[0].clone();
         // Another node holds the same IPv6 subnet with another IPv4 one.
-        let theirs = c.lease_grant(60, None).await.unwrap().id();
-        let other: Vec<IpNet> = vec![
-            "10.244.8.0/24".parse().unwrap(),
-            "fd00:244:0:7::/64".parse().unwrap(),
-        ];
-        let other_lease = lease_for(
-            "node2",
-            other.clone(),
-            &conformance::attrs(2),
-            Duration::from_secs(60),
-        );
-        let other_key = layout::subnet_key(layout::DEFAULT_PREFIX, &other);
-        c.put(
-            other_key,
-            serde_json::to_vec(&other_lease).unwrap(),
-            Some(PutOptions::new().with_lease(theirs)),
-        )
-        .await
-        .unwrap();
+        let (theirs, _) = put_on_a_lease(&mut c, &dual_lease(2, 8, 7)).await;
         // Our first attempt landed; its answer never came back.
-        let mine = c.lease_grant(60, None).await.unwrap().id();
-        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
-        c.put(
-            key.clone(),
-            serde_json::to_vec(&lease).unwrap(),
-            Some(PutOptions::new().with_lease(mine)),
-        )
-        .await
-        .unwrap();
+        let (mine, key) = put_on_a_lease(&mut c, &lease).await;
         assert!(
             !store.claim(&lease, mine).await.unwrap(),
             "a shared subnet is no win"
@@ -575,15 +570,7 @@ fn privileged_an_adopted_dual_stack_key_is_checked_for_a_shared_subnet() {
         );
         // Without the other key, the same adopted claim wins.
         c.lease_revoke(theirs).await.unwrap();
-        let again = c.lease_grant(60, None).await.unwrap().id();
-        let key = layout::subnet_key(layout::DEFAULT_PREFIX, &lease.subnets);
-        c.put(
-            key,
-            serde_json::to_vec(&lease).unwrap(),
-            Some(PutOptions::new().with_lease(again)),
-        )
-        .await
-        .unwrap();
+        let (again, _) = put_on_a_lease(&mut c, &lease).await;
         assert!(store.claim(&lease, again).await.unwrap());
     });
 }
@@ -606,34 +593,8 @@ fn privileged_the_dual_stack_shared_subnet_check_holds_through_a_failover() {
             .await
             .unwrap();
         let mut c = direct.members[0].clone();
-        let theirs = c.lease_grant(60, None).await.unwrap().id();
-        let other: Vec<IpNet> = vec![
-            "10.244.8.0/24".parse().unwrap(),
-            "fd00:244:0:7::/64".parse().unwrap(),
-        ];
-        let other_lease = lease_for(
-            "node2",
-            other.clone(),
-            &conformance::attrs(2),
-            Duration::from_secs(60),
-        );
-        c.put(
-            layout::subnet_key(layout::DEFAULT_PREFIX, &other),
-            serde_json::to_vec(&other_lease).unwrap(),
-            Some(PutOptions::new().with_lease(theirs)),
-        )
-        .await
-        .unwrap();
-        let subnets: Vec<IpNet> = vec![
-            "10.244.7.0/24".parse().unwrap(),
-            "fd00:244:0:7::/64".parse().unwrap(),
-        ];
-        let lease = lease_for(
-            "node1",
-            subnets,
-            &conformance::attrs(1),
-            Duration::from_secs(60),
-        );
+        put_on_a_lease(&mut c, &dual_lease(2, 8, 7)).await;
+        let lease = dual_lease(1, 7, 7);
         let mine = c.lease_grant(60, None).await.unwrap().id();
         store.current.store(0, Ordering::Relaxed);
         assert!(
