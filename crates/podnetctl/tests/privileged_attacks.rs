@@ -341,11 +341,17 @@ fn run(backend: &str, dual: bool) {
     let mut dropped = 0;
     for (name, attack) in attacks() {
         s.guard(false);
+        // The control may take a second try: the victim's own traffic can
+        // re-learn its MAC between the forged frame and the FDB read.
+        let landed = (0..3).any(|_| {
+            let landed = attack(&s);
+            s.tidy();
+            landed
+        });
         assert!(
-            attack(&s),
+            landed,
             "{backend} dual={dual}: {name}: lands with the guard off"
         );
-        s.tidy();
         s.guard(true);
         assert!(
             !attack(&s),
