@@ -13,12 +13,14 @@ fi
 # iptables: the reference portmap and firewall plugins drive it.
 # podman, runc, busybox-static: the real-runtime test.
 # iperf3, sockperf: the datapath benchmark.
+# wireguard-go, wireguard-tools: the wireguard backend where the kernel
+# has no WireGuard (as here), and `wg` for its benchmark's baseline.
 # etcd-server, etcd-client (etcdctl): the etcd store's tests start their
 # own members, in network namespaces of their own. protobuf-compiler:
 # the etcd-client crate's build. containerd: the CRI tests start their own,
 # in network namespaces of their own.
 APT_PACKAGES=(iproute2 iputils-ping nftables iptables containernetworking-plugins
-  podman runc busybox-static iperf3 sockperf ca-certificates
+  podman runc busybox-static iperf3 sockperf ca-certificates wireguard-go wireguard-tools
   etcd-server etcd-client protobuf-compiler containerd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -113,8 +113,26 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
         .create(&dir)?;
     let log = std::fs::File::create(dir.join("podnetd.log"))?;
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns])
-        .arg(sibling("podnetd")?)
+    cmd.args(["netns", "exec", ns]);
+    if lab.backend == "wireguard" {
+        // wireguard-go opens its UAPI socket in a fixed directory: each
+        // node has its own, bound over it in a mount namespace of podnetd's
+        // (and so of the wireguard-go it starts). Still one PID: every
+        // step execs the next.
+        let sockets = wireguard_sockets(lab, name);
+        std::fs::create_dir_all(&sockets)?;
+        std::fs::create_dir_all(WIREGUARD_SOCKET_DIR)?;
+        cmd.args(["unshare", "--mount", "--propagation", "private", "--"])
+            .args([
+                "sh",
+                "-c",
+                "mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"",
+            ])
+            .arg("sh")
+            .arg(&sockets)
+            .arg(WIREGUARD_SOCKET_DIR);
+    }
+    cmd.arg(sibling("podnetd")?)
         .args(["--node-name", name])
         .args(["--public-ip", &addrs[0].to_string()]);
     if let Some(v6) = addrs.get(1) {
@@ -135,7 +153,9 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
         .arg(lab.dir.join("net-conf.json"))
         .arg(format!("--masquerade={}", lab.masquerade))
         .arg("--ipam-dir")
-        .arg(dir.join("ipam"));
+        .arg(dir.join("ipam"))
+        .arg("--state-dir")
+        .arg(dir.join("state"));
     if let Some(secs) = lab.ipam_reclaim_after {
         cmd.arg(format!("--ipam-reclaim-after={secs}"));
     }
@@ -149,6 +169,28 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
         .context("start podnetd")?;
     // `ip netns exec` execs podnetd in place, so this is podnetd's PID.
     Ok(child.id() as i32)
+}
+
+/// wireguard-go's socket directory, as it was built.
+const WIREGUARD_SOCKET_DIR: &str = "/run/wireguard";
+
+/// A lab node's own wireguard-go socket directory, seen from outside.
+pub fn wireguard_sockets(lab: &Lab, node: &str) -> PathBuf {
+    lab.node_dir(node).join("wireguard")
+}
+
+/// Stops every process left in namespace `ns` (SIGTERM, then SIGKILL),
+/// by PID.
+pub fn stop_processes_in(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+    {
+        signal_agent(pid, Signal::SIGTERM);
+    }
 }
 
 pub fn wait_for_file(path: &Path, pid: i32) -> Result<()> {

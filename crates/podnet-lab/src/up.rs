@@ -18,7 +18,8 @@ use podnet_store::Store;
 use serde_json::json;
 
 use crate::plumbing::{
-    alive, ip, plug, sibling, signal_agent, start_agent, step, stop_agent, wait_for_file,
+    alive, ip, plug, sibling, signal_agent, start_agent, step, stop_agent, stop_processes_in,
+    wait_for_file,
 };
 use crate::record::{Lab, Node, Pod};
 use crate::topology::{self as topo, Shape};
@@ -46,8 +47,11 @@ pub struct UpOptions {
 fn net_conf(opts: &UpOptions) -> serde_json::Value {
     let mut conf = json!({
         "Network": "10.244.0.0/16",
-        "Backend": { "Type": opts.backend, "DirectRouting": opts.direct_routing },
+        "Backend": { "Type": opts.backend },
     });
+    if opts.direct_routing {
+        conf["Backend"]["DirectRouting"] = json!(true);
+    }
     if let Some(ttl) = opts.lease_ttl {
         conf["LeaseTTL"] = json!(ttl);
     }
@@ -73,7 +77,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     // on one segment.
     let backend = Backend::parse(Some(&json!({ "Type": opts.backend })), &mut Vec::new())
         .map_err(|e| anyhow!("--backend: {e}"))?;
-    if opts.shape.routed && backend.decide().overlay_port().is_none() {
+    if opts.shape.routed && backend.decide().overlay_ports().is_empty() {
         bail!(
             "{} needs every node on one L2 segment, and --routed puts each node \
              behind a router: use --backend vxlan with --routed (an overlay)",
@@ -335,6 +339,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<()> {
         "{name}: stop podnetd, release its lease (kube: delete its Node), remove it"
     ));
     stop_agent(node.pid);
+    stop_processes_in(&node.ns);
     if lab.kube.is_some() {
         crate::kube::deregister(&lab, name)?;
     } else {
@@ -435,6 +440,8 @@ pub fn down(dir: &Path) -> Result<()> {
         stop_agent(pid);
     }
     for ns in lab.namespaces() {
+        // What the agents started (wireguard-go) keeps a namespace alive.
+        stop_processes_in(&ns);
         if let Err(e) = podnet_linux::netns::NamedNetns::delete(&ns) {
             eprintln!("  {e}");
         }

@@ -131,6 +131,13 @@ impl Change {
         Change::set_link(format!("set link {index} up"), msg)
     }
 
+    pub fn set_mtu(index: u32, mtu: u32) -> Change {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        Change::set_link(format!("set link {index} mtu {mtu}"), msg)
+    }
+
     pub fn set_master(index: u32, master: u32) -> Change {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -485,6 +492,19 @@ impl Netlink {
                 InfoKind::Bridge,
             )]));
         self.create(|| format!("create bridge {name}"), msg)
+    }
+
+    /// Creates a link of a kind that needs no settings at creation (a
+    /// `wireguard` device); `EOPNOTSUPP` if the kernel lacks the kind.
+    pub fn create_link(&mut self, name: &str, kind: &str, mtu: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Other(kind.to_owned()),
+            )]));
+        self.create(|| format!("create {kind} {name}"), msg)
     }
 
     /// Creates a veth pair whose peer is born inside `peer_netns`, so its

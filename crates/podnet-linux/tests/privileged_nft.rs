@@ -26,7 +26,7 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
             "192.168.1.3".parse().unwrap(),
         ];
         assert_eq!(egress_fingerprint().unwrap(), None);
-        replace_egress_table(&cluster, &nodes, Some(8472)).unwrap();
+        replace_egress_table(&cluster, &nodes, &[8472]).unwrap();
         let with_overlay = egress_fingerprint().unwrap().unwrap();
         let listed = ns.exec_ok(&["nft", "list", "chain", "inet", "podnet", "overlay-input"]);
         assert!(
@@ -40,7 +40,7 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
         assert_eq!(with_overlay.nodes, [2, 0]);
         let first = handle();
 
-        replace_egress_table(&cluster, &nodes[..1], None).unwrap();
+        replace_egress_table(&cluster, &nodes[..1], &[]).unwrap();
         let without = egress_fingerprint().unwrap().unwrap();
         assert_eq!(without.nodes, [1, 0]);
         assert_eq!(
@@ -55,11 +55,11 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
         assert_eq!(listed.matches("masquerade").count(), 1, "{listed}");
 
         // The same plan again changes nothing.
-        replace_egress_table(&cluster, &nodes[..1], None).unwrap();
+        replace_egress_table(&cluster, &nodes[..1], &[]).unwrap();
         assert_eq!(egress_fingerprint().unwrap(), Some(without));
-        replace_egress_table(&[], &[], None).unwrap();
+        replace_egress_table(&[], &[], &[]).unwrap();
         assert_eq!(egress_fingerprint().unwrap(), None);
-        replace_egress_table(&[], &[], None).unwrap();
+        replace_egress_table(&[], &[], &[]).unwrap();
     });
 }
 
@@ -67,7 +67,7 @@ fn privileged_the_egress_table_changes_in_place_and_reads_back() {
 fn privileged_the_registry_removes_what_it_lists() {
     let ns = TestNetns::new("pntest-registry");
     ns.in_ns(|| {
-        replace_egress_table(&["10.244.0.0/16".parse().unwrap()], &[], None).unwrap();
+        replace_egress_table(&["10.244.0.0/16".parse().unwrap()], &[], &[]).unwrap();
         guard::write_table().unwrap();
         let removed = registry::remove(|t| t.removal == Removal::WithLastPod).unwrap();
         assert_eq!(

@@ -27,7 +27,7 @@ use podnet_store::{Result as StoreResult, Revision, Snapshot, Store, StoreError,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::backend::{self, Underlay};
+use crate::backend::Node;
 use crate::backoff::{self, Backoff, Repeated};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
@@ -54,7 +54,7 @@ pub struct Setup {
     pub conf: ClusterConf,
     /// The underlay segments this node sits on (for DirectRouting).
     pub segments: Vec<IpNet>,
-    pub underlay: Underlay,
+    pub node: Node,
     pub masquerade: bool,
     /// The subnet file for the plugin, kept as it was written at start;
     /// `None` in tests without files.
@@ -552,15 +552,17 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         let backend = &self.setup.conf.backend;
         // Without its devices, the overlay's routes wait; direct routes and
         // the egress table go ahead, and the error is reported after.
-        let devices = backend::of::<K>(backend).ensure_devices(
-            &mut self.kernel,
-            &self.setup.attrs,
-            &self.setup.underlay,
-            &self.lease.subnets,
-        );
+        let devices = K::apply_of(backend).and_then(|b| {
+            b.ensure_devices(
+                &mut self.kernel,
+                &self.setup.attrs,
+                &self.setup.node,
+                &self.lease.subnets,
+            )
+        });
         let links = HopLinks {
             overlay: *devices.as_ref().unwrap_or(&Default::default()),
-            underlay: self.setup.underlay.links,
+            underlay: self.setup.node.links,
         };
         if let Ok(mut watched) = self.watch.devices.lock() {
             *watched = links.overlay.iter().flatten().copied().collect();

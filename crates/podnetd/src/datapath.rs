@@ -119,7 +119,7 @@ pub fn reconcile<K: Kernel>(
     let mut changes = Changes::default();
     // The backend's entries first: an overlay route is only useful once
     // its next hop resolves.
-    let entries = backend::of::<K>(backend).reconcile_entries(k, &links.overlay, want);
+    let entries = K::apply_of(backend).and_then(|b| b.reconcile_entries(k, &links.overlay, want));
     changes.entries = *entries.as_ref().unwrap_or(&0);
 
     let (plan, mut ops) = plan(k, links, want)?;

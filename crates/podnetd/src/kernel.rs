@@ -16,7 +16,7 @@ use podnet_linux::netlink::{Change, Netlink, Nexthop, Route};
 use podnet_linux::nft;
 use podnet_linux::nft::guard::{self, TableState};
 
-use crate::backend::vxlan;
+use crate::backend::Backends;
 
 /// One change to routes and nexthop objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +77,10 @@ pub trait Gateways {
     fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()>;
 }
 
-/// Every kind of state the agent owns; each backend adds its own traits.
-pub trait Kernel: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan::Devices {}
-impl<K> Kernel for K where K: Routes + Egress + Guard + Gateways + vxlan::Neighbours + vxlan::Devices
-{}
+/// Every kind of state the agent owns; each backend's own traits come
+/// with [`Backends`].
+pub trait Kernel: Routes + Egress + Guard + Gateways + Backends {}
+impl<K> Kernel for K where K: Routes + Egress + Guard + Gateways + Backends {}
 
 /// The real kernel: rtnetlink for routes, entries, devices and addresses;
 /// nftables for the egress and anti-spoofing tables.
@@ -142,9 +142,9 @@ impl Egress for Host {
         match plan {
             Some(p) => {
                 let nodes: Vec<std::net::IpAddr> = p.node_ips.iter().copied().collect();
-                nft::egress::replace_egress_table(&p.cluster_cidrs, &nodes, p.overlay_port)?;
+                nft::egress::replace_egress_table(&p.cluster_cidrs, &nodes, &p.overlay_ports)?;
             }
-            None => nft::egress::replace_egress_table(&[], &[], None)?,
+            None => nft::egress::replace_egress_table(&[], &[], &[])?,
         }
         // Applied, but not yet recorded as applied.
         failpoint::hit("agent-egress-update");

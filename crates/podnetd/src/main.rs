@@ -48,6 +48,10 @@ pub struct Args {
     /// Where the subnet file for the plugin is written.
     #[arg(long, default_value = "/run/podnet")]
     pub run_dir: PathBuf,
+    /// What must outlive a restart and a reboot of the node: the WireGuard
+    /// backend's private key.
+    #[arg(long, default_value = "/var/lib/podnet")]
+    pub state_dir: PathBuf,
     /// The cluster store: file:DIR (agents that share DIR: one machine,
     /// the lab), etcd:URL[,URL...] (every member), or kube (the Kubernetes
     /// API: subnets from Node.spec.podCIDRs).

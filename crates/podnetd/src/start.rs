@@ -17,7 +17,7 @@ use podnet_store::Store;
 use serde_json::Value;
 
 use crate::agent::{Agent, NodeFile, Setup};
-use crate::backend::Underlay;
+use crate::backend::{Backends, Node};
 use crate::backoff::until_available;
 use crate::kernel::Host;
 use crate::{Args, host};
@@ -55,19 +55,25 @@ async fn net_conf(args: &Args, store: &impl Store) -> Result<ClusterConf> {
     Ok(conf)
 }
 
-/// How other nodes reach this one, in flannel's lease shape.
-fn lease_attrs(conf: &ClusterConf, args: &Args, public_ip: std::net::IpAddr) -> LeaseAttrs {
+/// How other nodes reach this one, in flannel's lease shape, with the
+/// backend's public identity (WireGuard's public key) if it has one.
+fn lease_attrs(
+    conf: &ClusterConf,
+    args: &Args,
+    public_ip: std::net::IpAddr,
+    identity: Option<&str>,
+) -> LeaseAttrs {
     let backend = conf.backend.decide();
-    let data = |ip: Option<std::net::IpAddr>, family: bool| match ip {
-        Some(ip) if family => backend.lease_data(ip),
+    let data = |ip: Option<std::net::IpAddr>, v4: bool, on: bool| match ip {
+        Some(ip) if on => backend.lease_data(v4, ip, identity),
         _ => Value::Null,
     };
     LeaseAttrs {
         public_ip,
         public_ipv6: args.public_ipv6,
         backend_type: backend.type_name().to_owned(),
-        backend_data: data(Some(public_ip), conf.ipv4.is_some()),
-        backend_v6_data: data(args.public_ipv6, conf.ipv6.is_some()),
+        backend_data: data(Some(public_ip), true, conf.ipv4.is_some()),
+        backend_v6_data: data(args.public_ipv6, false, conf.ipv6.is_some()),
     }
 }
 
@@ -90,15 +96,6 @@ pub async fn start<S: Store + 'static>(
         host::check_no_overlap(&conf.cluster_cidrs(), v6)?;
     }
     let name = host::name(args)?;
-    let attrs = lease_attrs(&conf, args, public_ip);
-    let ttl = std::time::Duration::from_secs(conf.lease_ttl);
-    let lease = until_available("store", || store.acquire(&name, &attrs, &conf, ttl)).await?;
-    if conf.ipv6.is_some()
-        && args.public_ipv6.is_none()
-        && conf.backend.decide().overlay_port().is_some()
-    {
-        tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
-    }
     let underlay = [
         Some(uplink.index),
         match args.public_ipv6 {
@@ -110,6 +107,21 @@ pub async fn start<S: Store + 'static>(
             None => None,
         },
     ];
+    let node = Node {
+        links: underlay,
+        mtu: uplink.mtu,
+        state_dir: args.state_dir.clone(),
+    };
+    let identity = Host::apply_of(&conf.backend)?.identity(&node)?;
+    let attrs = lease_attrs(&conf, args, public_ip, identity.as_deref());
+    let ttl = std::time::Duration::from_secs(conf.lease_ttl);
+    let lease = until_available("store", || store.acquire(&name, &attrs, &conf, ttl)).await?;
+    if conf.ipv6.is_some()
+        && args.public_ipv6.is_none()
+        && !conf.backend.decide().overlay_ports().is_empty()
+    {
+        tracing::warn!("no --public-ipv6: IPv6 pods are not reachable from other nodes");
+    }
     let segments = nl
         .addresses(uplink.index)?
         .into_iter()
@@ -134,10 +146,7 @@ pub async fn start<S: Store + 'static>(
         attrs,
         conf,
         segments,
-        underlay: Underlay {
-            links: underlay,
-            mtu: uplink.mtu,
-        },
+        node,
         masquerade: args.masquerade,
         subnet_file: Some(file),
         ipam_dir: Some(args.ipam_dir.clone()),

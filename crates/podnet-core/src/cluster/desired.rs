@@ -1,12 +1,13 @@
 //! The kernel state the agent wants in its node, and the difference to what
 //! is there. Everything the agent owns is decided here; the shell applies.
 
+use std::any::Any;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::backend::vxlan;
 use super::lease::Lease;
 use super::netconf::ClusterConf;
 use crate::ipam::RangeConf;
@@ -37,18 +38,89 @@ impl PeerRoute {
     }
 }
 
-/// Everything the agent owns in its node's datapath: the routes, and each
-/// backend's own per-peer objects.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Everything the agent owns in its node's datapath: the routes, and the
+/// backend's own per-peer objects, which only the backend reads.
+#[derive(Debug, Default)]
 pub struct Datapath {
     pub routes: BTreeSet<PeerRoute>,
-    pub vxlan: vxlan::Entries,
+    objects: Option<Box<dyn Objects>>,
 }
 
+/// A backend's per-peer objects (vxlan's entries, WireGuard's peers): any
+/// comparable value that can count itself.
+pub trait Objects: Any + fmt::Debug + Send + Sync {
+    /// How many objects: a figure for the metrics.
+    fn count(&self) -> usize;
+    fn boxed(&self) -> Box<dyn Objects>;
+    fn same(&self, other: &dyn Objects) -> bool;
+}
+
+/// What a backend's objects type provides; [`Objects`] follows.
+pub trait Count {
+    fn count(&self) -> usize;
+}
+
+impl<T: Count + Clone + PartialEq + fmt::Debug + Send + Sync + 'static> Objects for T {
+    fn count(&self) -> usize {
+        Count::count(self)
+    }
+
+    fn boxed(&self) -> Box<dyn Objects> {
+        Box::new(self.clone())
+    }
+
+    fn same(&self, other: &dyn Objects) -> bool {
+        let other: &dyn Any = other;
+        other.downcast_ref::<T>() == Some(self)
+    }
+}
+
+impl Clone for Datapath {
+    fn clone(&self) -> Self {
+        Datapath {
+            routes: self.routes.clone(),
+            objects: self.objects.as_ref().map(|o| o.boxed()),
+        }
+    }
+}
+
+impl PartialEq for Datapath {
+    fn eq(&self, other: &Self) -> bool {
+        self.routes == other.routes
+            && match (&self.objects, &other.objects) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same(b.as_ref()),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Datapath {}
+
 impl Datapath {
-    /// How many per-peer objects the backends want besides routes.
+    /// How many per-peer objects the backend wants besides routes.
     pub fn backend_objects(&self) -> usize {
-        self.vxlan.len()
+        self.objects.as_ref().map_or(0, |o| o.count())
+    }
+
+    /// The backend's objects, if it made some of type `T`.
+    pub fn objects<T: Objects>(&self) -> Option<&T> {
+        let any: &dyn Any = self.objects.as_deref()?;
+        any.downcast_ref()
+    }
+
+    /// Changes the backend's objects of type `T` (empty at first).
+    pub fn edit_objects<T: Objects + Default>(&mut self, edit: impl FnOnce(&mut T)) {
+        let mut objects = self
+            .objects
+            .take()
+            .and_then(|o| {
+                let any: Box<dyn Any> = o;
+                any.downcast::<T>().ok()
+            })
+            .unwrap_or_default();
+        edit(&mut objects);
+        self.objects = Some(objects);
     }
 }
 
@@ -144,13 +216,13 @@ pub fn pod_mtu(conf: &ClusterConf, uplink_mtu: u32) -> u32 {
 pub struct MasqPlan {
     pub cluster_cidrs: Vec<IpNet>,
     pub node_ips: BTreeSet<IpAddr>,
-    /// The overlay's UDP port, whose packets need no connection tracking.
-    pub overlay_port: Option<u16>,
+    /// The overlay's UDP ports, whose packets need no connection tracking.
+    pub overlay_ports: Vec<u16>,
 }
 
 pub fn masq_plan<'a>(conf: &ClusterConf, leases: impl IntoIterator<Item = &'a Lease>) -> MasqPlan {
     MasqPlan {
-        overlay_port: conf.backend.decide().overlay_port(),
+        overlay_ports: conf.backend.decide().overlay_ports(),
         cluster_cidrs: conf.cluster_cidrs(),
         node_ips: leases
             .into_iter()

@@ -258,6 +258,8 @@ pub fn carving_fields(json: &str) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::backend::host_gw::HostGw;
+    use crate::cluster::backend::vxlan::Vxlan;
 
     #[test]
     fn flannel_defaults() {
@@ -267,14 +269,12 @@ mod tests {
         assert_eq!(v4.subnet_len, 24);
         assert_eq!(v4.subnet_min.to_string(), "10.244.1.0/24");
         assert_eq!(v4.subnet_max.to_string(), "10.244.255.0/24");
-        assert_eq!(c.backend, Backend::HostGw(Default::default()));
+        assert_eq!(c.backend, Backend::new(HostGw::default()));
         assert!(c.ipv6.is_none());
         let empty = ClusterConf::parse("{}").unwrap();
         assert_eq!(empty.ipv4.unwrap().network.to_string(), DEFAULT_NETWORK);
-        assert_eq!(empty.backend, Backend::Vxlan(Default::default()));
-        let Backend::Vxlan(v) = &empty.backend else {
-            unreachable!()
-        };
+        assert_eq!(empty.backend, Backend::new(Vxlan::default()));
+        let v = empty.backend.settings::<Vxlan>().unwrap();
         assert_eq!((v.vni, v.port, v.direct_routing), (1, 8472, false));
         assert_eq!(empty.lease_ttl, DEFAULT_LEASE_TTL);
     }
@@ -295,9 +295,7 @@ mod tests {
             c.ipv6.as_ref().unwrap().subnet_min.to_string(),
             "fd00:10:0:1::/64"
         );
-        let Backend::Vxlan(v) = &c.backend else {
-            panic!("{:?}", c.backend)
-        };
+        let v = c.backend.settings::<Vxlan>().unwrap();
         assert_eq!((v.vni, v.port, v.direct_routing), (42, 4789, true));
         assert_eq!(c.mtu, Some(1400));
         assert_eq!(c.cluster_cidrs().len(), 2);

@@ -50,7 +50,7 @@ const NODES: [&str; 2] = ["nodes4", "nodes6"];
 
 /// Brings the agent's table to this plan in one transaction: pod traffic
 /// from a cluster CIDR is masqueraded unless it goes to a cluster CIDR or
-/// to a node (the node sets). The overlay's own UDP (`overlay_port`)
+/// to a node (the node sets). The overlay's own UDP (`overlay_ports`)
 /// skips connection tracking: nothing ever NATs it, and tracking it would
 /// cost every packet a lookup. It is accepted only from the nodes that
 /// hold leases: a pod (whose traffic to a node keeps its own source) or
@@ -65,7 +65,7 @@ const NODES: [&str; 2] = ["nodes4", "nodes6"];
 pub fn replace_egress_table(
     cluster: &[IpNet],
     nodes: &[IpAddr],
-    overlay_port: Option<u16>,
+    overlay_ports: &[u16],
 ) -> Result<(), NftError> {
     let mut batch = Batch::new();
     let table = Table {
@@ -132,18 +132,19 @@ pub fn replace_egress_table(
     ] {
         let overlay = chain(name, NfChainType::Filter, hook, priority);
         batch.add(NfListObject::Chain(overlay.clone()));
-        match overlay_port {
-            Some(port) => {
-                batch.add_cmd(NfCmd::Flush(FlushObject::Chain(overlay)));
-                if name == OVERLAY_INPUT {
-                    for v4 in [true, false] {
-                        batch.add(NfListObject::Rule(overlay_from_nodes_rule(v4, port)));
-                    }
-                } else {
-                    batch.add(NfListObject::Rule(overlay_notrack_rule(name, port)));
+        if overlay_ports.is_empty() {
+            batch.delete(NfListObject::Chain(overlay));
+            continue;
+        }
+        batch.add_cmd(NfCmd::Flush(FlushObject::Chain(overlay)));
+        for &port in overlay_ports {
+            if name == OVERLAY_INPUT {
+                for v4 in [true, false] {
+                    batch.add(NfListObject::Rule(overlay_from_nodes_rule(v4, port)));
                 }
+            } else {
+                batch.add(NfListObject::Rule(overlay_notrack_rule(name, port)));
             }
-            None => batch.delete(NfListObject::Chain(overlay)),
         }
     }
     apply(batch)

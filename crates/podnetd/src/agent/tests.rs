@@ -53,9 +53,10 @@ fn setup(backend: &str) -> Setup {
         ))
         .unwrap(),
         segments: vec!["192.168.0.0/24".parse().unwrap()],
-        underlay: Underlay {
+        node: Node {
             links: [Some(UPLINK), None],
             mtu: 1500,
+            state_dir: std::env::temp_dir(),
         },
         subnet_file: None,
         ipam_dir: None,

@@ -6,13 +6,15 @@ use std::collections::BTreeSet;
 use anyhow::{Result, anyhow};
 use ipnet::IpNet;
 use nix::errno::Errno;
-use podnet_core::cluster::backend::vxlan::{Fdb, Neighbour, OVERHEAD_V4, OVERHEAD_V6, Vxlan};
+use podnet_core::cluster::backend::vxlan::{
+    Entries, Fdb, Neighbour, OVERHEAD_V4, OVERHEAD_V6, Vxlan,
+};
 use podnet_core::cluster::desired::{Datapath, diff, family_index};
 use podnet_core::cluster::lease::LeaseAttrs;
 use podnet_core::names::{VXLAN4, VXLAN6, parse_mac, vtep_mac};
 use podnet_linux::netlink::{Change, Entry, Link, Netlink, VxlanSpec};
 
-use super::{Apply, Overlay, Underlay};
+use super::{Apply, Node, Overlay, ensure_address};
 use crate::kernel::Host;
 
 /// One change to a vxlan device's neighbour (`fdb: false`) or FDB entries.
@@ -50,11 +52,11 @@ impl<K: Neighbours + Devices> Apply<K> for Vxlan {
         &self,
         k: &mut K,
         me: &LeaseAttrs,
-        underlay: &Underlay,
+        node: &Node,
         subnets: &[IpNet],
     ) -> Result<Overlay> {
         let mut devices = Overlay::default();
-        let Some(uplink) = underlay.links[0] else {
+        let Some(uplink) = node.links[0] else {
             return Ok(devices);
         };
         for subnet in subnets {
@@ -71,7 +73,7 @@ impl<K: Neighbours + Devices> Apply<K> for Vxlan {
                 local,
                 underlay: uplink,
                 mac: vtep_mac(&local),
-                mtu: underlay.mtu.saturating_sub(overhead),
+                mtu: node.mtu.saturating_sub(overhead),
             };
             devices[family_index(v4)] = Some(k.ensure_vxlan(&spec, *subnet)?);
         }
@@ -79,16 +81,16 @@ impl<K: Neighbours + Devices> Apply<K> for Vxlan {
     }
 
     fn reconcile_entries(&self, k: &mut K, overlay: &Overlay, want: &Datapath) -> Result<usize> {
+        let none = Entries::default();
+        let want = want.objects::<Entries>().unwrap_or(&none);
         let mut ops = Vec::new();
         for (f, dev) in overlay.iter().enumerate() {
             let Some(dev) = *dev else {
                 continue;
             };
-            let neigh: BTreeSet<Entry> = want.vxlan.neighbours[f]
-                .iter()
-                .filter_map(neigh_entry)
-                .collect();
-            let fdb: BTreeSet<Entry> = want.vxlan.fdb[f].iter().filter_map(fdb_entry).collect();
+            let neigh: BTreeSet<Entry> =
+                want.neighbours[f].iter().filter_map(neigh_entry).collect();
+            let fdb: BTreeSet<Entry> = want.fdb[f].iter().filter_map(fdb_entry).collect();
             for (is_fdb, wanted) in [(false, neigh), (true, fdb)] {
                 let have = k.entries(dev, is_fdb)?;
                 // FDB entries are keyed by MAC, neighbours by address.
@@ -178,19 +180,6 @@ fn is_as_wanted(link: &Link, spec: &VxlanSpec<'_>) -> bool {
     link.kind.as_deref() == Some("vxlan")
         && link.mac == spec.mac
         && link.vxlan.is_some_and(|v| v.matches(spec))
-}
-
-/// The node subnet's network address on the device, and the device up.
-fn ensure_address(nl: &mut Netlink, link: &Link, subnet: IpNet) -> Result<()> {
-    let host = if subnet.addr().is_ipv4() { 32 } else { 128 };
-    let addr = IpNet::new(subnet.network(), host)?;
-    if !nl.addresses(link.index)?.contains(&addr) {
-        nl.add_address(link.index, addr)?;
-    }
-    if !link.up {
-        nl.set_up(link.index)?;
-    }
-    Ok(())
 }
 
 /// Removes both vxlan devices, with their entries.

@@ -17,6 +17,7 @@ use podnet_linux::nft::guard::TableState;
 
 use super::{Egress, Gateways, Guard, RouteOp, Routes};
 use crate::backend::vxlan::{Devices, EntryOp, Neighbours};
+use crate::backend::wireguard::{DeviceSpec, PeerOp, PeerState, Tunnels};
 
 pub const MAIN_TABLE: u32 = 254;
 
@@ -30,6 +31,8 @@ pub struct FakeKernel {
     pub egress: Option<Option<MasqPlan>>,
     /// Devices by name, with their index and node-subnet address.
     pub devices: BTreeMap<String, (u32, IpNet)>,
+    /// WireGuard devices' peers, by device name.
+    pub tunnel_peers: BTreeMap<String, Vec<PeerState>>,
     devices_made: u32,
     /// The anti-spoofing table, if made: its layout and per-port elements.
     pub guard: Option<(u32, Vec<Element>)>,
@@ -172,13 +175,45 @@ pub const FIRST_DEVICE: u32 = 10;
 
 impl Devices for FakeKernel {
     fn ensure_vxlan(&mut self, spec: &VxlanSpec<'_>, subnet: IpNet) -> Result<u32> {
-        if let Some((index, _)) = self.devices.get(spec.name) {
-            return Ok(*index);
+        Ok(self.ensure_device(spec.name, subnet))
+    }
+}
+
+impl Tunnels for FakeKernel {
+    fn ensure_tunnel(&mut self, spec: &DeviceSpec<'_>) -> Result<u32> {
+        Ok(self.ensure_device(spec.name, spec.subnets[0]))
+    }
+
+    fn tunnel_peers(&mut self, device: &str) -> Result<Vec<PeerState>> {
+        Ok(self.tunnel_peers.get(device).cloned().unwrap_or_default())
+    }
+
+    fn apply_tunnel(&mut self, device: &str, ops: &[PeerOp]) -> Result<()> {
+        let peers = self.tunnel_peers.entry(device.to_owned()).or_default();
+        for op in ops {
+            self.ops += 1;
+            let key = match op {
+                PeerOp::Set(p) => p.key,
+                PeerOp::Remove(key) => *key,
+            };
+            peers.retain(|p| p.key != key);
+            if let PeerOp::Set(p) = op {
+                peers.push(p.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FakeKernel {
+    fn ensure_device(&mut self, name: &str, subnet: IpNet) -> u32 {
+        if let Some((index, _)) = self.devices.get(name) {
+            return *index;
         }
         let index = FIRST_DEVICE + self.devices_made;
         self.devices_made += 1;
-        self.devices.insert(spec.name.to_owned(), (index, subnet));
-        Ok(index)
+        self.devices.insert(name.to_owned(), (index, subnet));
+        index
     }
 }
 
@@ -189,6 +224,7 @@ impl FakeKernel {
         let Some((index, _)) = self.devices.remove(name) else {
             return;
         };
+        self.tunnel_peers.remove(name);
         self.entries.retain(|(dev, _), _| *dev != index);
         let gone: Vec<u32> = self
             .nexthops

@@ -4,29 +4,37 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Decide;
+use super::{Decide, Settings};
 use crate::cluster::desired::{Datapath, Me, PeerRoute};
 use crate::cluster::lease::LeaseAttrs;
 
 pub const TYPE: &str = "host-gw";
 
 /// host-gw has no settings of its own.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostGw {}
+
+impl Settings for HostGw {
+    const TYPE: &'static str = TYPE;
+}
 
 impl Decide for HostGw {
     fn type_name(&self) -> &'static str {
         TYPE
     }
 
+    fn settings(&self) -> Value {
+        Value::Object(Default::default())
+    }
+
     fn overhead(&self, _: bool) -> u32 {
         0
     }
 
-    fn lease_data(&self, _: IpAddr) -> Value {
+    fn lease_data(&self, _: bool, _: IpAddr, _: Option<&str>) -> Value {
         Value::Null
     }
 
@@ -34,8 +42,8 @@ impl Decide for HostGw {
         Vec::new()
     }
 
-    fn overlay_port(&self) -> Option<u16> {
-        None
+    fn overlay_ports(&self) -> Vec<u16> {
+        Vec::new()
     }
 
     fn peer(

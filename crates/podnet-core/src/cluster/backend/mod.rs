@@ -1,15 +1,19 @@
 //! The datapath backends, decided purely. Each backend is one module here
 //! (its net-conf settings, its lease data, the objects it wants per peer,
-//! its MTU overhead and overlay port) and one in podnetd (its devices and
-//! entries). Adding a backend: a module in each, a variant of [`Backend`]
-//! and a line in [`REGISTRY`] and in [`Backend::decide`].
+//! its MTU overhead and overlay ports) and one in podnetd (its devices and
+//! entries). Adding a backend: its module, and a line in [`REGISTRY`].
 
 pub mod host_gw;
 pub mod vxlan;
+pub mod wireguard;
 
+use std::any::Any;
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -17,19 +21,48 @@ use super::desired::{Datapath, Me};
 use super::lease::LeaseAttrs;
 use super::netconf::NetConfError;
 
+/// Every backend: its settings type, by the `Backend.Type` it declares.
+const REGISTRY: &[(&str, Parse)] = &[
+    registered::<host_gw::HostGw>(),
+    registered::<vxlan::Vxlan>(),
+    registered::<wireguard::Wireguard>(),
+];
+
+/// flannel's default backend.
+pub const DEFAULT_TYPE: &str = vxlan::TYPE;
+
+/// Fields every backend has, read by the net-conf itself.
+pub const COMMON_FIELDS: [&str; 2] = ["Type", "MTU"];
+
+/// A backend's settings, as its `Backend` object in the net-conf gives
+/// them (flannel's field names and defaults).
+pub trait Settings: Decide + DeserializeOwned + Serialize + Sized {
+    /// The `Backend.Type` it answers to, also its leases' `BackendType`.
+    const TYPE: &'static str;
+    /// Refuses values the types alone allow, naming the field.
+    fn validate(self) -> Result<Self, NetConfError> {
+        Ok(self)
+    }
+}
+
 /// What a backend decides. Everything here is pure.
-pub trait Decide {
+pub trait Decide: Any + fmt::Debug + Send + Sync {
     /// The `Backend.Type` it answers to, also its leases' `BackendType`.
     fn type_name(&self) -> &'static str;
-    /// Bytes its encapsulation costs over an underlay of this family.
-    fn overhead(&self, v4_underlay: bool) -> u32;
-    /// This node's lease data for one family's underlay address.
-    fn lease_data(&self, local: IpAddr) -> Value;
+    /// Its settings as JSON (what makes two backends the same).
+    fn settings(&self) -> Value;
+    /// Bytes its encapsulation costs the pods of one family: it follows
+    /// the underlay family that family's traffic crosses.
+    fn overhead(&self, v4_pods: bool) -> u32;
+    /// This node's lease data for one pod family, its underlay address
+    /// there, and its public identity if the backend has one (podnetd's
+    /// half makes or loads it: WireGuard's public key).
+    fn lease_data(&self, v4_pods: bool, local: IpAddr, identity: Option<&str>) -> Value;
     /// The fields of a peer's lease data this podnet does not read.
     fn unknown_data_fields(&self, data: &Value) -> Vec<String>;
-    /// The UDP port its overlay arrives on, if it has one: it skips
-    /// connection tracking.
-    fn overlay_port(&self) -> Option<u16>;
+    /// The UDP ports its overlay arrives on: they skip connection
+    /// tracking, and only nodes may send to them.
+    fn overlay_ports(&self) -> Vec<u16>;
     /// The objects this node wants to reach one peer subnet, whose node
     /// sits at `underlay`; a peer whose data does not parse adds nothing.
     fn peer(
@@ -43,36 +76,46 @@ pub trait Decide {
 }
 
 /// The backend a net-conf names, with its own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    HostGw(host_gw::HostGw),
-    Vxlan(vxlan::Vxlan),
-}
+#[derive(Clone)]
+pub struct Backend(Arc<dyn Decide>);
 
 /// A backend's parser: its settings from `Backend`, naming the fields it
 /// does not know.
 type Parse = fn(&Value, &mut Vec<String>) -> Result<Backend, NetConfError>;
 
-/// Every backend by `Backend.Type`.
-const REGISTRY: &[(&str, Parse)] = &[
-    (host_gw::TYPE, |v, u| Ok(Backend::HostGw(settings(v, u)?))),
-    (vxlan::TYPE, |v, u| {
-        Ok(Backend::Vxlan(vxlan::Vxlan::parse(settings(v, u)?)?))
-    }),
-];
+const fn registered<T: Settings>() -> (&'static str, Parse) {
+    (T::TYPE, |raw, unknown| {
+        Ok(Backend::new(settings::<T>(raw, unknown)?.validate()?))
+    })
+}
 
-/// flannel's default backend.
-pub const DEFAULT_TYPE: &str = vxlan::TYPE;
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_name() == other.type_name() && self.0.settings() == other.0.settings()
+    }
+}
 
-/// Fields every backend has, read by the net-conf itself.
-pub const COMMON_FIELDS: [&str; 2] = ["Type", "MTU"];
+impl Eq for Backend {}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Backend {
+    pub fn new(settings: impl Decide) -> Self {
+        Backend(Arc::new(settings))
+    }
+
     pub fn decide(&self) -> &dyn Decide {
-        match self {
-            Backend::HostGw(b) => b,
-            Backend::Vxlan(b) => b,
-        }
+        self.0.as_ref()
+    }
+
+    /// Its settings, if it is a `T`: what its podnetd half works from.
+    pub fn settings<T: Decide>(&self) -> Option<&T> {
+        let any: &dyn Any = self.0.as_ref();
+        any.downcast_ref()
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -97,7 +140,7 @@ impl Backend {
             let known: Vec<String> = REGISTRY.iter().map(|(n, _)| format!("\"{n}\"")).collect();
             return Err(NetConfError(format!(
                 "Backend.Type \"{kind}\" is not supported (use {})",
-                known.join(" or ")
+                known.join(", ")
             )));
         };
         let mut own = Vec::new();
@@ -117,8 +160,12 @@ fn settings<T: DeserializeOwned>(
     raw: &Value,
     unknown: &mut Vec<String>,
 ) -> Result<T, NetConfError> {
-    serde_ignored::deserialize(raw, |path| unknown.push(path.to_string().replace(".?", "")))
-        .map_err(|e| NetConfError(format!("Backend: {e}")))
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string().replace(".?", ""));
+    let fields = serde_ignored::Deserializer::new(raw, &mut note);
+    serde_path_to_error::deserialize(fields).map_err(|e| match e.path().to_string() {
+        at if at == "." => NetConfError(format!("Backend: {}", e.inner())),
+        at => NetConfError(format!("Backend.{at}: {}", e.inner())),
+    })
 }
 
 #[cfg(test)]
@@ -148,7 +195,7 @@ mod tests {
     #[test]
     fn an_unknown_type_names_the_supported_ones() {
         let e = parse(r#"{"Type":"geneve"}"#).unwrap_err();
-        assert!(e.0.contains(r#""host-gw" or "vxlan""#), "{e}");
+        assert!(e.0.contains(r#""host-gw", "vxlan", "wireguard""#), "{e}");
     }
 
     #[test]
@@ -159,9 +206,9 @@ mod tests {
         let (h, v) = (host_gw.decide(), vxlan.decide());
         assert_eq!((h.overhead(true), h.overhead(false)), (0, 0));
         assert_eq!((v.overhead(true), v.overhead(false)), (50, 70));
-        assert_eq!((h.overlay_port(), v.overlay_port()), (None, Some(4789)));
-        assert_eq!(h.lease_data(local), Value::Null);
-        let data = v.lease_data(local);
+        assert_eq!((h.overlay_ports(), v.overlay_ports()), (vec![], vec![4789]));
+        assert_eq!(h.lease_data(true, local, None), Value::Null);
+        let data = v.lease_data(true, local, None);
         assert_eq!(data["VNI"], 7);
         assert_eq!(
             data["VtepMAC"],

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Decide;
-use crate::cluster::desired::{Datapath, Me, PeerRoute, family_index};
+use super::{Decide, Settings};
+use crate::cluster::desired::{Count, Datapath, Me, PeerRoute, family_index};
 use crate::cluster::lease::LeaseAttrs;
 use crate::cluster::netconf::NetConfError;
 use crate::names::{format_mac, parse_mac, vtep_mac};
@@ -29,7 +29,7 @@ pub const OVERHEAD_V4: u32 = 50;
 pub const OVERHEAD_V6: u32 = 70;
 
 /// The vxlan backend's settings, flannel's names and defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Vxlan {
     #[serde(rename = "VNI")]
@@ -45,18 +45,6 @@ impl Default for Vxlan {
             port: 8472,
             direct_routing: false,
         }
-    }
-}
-
-impl Vxlan {
-    pub fn parse(v: Vxlan) -> Result<Vxlan, NetConfError> {
-        if v.vni == 0 || v.vni >= 1 << 24 {
-            return Err(NetConfError(format!(
-                "Backend.VNI {} is outside 1..16777215",
-                v.vni
-            )));
-        }
-        Ok(v)
     }
 }
 
@@ -84,14 +72,24 @@ pub struct Entries {
     pub fdb: [BTreeSet<Fdb>; 2],
 }
 
-impl Entries {
-    pub fn len(&self) -> usize {
+impl Count for Entries {
+    fn count(&self) -> usize {
         let n: usize = self.neighbours.iter().map(BTreeSet::len).sum();
         n + self.fdb.iter().map(BTreeSet::len).sum::<usize>()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+impl Settings for Vxlan {
+    const TYPE: &'static str = TYPE;
+
+    fn validate(self) -> Result<Vxlan, NetConfError> {
+        if self.vni == 0 || self.vni >= 1 << 24 {
+            return Err(NetConfError(format!(
+                "Backend.VNI {} is outside 1..16777215",
+                self.vni
+            )));
+        }
+        Ok(self)
     }
 }
 
@@ -100,15 +98,16 @@ impl Decide for Vxlan {
         TYPE
     }
 
-    fn overhead(&self, v4_underlay: bool) -> u32 {
-        if v4_underlay {
-            OVERHEAD_V4
-        } else {
-            OVERHEAD_V6
-        }
+    fn settings(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn lease_data(&self, local: IpAddr) -> Value {
+    /// Each pod family crosses the underlay of its own family.
+    fn overhead(&self, v4_pods: bool) -> u32 {
+        if v4_pods { OVERHEAD_V4 } else { OVERHEAD_V6 }
+    }
+
+    fn lease_data(&self, _: bool, local: IpAddr, _: Option<&str>) -> Value {
         VxlanData {
             vni: self.vni,
             vtep_mac: format_mac(&vtep_mac(&local)),
@@ -120,8 +119,8 @@ impl Decide for Vxlan {
         unknown_fields(data)
     }
 
-    fn overlay_port(&self) -> Option<u16> {
-        Some(self.port)
+    fn overlay_ports(&self) -> Vec<u16> {
+        vec![self.port]
     }
 
     fn peer(
@@ -147,11 +146,13 @@ impl Decide for Vxlan {
             overlay: true,
         });
         let f = family_index(v4);
-        out.vxlan.neighbours[f].insert(Neighbour {
-            ip: gateway,
-            mac: mac.clone(),
+        out.edit_objects(|e: &mut Entries| {
+            e.neighbours[f].insert(Neighbour {
+                ip: gateway,
+                mac: mac.clone(),
+            });
+            e.fdb[f].insert(Fdb { mac, dst: underlay });
         });
-        out.vxlan.fdb[f].insert(Fdb { mac, dst: underlay });
     }
 }
 

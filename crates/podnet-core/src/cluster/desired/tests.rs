@@ -1,5 +1,5 @@
 use super::*;
-use crate::cluster::backend::vxlan::VxlanData;
+use crate::cluster::backend::vxlan::{self, VxlanData};
 use crate::cluster::lease::LeaseAttrs;
 use serde_json::Value;
 
@@ -38,6 +38,15 @@ fn route(dst: &str, via: &str, vxlan: bool) -> PeerRoute {
     }
 }
 
+/// The vxlan entries a datapath wants (none: empty).
+fn entries(d: &Datapath) -> &vxlan::Entries {
+    static NONE: vxlan::Entries = vxlan::Entries {
+        neighbours: [BTreeSet::new(), BTreeSet::new()],
+        fdb: [BTreeSet::new(), BTreeSet::new()],
+    };
+    d.objects::<vxlan::Entries>().unwrap_or(&NONE)
+}
+
 fn conf(json: &str) -> ClusterConf {
     ClusterConf::parse(json).unwrap()
 }
@@ -59,10 +68,10 @@ fn host_gw_routes_to_live_peers_only() {
     ];
     let d = desired(&ME, &conf(r#"{"Backend":{"Type":"host-gw"}}"#), &leases, 10);
     assert_eq!(
-        d.routes.into_iter().collect::<Vec<_>>(),
+        d.routes.iter().cloned().collect::<Vec<_>>(),
         vec![route("10.244.2.0/24", "192.168.1.3", false)]
     );
-    assert!(d.vxlan.fdb[0].is_empty() && d.vxlan.neighbours[0].is_empty());
+    assert!(entries(&d).fdb[0].is_empty() && entries(&d).neighbours[0].is_empty());
 }
 
 #[test]
@@ -76,12 +85,12 @@ fn vxlan_gives_route_neighbour_and_fdb_per_peer() {
         d.routes.iter().next().unwrap(),
         &route("10.244.2.0/24", "10.244.2.0", true)
     );
-    let n = d.vxlan.neighbours[0].iter().next().unwrap();
+    let n = entries(&d).neighbours[0].iter().next().unwrap();
     assert_eq!(
         (n.ip.to_string(), n.mac.as_str()),
         ("10.244.2.0".into(), "02:00:00:00:00:02")
     );
-    let f = d.vxlan.fdb[0].iter().next().unwrap();
+    let f = entries(&d).fdb[0].iter().next().unwrap();
     assert_eq!(
         (f.mac.as_str(), f.dst.to_string()),
         ("02:00:00:00:00:02", "192.168.2.2".into())
@@ -114,7 +123,7 @@ fn direct_routing_skips_encapsulation_on_the_same_segment() {
         d.routes
             .contains(&route("10.244.3.0/24", "10.244.3.0", true))
     );
-    assert_eq!(d.vxlan.fdb[0].len(), 1);
+    assert_eq!(entries(&d).fdb[0].len(), 1);
 }
 
 #[test]
@@ -130,7 +139,7 @@ fn dual_stack_uses_each_familys_underlay_and_device() {
             .contains(&route("fd00:244:0:2::/64", "fd00:244:0:2::", true))
     );
     assert_eq!(
-        d.vxlan.fdb[1].iter().next().unwrap().dst.to_string(),
+        entries(&d).fdb[1].iter().next().unwrap().dst.to_string(),
         "fd00:1::3"
     );
     let hg =
