@@ -1,5 +1,6 @@
-//! `lab status`: each node's agent, readiness, lease, MTU, routes and
-//! pods, and the etcd members' roles.
+//! `lab status`: each node's agent, readiness, lease, MTU, routes, its
+//! WireGuard tunnels (public keys only), pods, and the etcd members'
+//! roles.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,71 @@ pub struct NodeStatus {
     pub mtu: Option<u32>,
     /// podnetd's routes in this node: destination and next hop.
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
+    /// The wireguard backend's devices, from their wireguard-go.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tunnels: Vec<Tunnel>,
     pub pods: Vec<(String, Vec<IpAddr>)>,
+}
+
+/// A WireGuard device as its wireguard-go reports it, without its
+/// private key; its public key is the one the node's lease announces.
+#[derive(Debug, Serialize)]
+pub struct Tunnel {
+    pub device: String,
+    pub public_key: Option<String>,
+    pub listen_port: u16,
+    pub peers: Vec<TunnelPeer>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TunnelPeer {
+    pub public_key: String,
+    pub endpoint: Option<std::net::SocketAddr>,
+    pub allowed_ips: Vec<String>,
+    /// Seconds since the last handshake (`None`: none yet).
+    pub handshake_age_s: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// The node's WireGuard devices, read from the sockets its wireguard-go
+/// opened in the node's own socket directory.
+fn tunnels(lab: &Lab, node: &str, lease: Option<&Lease>) -> Vec<Tunnel> {
+    use podnet_core::cluster::backend::wireguard::{DEVICES, format_key, public_key};
+    let announced = lease.and_then(|l| public_key(&l.attrs, true).map(|k| format_key(&k)));
+    let dir = crate::plumbing::wireguard_sockets(lab, node);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    DEVICES
+        .iter()
+        .filter_map(|name| {
+            let client = wireguard_uapi::xplatform::Client::create(dir.join(format!("{name}.sock")));
+            let device = client.get().ok()?;
+            Some(Tunnel {
+                device: (*name).to_owned(),
+                public_key: announced.clone(),
+                listen_port: device.listen_port,
+                peers: device
+                    .peers
+                    .iter()
+                    .map(|p| TunnelPeer {
+                        public_key: format_key(&p.public_key),
+                        endpoint: p.endpoint,
+                        allowed_ips: p
+                            .allowed_ips
+                            .iter()
+                            .map(|a| format!("{}/{}", a.ipaddr, a.cidr_mask))
+                            .collect(),
+                        handshake_age_s: (!p.last_handshake_time.is_zero())
+                            .then(|| now.saturating_sub(p.last_handshake_time).as_secs()),
+                        rx_bytes: p.rx_bytes,
+                        tx_bytes: p.tx_bytes,
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +148,7 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
                 .unwrap_or_default(),
             mtu: subnet_file.and_then(|f| f.mtu),
             routes,
+            tunnels: tunnels(lab, &n.name, leases.iter().find(|l| l.node == n.name)),
             pods: lab
                 .pods
                 .iter()
@@ -154,6 +220,25 @@ pub fn render_status(r: &StatusReport) -> String {
                 "           route {dst} via {}\n",
                 via.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
             );
+        }
+        for t in &n.tunnels {
+            out += &format!(
+                "           {} key {} port {}\n",
+                t.device,
+                t.public_key.as_deref().unwrap_or("-"),
+                t.listen_port
+            );
+            for p in &t.peers {
+                out += &format!(
+                    "             peer {} {} {} handshake {}\n",
+                    p.public_key,
+                    p.endpoint.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+                    p.allowed_ips.join(","),
+                    p.handshake_age_s
+                        .map(|s| format!("{s} s ago"))
+                        .unwrap_or_else(|| "none".into())
+                );
+            }
         }
         for (pod, ips) in &n.pods {
             let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();

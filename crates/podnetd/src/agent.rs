@@ -27,7 +27,7 @@ use podnet_store::{Result as StoreResult, Revision, Snapshot, Store, StoreError,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::backend::Node;
+use crate::backend::{Node, Overlay};
 use crate::backoff::{self, Backoff, Repeated};
 use crate::datapath::{self, HopLinks};
 use crate::kernel::Kernel;
@@ -109,8 +109,11 @@ pub struct Agent<S, K> {
     announced: bool,
     announce_failures: Repeated,
     telemetry: Arc<Telemetry>,
-    /// Backend data fields already named as unknown.
-    unknown_fields: BTreeSet<String>,
+    /// Unknown backend data fields, and nodes of another backend, already
+    /// named in the log.
+    noted: BTreeSet<String>,
+    /// The backend's devices as the last reconcile found them.
+    overlay: Overlay,
 }
 
 impl<S: Store + 'static, K: Kernel> Agent<S, K> {
@@ -156,7 +159,8 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             announced: false,
             announce_failures: Repeated::default(),
             telemetry: Telemetry::new(Duration::from_secs(1)),
-            unknown_fields: BTreeSet::new(),
+            noted: BTreeSet::new(),
+            overlay: Overlay::default(),
         }
     }
 
@@ -251,16 +255,26 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
     }
 
     /// Names, once each, the backend data fields a newer podnet wrote
-    /// that this one ignores.
+    /// that this one ignores, and the nodes of another backend (a flannel
+    /// node of another type, say), which are not routed: a mixed cluster
+    /// is refused, not half-connected.
     fn note_unknown_fields(&mut self) {
         let backend = self.setup.conf.backend.decide();
         for lease in self.book.leases() {
             if lease.attrs.backend_type != backend.type_name() {
+                if self.noted.insert(format!("{}/{}", lease.node, lease.attrs.backend_type)) {
+                    tracing::warn!(
+                        "node {} runs backend {:?}, this cluster {:?}: it is not routed from here",
+                        lease.node,
+                        lease.attrs.backend_type,
+                        backend.type_name()
+                    );
+                }
                 continue;
             }
             for data in [&lease.attrs.backend_data, &lease.attrs.backend_v6_data] {
                 for field in backend.unknown_data_fields(data) {
-                    if self.unknown_fields.insert(field.clone()) {
+                    if self.noted.insert(field.clone()) {
                         tracing::warn!(
                             "node {}'s backend data has a field this podnet does not know, {field}; ignoring it",
                             lease.node
@@ -297,8 +311,32 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         if self.book.is_empty() {
             return;
         }
-        if let Some(cause) = self.full_due() {
-            self.reconcile_datapath(cause);
+        match self.full_due() {
+            Some(cause) => self.reconcile_datapath(cause),
+            None => self.keep_unwatched_entries(),
+        }
+    }
+
+    /// A backend's entries the kernel monitor cannot see, read and
+    /// repaired against the last datapath applied; should that fail (its
+    /// device gone, say), a full reconcile follows at the next resync.
+    fn keep_unwatched_entries(&mut self) {
+        let Some((want, _)) = self.applied.as_ref() else {
+            return;
+        };
+        let Ok(backend) = K::apply_of(&self.setup.conf.backend) else {
+            return;
+        };
+        if !backend.unwatched() {
+            return;
+        }
+        match backend.reconcile_entries(&mut self.kernel, &self.overlay, want) {
+            Ok(0) => {}
+            Ok(changed) => {
+                tracing::warn!(changed, "backend entries had drifted; repaired");
+                self.telemetry.drift_repairs.inc_by(changed as u64);
+            }
+            Err(_) => self.watch.changed.store(true, Ordering::Relaxed),
         }
     }
 
@@ -564,6 +602,7 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
             overlay: *devices.as_ref().unwrap_or(&Default::default()),
             underlay: self.setup.node.links,
         };
+        self.overlay = links.overlay;
         if let Ok(mut watched) = self.watch.devices.lock() {
             *watched = links.overlay.iter().flatten().copied().collect();
         }

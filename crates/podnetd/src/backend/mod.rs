@@ -53,6 +53,13 @@ pub trait Apply<K> {
 
     /// Makes its per-peer entries match `want`; returns how many changed.
     fn reconcile_entries(&self, k: &mut K, overlay: &Overlay, want: &Datapath) -> Result<usize>;
+
+    /// Whether the kernel monitor cannot see its entries change
+    /// (WireGuard's peers raise no notification): they are then read and
+    /// repaired at every resync, not only at a full reconcile.
+    fn unwatched(&self) -> bool {
+        false
+    }
 }
 
 /// Declares every backend's apply half, each by its module here and its

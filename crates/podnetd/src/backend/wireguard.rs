@@ -161,6 +161,10 @@ impl<K: Tunnels> Apply<K> for Wireguard {
         }
         first_error.map_or(Ok(changed), Err)
     }
+
+    fn unwatched(&self) -> bool {
+        true
+    }
 }
 
 /// What to change on a device so that it holds exactly the peers wanted,
