@@ -82,7 +82,8 @@ fn tunnels(lab: &Lab, node: &str, lease: Option<&Lease>) -> Vec<Tunnel> {
     DEVICES
         .iter()
         .filter_map(|name| {
-            let client = wireguard_uapi::xplatform::Client::create(dir.join(format!("{name}.sock")));
+            let client =
+                wireguard_uapi::xplatform::Client::create(dir.join(format!("{name}.sock")));
             let device = client.get().ok()?;
             Some(Tunnel {
                 device: (*name).to_owned(),
@@ -232,7 +233,9 @@ pub fn render_status(r: &StatusReport) -> String {
                 out += &format!(
                     "             peer {} {} {} handshake {}\n",
                     p.public_key,
-                    p.endpoint.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+                    p.endpoint
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     p.allowed_ips.join(","),
                     p.handshake_age_s
                         .map(|s| format!("{s} s ago"))

@@ -122,7 +122,11 @@ fn capture(l: &Lab, from: &str, to: &str) -> (bool, bool) {
             IpAddr::V6(_) => unreachable!(),
         })
         .collect();
-    let has = |needle: &[u8]| frames.iter().any(|f| f.windows(needle.len()).any(|w| w == needle));
+    let has = |needle: &[u8]| {
+        frames
+            .iter()
+            .any(|f| f.windows(needle.len()).any(|w| w == needle))
+    };
     (pods.iter().any(|p| has(p)), has(&MARKER[..8]))
 }
 
@@ -188,13 +192,18 @@ fn privileged_wireguard_lifecycle() {
     let node2_key = node_key(1);
     l.wg(0, &format!("set podnet-wg peer {node2_key} remove"));
     assert!(!l.peer_keys(0).contains(&node2_key));
-    wait_for("a removed peer restored", || l.peer_keys(0).contains(&node2_key));
+    wait_for("a removed peer restored", || {
+        l.peer_keys(0).contains(&node2_key)
+    });
     let old = l.wireguard_go(0);
     sh(&l.node_ns(0), "ip link del podnet-wg");
-    wait_for("a deleted device made again, with a new wireguard-go", || {
-        let now = l.wireguard_go(0);
-        !now.is_empty() && now != old && l.peer_keys(0).len() == 2
-    });
+    wait_for(
+        "a deleted device made again, with a new wireguard-go",
+        || {
+            let now = l.wireguard_go(0);
+            !now.is_empty() && now != old && l.peer_keys(0).len() == 2
+        },
+    );
     l.lab.check_until_ok("after the device came back");
     // `wg` itself works against a lab node.
     assert!(l.wg(0, "show podnet-wg").contains(&node2_key));
@@ -262,7 +271,10 @@ fn privileged_wireguard_bad_input_names_the_field() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Backend.PSK"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("Backend.PSK"),
+        "{err}"
+    );
 
     // A key file of the wrong length: named, and nothing starts.
     let key = l.lab.path().join("node1/state/wireguard.key");
@@ -295,7 +307,33 @@ fn privileged_wireguard_bad_input_names_the_field() {
     });
     l.ctl_ok(&["agent", "node1", "start"]);
     wait_for("the port's field named in the log", || {
-        std::fs::read_to_string(&log).unwrap().contains("Backend.ListenPort 51820")
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("Backend.ListenPort 51820")
+    });
+
+    // `--cleanup` takes the device, and its wireguard-go goes with it.
+    l.ctl_ok(&["agent", "node1", "stop"]);
+    assert!(!l.wireguard_go(0).is_empty());
+    let out = Command::new("ip")
+        .args(["netns", "exec", &l.node_ns(0)])
+        .arg(&podnetd)
+        .arg("--cleanup")
+        .arg("--run-dir")
+        .arg(l.lab.path().join("node1/run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sh(&l.node_ns(0), "ip -o link show podnet-wg 2>/dev/null"),
+        ""
+    );
+    wait_for("wireguard-go gone with its device", || {
+        l.wireguard_go(0).is_empty()
     });
 }
 
@@ -306,4 +344,28 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn privileged_wireguard_dual_stack_over_a_routed_underlay() {
+    let l = Lab::up(2, &["--routed", "--dual-stack"]);
+    // Separate mode: a device per family, each with the other node's
+    // subnet of its family and its address there.
+    let (_, status) = l.lab.json(&["status"]);
+    let tunnels = status["nodes"][0]["tunnels"].as_array().unwrap();
+    let devices: Vec<&str> = tunnels
+        .iter()
+        .map(|t| t["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["podnet-wg", "podnet-wg-v6"]);
+    for t in tunnels {
+        assert_eq!(t["peers"].as_array().unwrap().len(), 1, "{t}");
+    }
+    assert_eq!(
+        (
+            tunnels[0]["listen_port"].as_u64(),
+            tunnels[1]["listen_port"].as_u64()
+        ),
+        (Some(51820), Some(51821))
+    );
 }

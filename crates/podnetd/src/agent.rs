@@ -262,7 +262,10 @@ impl<S: Store + 'static, K: Kernel> Agent<S, K> {
         let backend = self.setup.conf.backend.decide();
         for lease in self.book.leases() {
             if lease.attrs.backend_type != backend.type_name() {
-                if self.noted.insert(format!("{}/{}", lease.node, lease.attrs.backend_type)) {
+                if self
+                    .noted
+                    .insert(format!("{}/{}", lease.node, lease.attrs.backend_type))
+                {
                     tracing::warn!(
                         "node {} runs backend {:?}, this cluster {:?}: it is not routed from here",
                         lease.node,

@@ -20,10 +20,24 @@ fn mac(i: usize) -> String {
     format!("02:00:00:00:00:{i:02x}")
 }
 
+/// A WireGuard key pair (the private half in node0's state directory).
+const NODE0_PRIVATE: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+const NODE0_PUBLIC: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+
+fn wg_key(i: usize) -> String {
+    match i {
+        0 => NODE0_PUBLIC.into(),
+        _ => podnet_core::cluster::backend::wireguard::format_key(&[i as u8; 32]),
+    }
+}
+
 /// Node `i`'s lease attributes for `backend`.
 fn node_attrs(i: usize, backend: &str) -> LeaseAttrs {
     let mut a = attrs(i);
     a.backend_type = backend.into();
+    if backend == "wireguard" {
+        a.backend_data = serde_json::json!({ "PublicKey": wg_key(i) });
+    }
     if backend == "vxlan" {
         a.backend_data = VxlanData {
             vni: 1,
@@ -44,7 +58,10 @@ fn peer(i: usize, backend: &str, ttl: u64) -> Lease {
     }
 }
 
-fn setup(backend: &str) -> Setup {
+/// Node0's setup; its state directory holds its WireGuard key.
+fn setup(backend: &str, state: &tempfile::TempDir) -> Setup {
+    let state_dir = state.path().to_owned();
+    std::fs::write(state_dir.join("wireguard.key"), NODE0_PRIVATE).unwrap();
     Setup {
         name: "node0".into(),
         attrs: node_attrs(0, backend),
@@ -56,7 +73,7 @@ fn setup(backend: &str) -> Setup {
         node: Node {
             links: [Some(UPLINK), None],
             mtu: 1500,
-            state_dir: std::env::temp_dir(),
+            state_dir,
         },
         subnet_file: None,
         ipam_dir: None,
@@ -67,10 +84,12 @@ fn setup(backend: &str) -> Setup {
 struct Rig {
     store: MemStore,
     agent: Agent<MemStore, FakeKernel>,
+    _state: tempfile::TempDir,
 }
 
 async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
-    let setup = setup(backend);
+    let state = tempfile::tempdir().unwrap();
+    let setup = setup(backend, &state);
     let lease = store
         .acquire(
             &setup.name,
@@ -81,7 +100,11 @@ async fn rig(backend: &str, store: MemStore, kernel: FakeKernel) -> Rig {
         .await
         .unwrap();
     let agent = Agent::new(Arc::new(store.clone()), kernel, setup, lease);
-    Rig { store, agent }
+    Rig {
+        store,
+        agent,
+        _state: state,
+    }
 }
 
 impl Rig {
@@ -145,6 +168,48 @@ async fn a_record_that_turns_unreadable_keeps_its_routes() {
     let mut want = before.clone();
     want.insert("10.244.103.0/24".into(), "192.168.0.5".into());
     assert_eq!(r.routes(), want, "node2 keeps its route, node3 joins");
+}
+
+#[tokio::test]
+async fn wireguard_peers_follow_the_leases_and_are_repaired_at_each_resync() {
+    let store = MemStore::default();
+    store.put(peer(1, "wireguard", LONG));
+    store.put(peer(2, "wireguard", LONG));
+    // A node of another backend (a flannel vxlan node, say) is not routed.
+    store.put(peer(3, "vxlan", LONG));
+    let mut r = rig("wireguard", store, FakeKernel::default()).await;
+    r.sync().await;
+    let peers = |r: &Rig| -> Vec<String> {
+        let device = r.agent.kernel.tunnel_peers.get("podnet-wg");
+        device
+            .into_iter()
+            .flatten()
+            .map(|p| podnet_core::cluster::backend::wireguard::format_key(&p.key))
+            .collect()
+    };
+    assert_eq!(peers(&r), [wg_key(1), wg_key(2)]);
+    assert_eq!(
+        r.routes(),
+        routes(&[
+            ("10.244.101.0/24", "10.244.101.0"),
+            ("10.244.102.0/24", "10.244.102.0")
+        ])
+    );
+    // A peer removed behind the agent's back, which no monitor sees: back
+    // at the next resync, without a full reconcile.
+    r.agent
+        .kernel
+        .tunnel_peers
+        .get_mut("podnet-wg")
+        .unwrap()
+        .remove(0);
+    r.agent.resync();
+    assert_eq!(peers(&r), [wg_key(2), wg_key(1)]);
+    // A departed node's peer goes with its route.
+    r.store.release("node2").await.unwrap();
+    r.sync().await;
+    assert_eq!(peers(&r), [wg_key(1)]);
+    assert_eq!(r.routes().len(), 1);
 }
 
 #[tokio::test]
@@ -429,7 +494,8 @@ async fn a_deleted_vxlan_device_is_made_again_with_its_entries_and_routes() {
 async fn a_flushed_egress_table_is_written_again() {
     let store = MemStore::default();
     store.put(peer(1, "host-gw", LONG));
-    let mut setup = setup("host-gw");
+    let state = tempfile::tempdir().unwrap();
+    let mut setup = setup("host-gw", &state);
     setup.masquerade = true;
     let lease = store
         .acquire(
