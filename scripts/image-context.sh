@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assembles the image's build context in DIR (default target/podnet-image):
-# the static binaries from build-release.sh, Debian's nft and every shared
-# library it loads (found with ldd) at their paths, and the Containerfile.
+# the static binaries from build-release.sh, Debian's nft and wireguard-go
+# and every shared library they load (found with ldd) at their paths, and
+# the Containerfile.
 # Prints DIR. No registry is needed: the image is FROM scratch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +12,15 @@ rm -rf "$ctx"
 root="$ctx/rootfs"
 mkdir -p "$root/usr/sbin" "$root/run/podnet" "$root/etc/podnet" "$root/var/lib/podnet/ipam"
 cp "$bin/podnet" "$bin/podnetd" "$root/"
-nft=$(command -v nft)
-cp "$nft" "$root/usr/sbin/nft"
-for lib in $(ldd "$nft" | grep -o '/[^ ]*'); do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
+# nft, and wireguard-go for the wireguard backend's own container on
+# kernels without WireGuard (deploy/wireguard-go.yaml).
+mkdir -p "$root/usr/bin"
+for tool in /usr/sbin/nft /usr/bin/wireguard-go; do
+  cp "$tool" "$root$tool"
+  for lib in $(ldd "$tool" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
 done
 cp Containerfile "$ctx/"
 echo "$(cd "$ctx" && pwd)"

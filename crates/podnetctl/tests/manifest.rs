@@ -18,6 +18,7 @@ use serde_json::Value;
 
 const MANIFEST: &str = include_str!("../../../deploy/podnet.yaml");
 const RBAC: &str = include_str!("../../../deploy/rbac.yaml");
+const WIREGUARD_GO: &str = include_str!("../../../deploy/wireguard-go.yaml");
 
 /// Each document, by kind.
 fn objects(yaml: &str) -> BTreeMap<String, Vec<Value>> {
@@ -187,9 +188,19 @@ fn the_daemonset_runs_everywhere_with_the_fewest_privileges_and_the_right_mounts
         host_path_of(&spec, agent, flag(agent, "cni-conf-dir")),
         "/etc/cni/net.d"
     );
+    assert_eq!(
+        host_path_of(&spec, agent, flag(agent, "state-dir")),
+        "/var/lib/podnet/state"
+    );
     let conflist = flag(agent, "cni-conflist");
     assert!(conflist.ends_with(CONFLIST_NAME));
     let env = agent.env.clone().unwrap();
+    // podnetd never starts a wireguard-go that would die with it.
+    let go = env
+        .iter()
+        .find(|e| e.name == "PODNET_WIREGUARD_GO")
+        .unwrap();
+    assert_eq!(go.value.as_deref(), Some("off"));
     let node_name = env.iter().find(|e| e.name == "NODE_NAME").unwrap();
     let field = node_name
         .value_from
@@ -224,4 +235,51 @@ fn int(p: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString) -> String 
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
     }
+}
+
+#[test]
+fn the_wireguard_go_patch_runs_the_images_wireguard_go_beside_podnetd() {
+    let patch: Value = serde_yaml::from_str(WIREGUARD_GO).unwrap();
+    let ds: DaemonSet = one(&objects(MANIFEST), "DaemonSet");
+    let image = ds.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    let spec = &patch["spec"]["template"]["spec"];
+    let container = |name: &str| {
+        spec["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+            .clone()
+    };
+    let (podnetd, go): (Container, Container) = (
+        serde_json::from_value(container("podnetd")).unwrap(),
+        serde_json::from_value(container("wireguard-go")).unwrap(),
+    );
+    assert_eq!(go.image, image);
+    let command = go.command.clone().unwrap();
+    assert_eq!(command[0], "/usr/bin/wireguard-go");
+    assert_eq!(
+        command.last().map(String::as_str),
+        Some(podnet_core::cluster::backend::wireguard::DEVICES[0])
+    );
+    assert_eq!(go.security_context.as_ref().unwrap().privileged, Some(true));
+    // Both share the socket directory, which wireguard-go has built in.
+    for c in [&podnetd, &go] {
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "wireguard");
+        assert_eq!(
+            mount.map(|m| m.mount_path.as_str()),
+            Some("/var/run/wireguard"),
+            "{}",
+            c.name
+        );
+    }
+    assert_eq!(spec["volumes"][0]["name"], "wireguard");
+    assert!(spec["volumes"][0]["emptyDir"].is_object());
 }

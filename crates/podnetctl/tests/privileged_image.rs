@@ -60,6 +60,19 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
         ctx.to_str().unwrap(),
     ]);
     eprintln!("image built offline in {:?}", started.elapsed());
+    // The wireguard backend's own container (deploy/wireguard-go.yaml)
+    // runs the image's wireguard-go.
+    let version = podman.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/usr/bin/wireguard-go",
+        &image,
+        "--version",
+    ]);
+    assert!(version.contains("wireguard-go v"), "{version}");
     // Loaded into containerd as an operator would, it has the name the
     // manifest asks for: kubelet finds it without a pull.
     let archive = tmp.path().join("podnet.tar");

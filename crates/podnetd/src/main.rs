@@ -50,7 +50,7 @@ pub struct Args {
     pub run_dir: PathBuf,
     /// What must outlive a restart and a reboot of the node: the WireGuard
     /// backend's private key.
-    #[arg(long, default_value = "/var/lib/podnet")]
+    #[arg(long, default_value = "/var/lib/podnet/state")]
     pub state_dir: PathBuf,
     /// The cluster store: file:DIR (agents that share DIR: one machine,
     /// the lab), etcd:URL[,URL...] (every member), or kube (the Kubernetes
