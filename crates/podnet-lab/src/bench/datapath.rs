@@ -1,8 +1,9 @@
 //! `podnetctl bench datapath`: TCP throughput (iperf3, one stream) and
 //! request/response latency (sockperf ping-pong) through podnet's pod
 //! paths, each against a baseline of the same shape built by hand with
-//! plain `ip` commands, alternated in one run; plus a raw veth pair as the
-//! physical limit.
+//! plain `ip` commands (and `wg` for a wireguard-go tunnel), alternated in
+//! one run; plus a raw veth pair as the physical limit, and for wireguard
+//! the CPU time per GB and one core's ChaCha20-Poly1305 speed.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct Options {
     pub cpu: Option<usize>,
     /// podnet's egress masquerade, on by default as in production.
     pub masquerade: bool,
+    /// `wireguard`: that backend, with vxlan beside it; else host-gw and
+    /// vxlan.
+    pub backend: Option<String>,
 }
 
 /// One direction to measure: from a namespace to an address in another.
@@ -37,12 +41,27 @@ struct Path {
 struct Samples {
     gbps: Vec<f64>,
     usec: Vec<f64>,
+    /// CPU seconds (the whole machine's) per GB received.
+    cpu_s_per_gb: Vec<f64>,
 }
 
 pub fn run(opts: Options) -> Result<()> {
-    for tool in ["iperf3", "sockperf"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            bail!("{tool} is not installed (apt-get install iperf3 sockperf)");
+    let backends: &[&str] = match opts.backend.as_deref() {
+        None => &["host-gw", "vxlan"],
+        Some("wireguard") => &["wireguard", "vxlan"],
+        Some(other) => bail!("--backend {other}: host-gw and vxlan run by default; wireguard on its own"),
+    };
+    let mut tools = vec!["iperf3", "sockperf"];
+    if backends.contains(&"wireguard") {
+        tools.extend(["wireguard-go", "wg", "openssl"]);
+    }
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            bail!("{tool} is not installed (scripts/install-deps.sh installs it)");
         }
     }
     let cpu = match opts.cpu {
@@ -77,7 +96,7 @@ pub fn run(opts: Options) -> Result<()> {
     drop(raw);
     let mut rows = Vec::new();
     let mut guard_rows = Vec::new();
-    for backend in ["host-gw", "vxlan"] {
+    for &backend in backends {
         let work = tempfile::tempdir()?;
         let dir = work.path().join("lab");
         up::up(up::UpOptions {
@@ -168,6 +187,40 @@ pub fn run(opts: Options) -> Result<()> {
         result?;
     }
     report(&raw_samples, &rows, &guard_rows);
+    if backends.contains(&"wireguard") {
+        report_cpu(&rows)?;
+    }
+    Ok(())
+}
+
+/// The CPU time per GB of each path, and the encryption ceiling: one
+/// core's ChaCha20-Poly1305 at a pod packet's size.
+fn report_cpu(rows: &Rows) -> Result<()> {
+    println!();
+    println!("CPU time per GB received (the whole machine's, both ends on one CPU)");
+    for (name, ours, theirs) in rows {
+        println!(
+            "{name:20} podnet {:.2} s/GB ({}), hand-made {:.2} s/GB ({})",
+            median_rate(&ours.cpu_s_per_gb),
+            range(&ours.cpu_s_per_gb),
+            median_rate(&theirs.cpu_s_per_gb),
+            range(&theirs.cpu_s_per_gb)
+        );
+    }
+    let out = Command::new("openssl")
+        .args(["speed", "-evp", "chacha20-poly1305", "-seconds", "1", "-bytes", "1420"])
+        .stderr(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kbytes = text
+        .lines()
+        .rev()
+        .find_map(|l| l.split_whitespace().last()?.strip_suffix('k')?.parse::<f64>().ok())
+        .ok_or_else(|| anyhow!("no figure in openssl speed's output: {text}"))?;
+    println!(
+        "ceiling: ChaCha20-Poly1305 on one core, 1420-byte packets: {:.1} Gbit/s (openssl speed)",
+        kbytes * 1000.0 * 8.0 / 1e9
+    );
     Ok(())
 }
 
@@ -326,15 +379,19 @@ fn serve(path: &Path, probe: &Probe) -> Result<[Server; 2]> {
 
 fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     let secs = &probe.seconds;
+    let busy = busy_cpu_seconds()?;
     let out = probe
         .command(&path.from, "iperf3")
         .args(["-c", &path.to_ip, "-p", "5201", "-t", secs, "-J"])
         .output()?;
+    let cpu = busy_cpu_seconds()? - busy;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 output")?;
-    let bps = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or_else(|| anyhow!("iperf3 {} -> {}: {}", path.from, path.to_ip, json["error"]))?;
+    let received = &json["end"]["sum_received"];
+    let (Some(bps), Some(bytes)) = (received["bits_per_second"].as_f64(), received["bytes"].as_f64()) else {
+        bail!("iperf3 {} -> {}: {}", path.from, path.to_ip, json["error"]);
+    };
     into.gbps.push(bps / 1e9);
+    into.cpu_s_per_gb.push(cpu / (bytes / 1e9));
     let out = probe
         .command(&path.from, "sockperf")
         .args(["pp", "-i", &path.to_ip, "-p", "11111", "-t", secs])
@@ -353,6 +410,29 @@ fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
         })?;
     into.usec.push(median);
     Ok(())
+}
+
+/// The machine's busy CPU time so far, in seconds (from /proc/stat).
+fn busy_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .ok_or_else(|| anyhow!("/proc/stat has no cpu line"))?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle, iowait.
+    let busy: f64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![3, 4].contains(i))
+        .take(6)
+        .map(|(_, v)| v)
+        .sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(busy / hz)
 }
 
 fn sysctl(ns: &str, key: &str) -> Result<()> {
@@ -382,19 +462,49 @@ fn raw_veth(tag: &str) -> Result<Vec<NamedNetns>> {
     Ok(out)
 }
 
+/// The hand-made baseline, taken down when dropped: its wireguard-go
+/// devices first (a process in a namespace keeps the namespace alive),
+/// then its namespaces.
+struct Handmade {
+    _netns: Vec<NamedNetns>,
+    tunnels: Vec<String>,
+    _sockets: tempfile::TempDir,
+}
+
+impl Drop for Handmade {
+    fn drop(&mut self) {
+        for ns in &self.tunnels {
+            let _ = ip(ns, &["link", "del", "wg0"]);
+            crate::plumbing::stop_processes_in(ns);
+        }
+    }
+}
+
 /// The baseline: podnet's shape, by hand. Two nodes on an underlay bridge,
 /// a bridge per node with the gateway, pods on veths, and either a route
-/// per peer (host-gw) or a vxlan device with a permanent neighbour, FDB
-/// entry and onlink route per peer (flannel's recipe).
-fn handmade(tag: &str, backend: &str) -> Result<Vec<NamedNetns>> {
+/// per peer (host-gw), a vxlan device with a permanent neighbour, FDB
+/// entry and onlink route per peer (flannel's recipe), or a wireguard-go
+/// device with the peer and a route to its pods (configured with `wg`).
+fn handmade(tag: &str, backend: &str) -> Result<Handmade> {
     let mut made = Vec::new();
+    let mut tunnels = Vec::new();
+    let sockets = tempfile::tempdir()?;
+    let wireguard = backend == "wireguard";
+    let keys = match wireguard {
+        true => vec![wg_keypair()?, wg_keypair()?],
+        false => Vec::new(),
+    };
     let ns = |n: &str| format!("{tag}-{n}");
     let ul = ns("ul");
     made.push(NamedNetns::create(&ul)?);
     ip(&ul, &["link", "add", "ulbr", "type", "bridge"])?;
     ip(&ul, &["link", "set", "ulbr", "up"])?;
     let vxlan = backend == "vxlan";
-    let mtu = if vxlan { "1450" } else { "1500" };
+    let mtu = match backend {
+        "vxlan" => "1450",
+        "wireguard" => "1440",
+        _ => "1500",
+    };
     for n in 1..=2u8 {
         let node = ns(&format!("h{n}"));
         made.push(NamedNetns::create(&node)?);
@@ -521,6 +631,30 @@ fn handmade(tag: &str, backend: &str) -> Result<Vec<NamedNetns>> {
                     "onlink",
                 ],
             )?;
+        } else if wireguard {
+            let dir = sockets.path().join(&node);
+            std::fs::create_dir_all(&dir)?;
+            let key = dir.join("key");
+            std::fs::write(&key, &keys[usize::from(n - 1)].0)?;
+            tunnels.push(node.clone());
+            with_own_sockets(&node, &dir, "wireguard-go wg0")?;
+            let peer = &keys[usize::from(o - 1)].1;
+            let set = format!(
+                "wg set wg0 listen-port 51820 private-key {} peer {peer} endpoint \
+                 192.168.50.{o}:51820 allowed-ips 10.250.{o}.0/24,192.168.50.{o}/32",
+                key.display()
+            );
+            // wireguard-go forks to the background; its socket follows.
+            let started = std::time::Instant::now();
+            while with_own_sockets(&node, &dir, &set).is_err() {
+                if started.elapsed() > Duration::from_secs(5) {
+                    bail!("hand-made wireguard-go in {node} did not answer");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ip(&node, &["addr", "add", &format!("10.250.{n}.0/32"), "dev", "wg0"])?;
+            ip(&node, &["link", "set", "wg0", "mtu", "1440", "up"])?;
+            ip(&node, &["route", "add", &format!("10.250.{o}.0/24"), "dev", "wg0"])?;
         } else {
             ip(
                 &node,
@@ -534,5 +668,46 @@ fn handmade(tag: &str, backend: &str) -> Result<Vec<NamedNetns>> {
             )?;
         }
     }
-    Ok(made)
+    Ok(Handmade {
+        _netns: made,
+        tunnels,
+        _sockets: sockets,
+    })
+}
+
+/// Runs `script` in node `ns`, in a mount namespace where `dir` is
+/// wireguard-go's socket directory: each node has its own.
+fn with_own_sockets(ns: &str, dir: &std::path::Path, script: &str) -> Result<()> {
+    std::fs::create_dir_all("/run/wireguard")?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, "unshare", "--mount", "--propagation", "private"])
+        .args(["sh", "-c", &format!("mount --bind {} /run/wireguard && {script}", dir.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("{script} in {ns}");
+    }
+    Ok(())
+}
+
+/// A private key and its public key, from `wg`.
+fn wg_keypair() -> Result<(String, String)> {
+    use std::io::Write;
+    let private = Command::new("wg").arg("genkey").output()?.stdout;
+    let mut pubkey = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    pubkey
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("wg pubkey's stdin"))?
+        .write_all(&private)?;
+    let public = pubkey.wait_with_output()?.stdout;
+    Ok((
+        String::from_utf8(private)?.trim().to_owned(),
+        String::from_utf8(public)?.trim().to_owned(),
+    ))
 }
