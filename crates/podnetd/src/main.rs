@@ -76,9 +76,10 @@ pub struct Args {
     /// Masquerade pod traffic to destinations outside the cluster.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,
-    /// Remove everything this agent owns on this node (routes, vxlan
-    /// devices, the egress table, the subnet file) and exit. The lease
-    /// stays: `podnetctl node remove` gives it back.
+    /// Remove everything this agent owns on this node (routes, the
+    /// backends' devices, the egress table, the subnet file) and exit. The
+    /// lease and the WireGuard key stay: `podnetctl node remove` gives the
+    /// lease back.
     #[arg(long)]
     pub cleanup: bool,
     /// How often, in milliseconds, the agent checks its node's own objects

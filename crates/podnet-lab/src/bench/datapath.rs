@@ -49,7 +49,9 @@ pub fn run(opts: Options) -> Result<()> {
     let backends: &[&str] = match opts.backend.as_deref() {
         None => &["host-gw", "vxlan"],
         Some("wireguard") => &["wireguard", "vxlan"],
-        Some(other) => bail!("--backend {other}: host-gw and vxlan run by default; wireguard on its own"),
+        Some(other) => {
+            bail!("--backend {other}: host-gw and vxlan run by default; wireguard on its own")
+        }
     };
     let mut tools = vec!["iperf3", "sockperf"];
     if backends.contains(&"wireguard") {
@@ -208,14 +210,28 @@ fn report_cpu(rows: &Rows) -> Result<()> {
         );
     }
     let out = Command::new("openssl")
-        .args(["speed", "-evp", "chacha20-poly1305", "-seconds", "1", "-bytes", "1420"])
+        .args([
+            "speed",
+            "-evp",
+            "chacha20-poly1305",
+            "-seconds",
+            "1",
+            "-bytes",
+            "1420",
+        ])
         .stderr(Stdio::null())
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let kbytes = text
         .lines()
         .rev()
-        .find_map(|l| l.split_whitespace().last()?.strip_suffix('k')?.parse::<f64>().ok())
+        .find_map(|l| {
+            l.split_whitespace()
+                .last()?
+                .strip_suffix('k')?
+                .parse::<f64>()
+                .ok()
+        })
         .ok_or_else(|| anyhow!("no figure in openssl speed's output: {text}"))?;
     println!(
         "ceiling: ChaCha20-Poly1305 on one core, 1420-byte packets: {:.1} Gbit/s (openssl speed)",
@@ -387,7 +403,10 @@ fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     let cpu = busy_cpu_seconds()? - busy;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 output")?;
     let received = &json["end"]["sum_received"];
-    let (Some(bps), Some(bytes)) = (received["bits_per_second"].as_f64(), received["bytes"].as_f64()) else {
+    let (Some(bps), Some(bytes)) = (
+        received["bits_per_second"].as_f64(),
+        received["bytes"].as_f64(),
+    ) else {
         bail!("iperf3 {} -> {}: {}", path.from, path.to_ip, json["error"]);
     };
     into.gbps.push(bps / 1e9);
@@ -652,9 +671,15 @@ fn handmade(tag: &str, backend: &str) -> Result<Handmade> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            ip(&node, &["addr", "add", &format!("10.250.{n}.0/32"), "dev", "wg0"])?;
+            ip(
+                &node,
+                &["addr", "add", &format!("10.250.{n}.0/32"), "dev", "wg0"],
+            )?;
             ip(&node, &["link", "set", "wg0", "mtu", "1440", "up"])?;
-            ip(&node, &["route", "add", &format!("10.250.{o}.0/24"), "dev", "wg0"])?;
+            ip(
+                &node,
+                &["route", "add", &format!("10.250.{o}.0/24"), "dev", "wg0"],
+            )?;
         } else {
             ip(
                 &node,
@@ -680,8 +705,20 @@ fn handmade(tag: &str, backend: &str) -> Result<Handmade> {
 fn with_own_sockets(ns: &str, dir: &std::path::Path, script: &str) -> Result<()> {
     std::fs::create_dir_all("/run/wireguard")?;
     let status = Command::new("ip")
-        .args(["netns", "exec", ns, "unshare", "--mount", "--propagation", "private"])
-        .args(["sh", "-c", &format!("mount --bind {} /run/wireguard && {script}", dir.display())])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+        ])
+        .args([
+            "sh",
+            "-c",
+            &format!("mount --bind {} /run/wireguard && {script}", dir.display()),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?;

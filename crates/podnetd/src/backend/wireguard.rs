@@ -93,7 +93,7 @@ impl<K: Tunnels> Apply<K> for Wireguard {
         node: &Node,
         subnets: &[IpNet],
     ) -> Result<Overlay> {
-        let path = node.state_dir.join(KEY_FILE);
+        let path = key_path(&node.state_dir);
         let private_key = read_key(&path)?.ok_or_else(|| {
             anyhow!(
                 "{} is gone: restart podnetd to make and announce a new key",
@@ -401,18 +401,14 @@ impl Configure for UserspaceDevice {
     }
 }
 
-/// The side that configures `link`, if it is a live WireGuard device:
-/// the kernel's, or a TUN device whose wireguard-go answers.
+/// The side that configures `link`, by its kind: the kernel's WireGuard
+/// device, or a TUN device (wireguard-go's, if one answers on its socket).
 fn configurator(link: &Link) -> Option<Box<dyn Configure>> {
     match link.kind.as_deref() {
         Some("wireguard") => Some(Box::new(KernelDevice(link.name.clone()))),
-        Some("tun") => {
-            let mut device = UserspaceDevice(xplatform::Client::create(socket_path(&link.name)));
-            device
-                .get()
-                .is_ok()
-                .then(|| Box::new(device) as Box<dyn Configure>)
-        }
+        Some("tun") => Some(Box::new(UserspaceDevice(xplatform::Client::create(
+            socket_path(&link.name),
+        )))),
         _ => None,
     }
 }
@@ -421,8 +417,7 @@ fn device_link(nl: &mut Netlink, device: &str) -> Result<(Link, Box<dyn Configur
     let link = nl
         .link(device)?
         .ok_or_else(|| anyhow!("{device} is gone"))?;
-    let conf =
-        configurator(&link).ok_or_else(|| anyhow!("{device} is not a live WireGuard device"))?;
+    let conf = configurator(&link).ok_or_else(|| anyhow!("{device} is not a WireGuard device"))?;
     Ok((link, conf))
 }
 
@@ -482,17 +477,26 @@ fn start_userspace(binary: &Path, device: &str) -> Result<()> {
 impl Tunnels for Host {
     fn ensure_tunnel(&mut self, spec: &DeviceSpec<'_>) -> Result<u32> {
         let nl = &mut self.nl;
-        let found = nl.link(spec.name)?;
-        if let Some(stale) = found.as_ref().filter(|l| configurator(l).is_none()) {
-            tracing::warn!(device = spec.name, kind = ?stale.kind, "not a live WireGuard device: made again");
-            nl.delete_link(stale.index)?;
-        }
-        if found.as_ref().is_none_or(|l| configurator(l).is_none()) {
-            make(nl, spec)?;
-            warn_if_strict_rp_filter(spec.name);
-        }
-        let (link, mut conf) = device_link(nl, spec.name)?;
-        let now = conf.get()?;
+        // A device that answers is adopted, whoever made it.
+        let live = nl.link(spec.name)?.and_then(|link| {
+            let mut conf = configurator(&link)?;
+            let now = conf.get().ok()?;
+            Some((link, conf, now))
+        });
+        let (link, mut conf, now) = match live {
+            Some(live) => live,
+            None => {
+                if let Some(stale) = nl.link(spec.name)? {
+                    tracing::warn!(device = spec.name, kind = ?stale.kind, "not a live WireGuard device: made again");
+                    nl.delete_link(stale.index)?;
+                }
+                make(nl, spec)?;
+                warn_if_strict_rp_filter(spec.name);
+                let (link, mut conf) = device_link(nl, spec.name)?;
+                let now = conf.get()?;
+                (link, conf, now)
+            }
+        };
         if now.private_key != Some(spec.private_key) || now.listen_port != spec.port {
             conf.set_device(&spec.private_key, spec.port)
                 .with_context(|| {
