@@ -103,6 +103,7 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
         match host {
             "/run/podnet" => node_dir.join("run"),
             "/var/lib/podnet/ipam" => node_dir.join("ipam"),
+            "/var/lib/podnet/state" => node_dir.join("state"),
             "/etc/cni/net.d" => cni_conf.clone(),
             other => panic!("the manifest mounts {other}: map it here"),
         }
@@ -131,6 +132,8 @@ fn privileged_the_image_runs_the_agent_with_the_manifests_privileges() {
             Some(h) => host_dir(&h.path),
             None => config.clone(), // the ConfigMap
         };
+        // The manifest's host paths are DirectoryOrCreate.
+        std::fs::create_dir_all(&source).unwrap();
         let ro = if m.read_only == Some(true) { ":ro" } else { "" };
         run.extend([
             "-v".into(),
