@@ -10,4 +10,5 @@ pub mod cni;
 pub mod guard;
 pub mod ipam;
 pub mod names;
+pub mod policy;
 pub mod subnet_file;
