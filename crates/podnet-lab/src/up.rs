@@ -80,7 +80,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if opts.shape.routed && backend.decide().overlay_ports().is_empty() {
         bail!(
             "{} needs every node on one L2 segment, and --routed puts each node \
-             behind a router: use --backend vxlan with --routed (an overlay)",
+             behind a router: use an overlay (vxlan or wireguard) with --routed",
             opts.backend
         );
     }

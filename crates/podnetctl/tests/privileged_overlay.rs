@@ -83,13 +83,13 @@ fn privileged_vxlan_over_a_routed_underlay() {
     let refused = TestLab::empty();
     let (ok, text) = refused.ctl(&["up", "--routed", "--backend", "host-gw"]);
     assert!(
-        !ok && text.contains("use --backend vxlan with --routed"),
+        !ok && text.contains("use an overlay (vxlan or wireguard) with --routed"),
         "{text}"
     );
     // A backend podnet does not have is named with the ones it has.
     let (ok, text) = refused.ctl(&["up", "--backend", "geneve"]);
     assert!(
-        !ok && text.contains(r#"not supported (use "host-gw" or "vxlan")"#),
+        !ok && text.contains(r#"not supported (use "host-gw", "vxlan", "wireguard")"#),
         "{text}"
     );
 }

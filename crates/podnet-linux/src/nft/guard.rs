@@ -11,9 +11,6 @@
 //!
 //! Elements go over nfnetlink: an ADD costs one transaction (~15 us).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use nix::errno::Errno;
 use podnet_core::guard::{
     self, ADDRS4, ADDRS6, Carry, DROP_REASONS, Element, ElementPlan, LAYOUT, LAYOUT_SET, LLA,
@@ -262,25 +259,7 @@ pub fn write_at(layout: u32) -> Result<Carry, GuardError> {
 
 /// Runs one `nft -f` transaction.
 fn run_nft(transaction: &str) -> Result<(), GuardError> {
-    let fail = |e: String| GuardError::Write(e);
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run nft: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(transaction.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    }
+    super::run_file(transaction).map_err(GuardError::Write)
 }
 
 /// Admits `port`: from now on it may send as its pod and nothing else,

@@ -15,6 +15,7 @@ pub mod egress;
 pub mod guard;
 pub mod masq;
 pub mod nfnl;
+pub mod policy;
 pub mod registry;
 
 use std::borrow::Cow;
@@ -26,6 +27,29 @@ use nftables::helper::NftablesError;
 #[derive(Debug, thiserror::Error)]
 #[error("nftables: {0}")]
 pub struct NftError(pub String);
+
+/// Runs one `nft -f` transaction from text; nft's complaint if it fails.
+fn run_file(transaction: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(transaction.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }
+}
 
 impl From<NftablesError> for NftError {
     fn from(e: NftablesError) -> Self {

@@ -30,6 +30,8 @@ pub const GUARD_RULES: &str = "guard";
 pub const GUARD_ARP: &str = "guard-arp";
 pub const GUARD_ICMP6: &str = "guard-icmpv6";
 pub const CNI_TABLE: &str = "podnet-cni";
+/// NetworkPolicy's table, and its base chains.
+pub const POLICY_TABLE: &str = "podnet-policy";
 pub use podnet_core::guard::TABLE as GUARD_TABLE;
 
 /// When a table may go.
@@ -93,8 +95,17 @@ pub const GUARD: Table = Table {
     removal: Removal::WithLastPod,
 };
 
+pub const POLICY: Table = Table {
+    family: FAMILY_INET,
+    family_name: "inet",
+    name: POLICY_TABLE,
+    hooks: &[("forward", "forward", FILTER), ("input", "input", FILTER)],
+    writer: "podnetd (nft::policy)",
+    removal: Removal::WithAgent,
+};
+
 /// Every table podnet makes.
-pub const TABLES: [Table; 3] = [EGRESS, IP_MASQ, GUARD];
+pub const TABLES: [Table; 4] = [EGRESS, IP_MASQ, GUARD, POLICY];
 
 /// Removes the tables `removable` picks; a table that is not there is
 /// not an error. Returns the ones removed.
@@ -136,8 +147,11 @@ mod tests {
                 .map(|t| t.name)
                 .collect()
         };
-        assert_eq!(names(true, true), ["podnet"]);
-        assert_eq!(names(true, false), ["podnet", "podnet-cni", "podnet-guard"]);
+        assert_eq!(names(true, true), ["podnet", "podnet-policy"]);
+        assert_eq!(
+            names(true, false),
+            ["podnet", "podnet-cni", "podnet-guard", "podnet-policy"]
+        );
         assert!(names(false, true).is_empty());
         assert_eq!(names(false, false), ["podnet-cni", "podnet-guard"]);
     }

@@ -1,0 +1,249 @@
+//! NetworkPolicy's table, `inet podnet-policy`: a compiled
+//! [`Ruleset`](podnet_core::policy::compile::Ruleset) written as `nft -f`
+//! text in one transaction that replaces the table whole, so a change is
+//! atomic. Forwarded packets (routed, and bridged ones through
+//! `br_netfilter`) pass the egress and the ingress chain; packets a pod
+//! sends to its node pass the egress chain. Established and related
+//! packets pass first: a connection the new state denies lives on until
+//! it closes, and every new one is judged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use podnet_core::policy::Protocol;
+use podnet_core::policy::compile::{Chain, CompiledRule, Element, PortSet, Ruleset};
+
+use super::NftError;
+use super::registry::POLICY_TABLE;
+
+/// Writes `ruleset` in place of the table, in one transaction.
+pub fn write(ruleset: &Ruleset) -> Result<(), NftError> {
+    super::run_file(&transaction(ruleset)).map_err(NftError)
+}
+
+/// The transaction: the table made (if missing) and deleted, then made
+/// again whole; nft applies it all or nothing.
+pub fn transaction(r: &Ruleset) -> String {
+    let mut t = format!(
+        "add table inet {POLICY_TABLE}\ndelete table inet {POLICY_TABLE}\ntable inet {POLICY_TABLE} {{\n"
+    );
+    // A set's kind is how the rules use it (an empty one shows no other).
+    let mut kinds: BTreeMap<&str, Kind> = BTreeMap::new();
+    for rule in r.ingress.rules.iter().chain(&r.egress.rules) {
+        match &rule.ports {
+            Some(PortSet::Numbered(s)) => kinds.insert(s, Kind::Ports),
+            Some(PortSet::Named(s)) => kinds.insert(s, Kind::Named),
+            None => None,
+        };
+    }
+    for (name, elements) in &r.sets {
+        let kind = kinds.get(name.as_str()).copied().unwrap_or(Kind::Addresses);
+        write_sets(&mut t, name, kind, elements);
+    }
+    // A pod reaching itself (through a Service's address) always may.
+    let own: BTreeSet<IpAddr> = [&r.ingress.isolated, &r.egress.isolated]
+        .into_iter()
+        .filter_map(|s| r.sets.get(s))
+        .flatten()
+        .filter_map(|e| match e {
+            Element::Net(n) if n.prefix_len() == n.max_prefix_len() => Some(n.addr()),
+            _ => None,
+        })
+        .collect();
+    for v4 in [true, false] {
+        let pairs: Vec<String> = own
+            .iter()
+            .filter(|ip| ip.is_ipv4() == v4)
+            .map(|ip| format!("{ip} . {ip}"))
+            .collect();
+        let kind = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        set(
+            &mut t,
+            &format!("self{}", suffix(v4)),
+            &format!("{kind} . {kind}"),
+            false,
+            &pairs,
+        );
+    }
+    t += "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
+    t += "\t\tct state established,related accept\n";
+    t += "\t\tip saddr . ip daddr @self4 accept\n\t\tip6 saddr . ip6 daddr @self6 accept\n";
+    t += "\t\tjump egress\n\t\tjump ingress\n\t}\n";
+    t += "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n";
+    t += "\t\tct state established,related accept\n\t\tjump egress\n\t}\n";
+    write_chain(&mut t, "egress", &r.egress);
+    write_chain(&mut t, "ingress", &r.ingress);
+    t += "}\n";
+    t
+}
+
+fn suffix(v4: bool) -> &'static str {
+    if v4 { "4" } else { "6" }
+}
+
+fn ip(v4: bool) -> &'static str {
+    if v4 { "ip" } else { "ip6" }
+}
+
+/// A chain: packets whose own end (the source for egress, the
+/// destination for ingress) is not isolated return; a rule that matches
+/// returns; the rest are dropped.
+fn write_chain(t: &mut String, name: &str, chain: &Chain) {
+    let (own, peer) = match name {
+        "egress" => ("saddr", "daddr"),
+        _ => ("daddr", "saddr"),
+    };
+    let _ = writeln!(t, "\tchain {name} {{");
+    for v4 in [true, false] {
+        let _ = writeln!(
+            t,
+            "\t\tmeta nfproto {} {} {own} != @{}{} return",
+            if v4 { "ipv4" } else { "ipv6" },
+            ip(v4),
+            chain.isolated,
+            suffix(v4)
+        );
+    }
+    for rule in &chain.rules {
+        for v4 in [true, false] {
+            let _ = writeln!(t, "\t\t{} return", rule_text(rule, v4, own, peer));
+        }
+    }
+    t.push_str("\t\tdrop\n\t}\n");
+}
+
+fn rule_text(r: &CompiledRule, v4: bool, own: &str, peer: &str) -> String {
+    let (ip, s) = (ip(v4), suffix(v4));
+    let mut text = format!("{ip} {own} @{}{s}", r.selected);
+    if let Some(peers) = &r.peers {
+        let _ = write!(text, " {ip} {peer} @{peers}{s}");
+    }
+    match &r.ports {
+        None => {}
+        Some(PortSet::Numbered(set)) => {
+            let _ = write!(text, " meta l4proto . th dport @{set}");
+        }
+        Some(PortSet::Named(set)) => {
+            let _ = write!(text, " {ip} daddr . meta l4proto . th dport @{set}{s}");
+        }
+    }
+    text
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Addresses,
+    Ports,
+    Named,
+}
+
+/// A compiled set as nft sets: port sets as they are, address and
+/// named-port sets one per family.
+fn write_sets(t: &mut String, name: &str, kind: Kind, elements: &BTreeSet<Element>) {
+    let mut nets: [Vec<IpNet>; 2] = Default::default();
+    let mut named: [Vec<String>; 2] = Default::default();
+    let mut ports: BTreeMap<Protocol, Vec<(u16, u16)>> = BTreeMap::new();
+    for e in elements {
+        match e {
+            Element::Net(n) => nets[usize::from(!n.addr().is_ipv4())].push(*n),
+            Element::Named(ip, proto, port) => named[usize::from(!ip.is_ipv4())]
+                .push(format!("{ip} . {} . {port}", proto_name(*proto))),
+            Element::Ports(proto, lo, hi) => ports.entry(*proto).or_default().push((*lo, *hi)),
+        }
+    }
+    if kind == Kind::Ports {
+        let items: Vec<String> = ports
+            .into_iter()
+            .flat_map(|(proto, ranges)| {
+                merge(ranges)
+                    .into_iter()
+                    .map(move |(lo, hi)| format!("{} . {lo}-{hi}", proto_name(proto)))
+            })
+            .collect();
+        set(t, name, "inet_proto . inet_service", true, &items);
+        return;
+    }
+    let named_set = kind == Kind::Named;
+    for v4 in [true, false] {
+        let f = usize::from(!v4);
+        let kind = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        let full = format!("{name}{}", suffix(v4));
+        if named_set {
+            set(
+                t,
+                &full,
+                &format!("{kind} . inet_proto . inet_service"),
+                false,
+                &named[f],
+            );
+        } else {
+            let items: Vec<String> = outermost(&nets[f])
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            set(t, &full, kind, true, &items);
+        }
+    }
+}
+
+fn set(t: &mut String, name: &str, kind: &str, interval: bool, items: &[String]) {
+    let _ = write!(t, "\tset {name} {{\n\t\ttype {kind};\n");
+    if interval {
+        t.push_str("\t\tflags interval;\n");
+    }
+    if !items.is_empty() {
+        let _ = writeln!(t, "\t\telements = {{ {} }}", items.join(", "));
+    }
+    t.push_str("\t}\n");
+}
+
+fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::TCP => "tcp",
+        Protocol::UDP => "udp",
+        Protocol::SCTP => "sctp",
+    }
+}
+
+/// The prefixes no other one contains: an interval set takes no overlap.
+fn outermost(nets: &[IpNet]) -> Vec<IpNet> {
+    let all: BTreeSet<IpNet> = nets.iter().copied().collect();
+    all.iter()
+        .filter(|n| !all.iter().any(|o| o != *n && o.contains(*n)))
+        .copied()
+        .collect()
+}
+
+/// Port ranges merged where they overlap or touch.
+fn merge(mut ranges: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_elements_never_overlap() {
+        let nets: Vec<IpNet> = ["10.0.0.0/8", "10.1.2.3/32", "192.168.0.0/16"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(outermost(&nets).len(), 2);
+        assert_eq!(
+            merge(vec![(80, 80), (80, 81), (83, 90), (82, 82)]),
+            [(80, 90)]
+        );
+        assert_eq!(merge(vec![(1, 2), (5, 6)]), [(1, 2), (5, 6)]);
+    }
+}
