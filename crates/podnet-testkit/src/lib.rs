@@ -10,6 +10,8 @@ pub mod containerd;
 pub mod etcd;
 pub mod forge;
 pub mod fuzz;
+pub mod netpol;
+pub mod netpol_cases;
 pub mod podman;
 
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 use super::*;
 use podnet_core::cluster::backend::wireguard::Peers;
+use podnet_core::cluster::backend::wireguard::parse_key;
 use std::collections::BTreeSet;
 
 fn key(n: u8) -> Key {

@@ -1,0 +1,198 @@
+//! Upstream's NetworkPolicy model for the ported e2e cases
+//! ([`crate::netpol_cases`]): its 9 pods as podnet's [`Cluster`], the
+//! expected truth table from a step's operations, and the matrices side by
+//! side with their differences.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use podnet_core::policy::{
+    Cluster, Connection, Endpoint, NamedPort, NetworkPolicy, Pod, PolicyError, Protocol,
+};
+
+use crate::netpol_cases::{Expect, Relabel, Sel, Step};
+
+pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+pub const PODS: [&str; 3] = ["a", "b", "c"];
+pub const PORTS: [u16; 2] = [80, 81];
+
+/// A cell: (from, to), each `ns/pod`.
+pub type Table = BTreeMap<(String, String), bool>;
+
+/// Pod `p` of namespace `n`'s address, as the cases' ipBlocks assume.
+pub fn address(n: usize, p: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 250, n as u8, p as u8 + 2)
+}
+
+pub fn ids() -> Vec<String> {
+    NAMESPACES
+        .iter()
+        .flat_map(|n| PODS.iter().map(move |p| format!("{n}/{p}")))
+        .collect()
+}
+
+pub fn protocol(name: &str) -> Protocol {
+    match name {
+        "UDP" => Protocol::UDP,
+        "SCTP" => Protocol::SCTP,
+        _ => Protocol::TCP,
+    }
+}
+
+/// The model with `relabel` applied and `policies` in effect; pods spread
+/// over `nodes` nodes (`node1`, `node2`, ...).
+pub fn cluster(relabel: &[Relabel], policies: &str, nodes: usize) -> Result<Cluster, PolicyError> {
+    let mut c = Cluster::default();
+    for (n, ns) in NAMESPACES.iter().enumerate() {
+        c.namespaces.insert(
+            (*ns).into(),
+            [("kubernetes.io/metadata.name".to_owned(), (*ns).to_owned())].into(),
+        );
+        for (p, name) in PODS.iter().enumerate() {
+            let ports = PORTS
+                .iter()
+                .flat_map(|port| {
+                    [
+                        (Protocol::TCP, "tcp"),
+                        (Protocol::UDP, "udp"),
+                        (Protocol::SCTP, "sctp"),
+                    ]
+                    .map(|(protocol, proto)| NamedPort {
+                        name: format!("serve-{port}-{proto}"),
+                        port: *port,
+                        protocol,
+                    })
+                })
+                .collect();
+            c.pods.push(Pod {
+                namespace: (*ns).into(),
+                name: (*name).into(),
+                node: format!("node{}", 1 + (n * 3 + p) % nodes.max(1)),
+                labels: [("pod".to_owned(), (*name).to_owned())].into(),
+                ips: vec![IpAddr::V4(address(n, p))],
+                ports,
+            });
+        }
+    }
+    for (kind, name, key, value) in relabel {
+        let labels = match *kind {
+            "namespace" => c.namespaces.get_mut(*name),
+            _ => c
+                .pods
+                .iter_mut()
+                .find(|p| format!("{}/{}", p.namespace, p.name) == *name)
+                .map(|p| &mut p.labels),
+        };
+        let Some(labels) = labels else {
+            continue;
+        };
+        match value {
+            Some(v) => labels.insert((*key).into(), (*v).into()),
+            None => labels.remove(*key),
+        };
+    }
+    c.policies = NetworkPolicy::parse_all(policies)?;
+    Ok(c)
+}
+
+fn covers(sel: &Sel, id: &str) -> bool {
+    let (ns, pod) = id.split_once('/').unwrap_or((id, ""));
+    sel.namespace.is_none_or(|n| n == ns) && sel.pod.is_none_or(|p| p == pod)
+}
+
+/// Upstream's expected table: its operations applied in order.
+pub fn expected(step: &Step) -> Table {
+    let ids = ids();
+    let mut t: Table = ids
+        .iter()
+        .flat_map(|f| {
+            ids.iter()
+                .map(move |to| ((f.clone(), to.clone()), step.default))
+        })
+        .collect();
+    for e in step.expect {
+        for ((from, to), cell) in t.iter_mut() {
+            let hit = match e {
+                Expect::Peer(a, b, _) | Expect::One(a, b, _) => covers(a, from) && covers(b, to),
+                Expect::AllIngress(b, _) => covers(b, to),
+                Expect::AllEgress(a, _) => covers(a, from),
+            };
+            if hit {
+                *cell = match e {
+                    Expect::Peer(.., v)
+                    | Expect::One(.., v)
+                    | Expect::AllIngress(_, v)
+                    | Expect::AllEgress(_, v) => *v,
+                };
+            }
+        }
+    }
+    t
+}
+
+/// The model's table for `protocol` and `port`.
+pub fn model_table(c: &Cluster, protocol: Protocol, port: u16) -> Table {
+    table(|from, to| {
+        let pod = |id: &str| {
+            c.pods
+                .iter()
+                .find(|p| format!("{}/{}", p.namespace, p.name) == id)
+        };
+        let (Some(a), Some(b)) = (pod(from), pod(to)) else {
+            return false;
+        };
+        c.allows(&Connection {
+            src: Endpoint::Pod(a, a.ips[0]),
+            dst: Endpoint::Pod(b, b.ips[0]),
+            protocol: Some(protocol),
+            port,
+        })
+    })
+}
+
+/// A table filled by `cell(from, to)`.
+pub fn table(mut cell: impl FnMut(&str, &str) -> bool) -> Table {
+    let ids = ids();
+    let mut t = Table::new();
+    for from in &ids {
+        for to in &ids {
+            t.insert((from.clone(), to.clone()), cell(from, to));
+        }
+    }
+    t
+}
+
+/// The cells that differ, loopback aside (upstream ignores it).
+pub fn differences(expected: &Table, observed: &Table) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .filter(|((f, t), want)| f != t && observed.get(&(f.clone(), t.clone())) != Some(want))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Expected and observed side by side, as upstream prints them: `.`
+/// allowed, `X` denied, `*` where they differ.
+pub fn render(expected: &Table, observed: &Table) -> String {
+    let ids = ids();
+    let mut out = String::new();
+    for (title, show) in [("expected", expected), ("observed", observed)] {
+        out += &format!("{title}:\n-\t{}\n", ids.join("\t"));
+        for from in &ids {
+            let cells: Vec<&str> = ids
+                .iter()
+                .map(|to| {
+                    let key = (from.clone(), to.clone());
+                    let differs = from != to && expected.get(&key) != observed.get(&key);
+                    match (show.get(&key), differs) {
+                        (_, true) if title == "observed" => "*",
+                        (Some(true), _) => ".",
+                        _ => "X",
+                    }
+                })
+                .collect();
+            out += &format!("{from}\t{}\n", cells.join("\t"));
+        }
+    }
+    out
+}
