@@ -161,6 +161,24 @@ enum Bench {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// NetworkPolicy at scale on one node: a synthetic cluster compiled
+    /// for the node and written as its table, then one label change.
+    Policy {
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        /// Of them, on the node measured (kubelet's default maximum).
+        #[arg(long, default_value_t = 110)]
+        on_node: usize,
+        #[arg(long, default_value_t = 100)]
+        namespaces: usize,
+        #[arg(long, default_value_t = 1000)]
+        policies: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// A short run for CI: a tenth of the cluster, 1 round.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Join convergence on a lab, and one agent fed thousands of peers.
     ControlPlane {
         /// Lab size for the join convergence rounds.
@@ -290,6 +308,29 @@ fn main() -> ExitCode {
                     Switch::Both => vec![true, false],
                 },
                 fill: if quick { fill.min(20) } else { fill },
+            }),
+            Bench::Policy {
+                pods,
+                on_node,
+                namespaces,
+                policies,
+                rounds,
+                quick,
+            } => bench::policy::run(match quick {
+                true => bench::policy::Options {
+                    pods: pods / 10,
+                    on_node,
+                    namespaces: namespaces / 10,
+                    policies: policies / 10,
+                    rounds: 1,
+                },
+                false => bench::policy::Options {
+                    pods,
+                    on_node,
+                    namespaces,
+                    policies,
+                    rounds,
+                },
             }),
             Bench::ControlPlane {
                 nodes,

@@ -153,6 +153,7 @@ pub fn compile(cluster: &Cluster, node: &str) -> Ruleset {
         out.sets.insert(name.clone(), BTreeSet::new());
     }
     let local: Vec<&Pod> = cluster.pods.iter().filter(|p| p.node == node).collect();
+    let mut shared = Shared::default();
     for (i, policy) in cluster.policies.iter().enumerate() {
         for (dir, rules) in [("ingress", &policy.ingress), ("egress", &policy.egress)] {
             let Some(rules) = rules else {
@@ -182,7 +183,7 @@ pub fn compile(cluster: &Cluster, node: &str) -> Ruleset {
                     &local,
                     dir == "ingress",
                     &chain_name,
-                    &mut out.sets,
+                    &mut shared,
                 );
                 let chain = match dir {
                     "ingress" => &mut out.ingress.rules,
@@ -192,6 +193,7 @@ pub fn compile(cluster: &Cluster, node: &str) -> Ruleset {
             }
         }
     }
+    out.sets.extend(shared.by_name);
     out
 }
 
@@ -206,7 +208,7 @@ fn compile_rule(
     local: &[&Pod],
     ingress: bool,
     selected: &str,
-    sets: &mut BTreeMap<String, BTreeSet<Element>>,
+    sets: &mut Shared,
 ) -> Vec<CompiledRule> {
     let peers = (!rule.peers.is_empty()).then(|| {
         let set = format!("{name}-peers");
@@ -215,8 +217,7 @@ fn compile_rule(
             .iter()
             .flat_map(|p| peer_elements(cluster, policy, p))
             .collect();
-        sets.insert(set.clone(), elements);
-        set
+        sets.add(set, elements)
     });
     let base = CompiledRule {
         selected: selected.into(),
@@ -232,9 +233,8 @@ fn compile_rule(
         .partition(|p| matches!(p.port, Some(PortValue::Name(_))));
     let mut out = Vec::new();
     if !numbered.is_empty() {
-        let set = format!("{name}-ports");
-        sets.insert(
-            set.clone(),
+        let set = sets.add(
+            format!("{name}-ports"),
             numbered.iter().map(|p| port_range(p)).collect(),
         );
         out.push(CompiledRule {
@@ -249,7 +249,6 @@ fn compile_rule(
             true => local.to_vec(),
             false => cluster.pods.iter().collect(),
         };
-        let set = format!("{name}-named");
         let elements = named
             .iter()
             .flat_map(|p| {
@@ -272,13 +271,38 @@ fn compile_rule(
                     .collect()
             })
             .collect();
-        sets.insert(set.clone(), elements);
+        let set = sets.add(format!("{name}-named"), elements);
         out.push(CompiledRule {
             ports: Some(PortSet::Named(set)),
             ..base
         });
     }
     out
+}
+
+/// The rules' sets, each content kept once: policies with the same peers
+/// or ports share a set, so elements grow with distinct selections, not
+/// with the policies that repeat them.
+#[derive(Default)]
+struct Shared {
+    by_name: BTreeMap<String, BTreeSet<Element>>,
+    by_content: BTreeMap<BTreeSet<Element>, String>,
+}
+
+impl Shared {
+    /// The name to use for `elements`: an earlier set's with the same
+    /// content, else `name`. Empty sets are not shared (their kind, which
+    /// the rules give, could differ).
+    fn add(&mut self, name: String, elements: BTreeSet<Element>) -> String {
+        if !elements.is_empty() {
+            if let Some(existing) = self.by_content.get(&elements) {
+                return existing.clone();
+            }
+            self.by_content.insert(elements.clone(), name.clone());
+        }
+        self.by_name.insert(name.clone(), elements);
+        name
+    }
 }
 
 fn addresses(p: &Pod) -> impl Iterator<Item = Element> + '_ {

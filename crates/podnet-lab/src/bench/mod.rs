@@ -5,5 +5,6 @@ pub mod control_plane;
 pub mod datapath;
 pub mod etcd;
 pub mod kube;
+pub mod policy;
 pub mod sim;
 pub mod stats;
