@@ -27,12 +27,7 @@ struct Node {
 }
 
 fn sh(ns: &TestNetns, script: &str) {
-    let out = ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.exec_ok(&["sh", "-c", script]);
 }
 
 /// Serves TCP (accepting and closing) and UDP (answering every datagram)
@@ -148,17 +143,8 @@ fn privileged_upstream_cases_hold_on_the_kernel() {
             in_netns(&n.node.path(), || policy::write(&compile(&c, "node1"))).unwrap();
             let expected = netpol::expected(step);
             let observed = observe(&n, protocol, step.port);
-            let diff = netpol::differences(&expected, &observed);
-            if !diff.is_empty() {
-                failures.push(format!(
-                    "{} step {i} ({} {}): {} cells differ\n{}",
-                    case.name,
-                    step.protocol,
-                    step.port,
-                    diff.len(),
-                    netpol::render(&expected, &observed)
-                ));
-            }
+            let at = format!("{} step {i} ({} {})", case.name, step.protocol, step.port);
+            failures.extend(netpol::compare(&at, &expected, &observed));
             steps += 1;
         }
     }

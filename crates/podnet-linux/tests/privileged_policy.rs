@@ -25,12 +25,7 @@ struct Node {
 }
 
 fn sh(ns: &TestNetns, script: &str) {
-    let out = ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.exec_ok(&["sh", "-c", script]);
 }
 
 fn ip_of(i: usize) -> String {

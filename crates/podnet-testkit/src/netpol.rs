@@ -171,6 +171,19 @@ pub fn differences(expected: &Table, observed: &Table) -> Vec<(String, String)> 
         .collect()
 }
 
+/// `None` if `observed` agrees with `expected` (loopback aside), else a
+/// report headed by `what`: how many cells differ, and both tables.
+pub fn compare(what: &str, expected: &Table, observed: &Table) -> Option<String> {
+    let diff = differences(expected, observed);
+    (!diff.is_empty()).then(|| {
+        format!(
+            "{what}: {} cells differ\n{}",
+            diff.len(),
+            render(expected, observed)
+        )
+    })
+}
+
 /// Expected and observed side by side, as upstream prints them: `.`
 /// allowed, `X` denied, `*` where they differ.
 pub fn render(expected: &Table, observed: &Table) -> String {

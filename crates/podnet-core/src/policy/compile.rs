@@ -329,20 +329,7 @@ fn peer_elements(cluster: &Cluster, policy: &Policy, peer: &Peer) -> Vec<Element
     cluster
         .pods
         .iter()
-        .filter(|pod| {
-            let namespace_ok = match &peer.namespace_selector {
-                Some(s) => cluster
-                    .namespaces
-                    .get(&pod.namespace)
-                    .is_some_and(|l| s.matches(l)),
-                None => pod.namespace == policy.namespace,
-            };
-            namespace_ok
-                && peer
-                    .pod_selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches(&pod.labels))
-        })
+        .filter(|pod| cluster.selects(policy, peer, pod))
         .flat_map(|p| addresses(p).collect::<Vec<_>>())
         .collect()
 }

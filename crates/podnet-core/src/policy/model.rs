@@ -154,9 +154,14 @@ impl Cluster {
             let ip = at.ip();
             return block.cidr.contains(&ip) && !block.except.iter().any(|e| e.contains(&ip));
         }
-        let Some(pod) = at.pod() else {
-            return false; // selectors select pods only
-        };
+        // Selectors select pods only.
+        at.pod().is_some_and(|pod| self.selects(policy, peer, pod))
+    }
+
+    /// Whether a selector peer of `policy` selects `pod`: its namespace by
+    /// the namespaceSelector (absent: the policy's own), and its labels by
+    /// the podSelector (absent: every pod).
+    pub fn selects(&self, policy: &Policy, peer: &Peer, pod: &Pod) -> bool {
         let namespace_ok = match &peer.namespace_selector {
             Some(s) => self
                 .namespaces
