@@ -5,6 +5,7 @@ use std::time::Duration;
 use podnet_core::cluster::lease::{Lease, LeaseAttrs};
 use podnet_core::cluster::netconf::ClusterConf;
 
+use crate::records::{RecordStore, Records};
 use crate::{Result, Revision, Snapshot, Store, StoreError, etcd, file, kube};
 
 /// Every backend, so that callers hold one type without boxing futures.
@@ -99,4 +100,47 @@ pub async fn open(spec: &str, opts: &StoreOptions) -> Result<AnyStore> {
             "--store \"{spec}\" is not supported; use file:DIR, etcd:URL[,URL...] or kube"
         ))),
     }
+}
+
+impl RecordStore for AnyStore {
+    async fn put_record(&self, key: &str, value: &[u8]) -> Result<()> {
+        match self {
+            AnyStore::File(s) => s.put_record(key, value).await,
+            AnyStore::Etcd(s) => s.put_record(key, value).await,
+            AnyStore::Kube(_) => Err(kube_has_objects()),
+        }
+    }
+
+    async fn delete_record(&self, key: &str) -> Result<bool> {
+        match self {
+            AnyStore::File(s) => s.delete_record(key).await,
+            AnyStore::Etcd(s) => s.delete_record(key).await,
+            AnyStore::Kube(_) => Err(kube_has_objects()),
+        }
+    }
+
+    async fn records(&self) -> Result<Records> {
+        match self {
+            AnyStore::File(s) => s.records().await,
+            AnyStore::Etcd(s) => s.records().await,
+            AnyStore::Kube(_) => Err(kube_has_objects()),
+        }
+    }
+
+    async fn watch_records(&self, since: &Revision, timeout: Duration) -> Result<Records> {
+        match self {
+            AnyStore::File(s) => s.watch_records(since, timeout).await,
+            AnyStore::Etcd(s) => s.watch_records(since, timeout).await,
+            AnyStore::Kube(_) => Err(kube_has_objects()),
+        }
+    }
+}
+
+/// On Kubernetes, policy's records are the API's own objects.
+fn kube_has_objects() -> StoreError {
+    StoreError::Invalid(
+        "on --store kube, namespaces, pods and NetworkPolicies are the API's objects: \
+         use kubectl"
+            .into(),
+    )
 }

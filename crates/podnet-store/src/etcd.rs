@@ -662,13 +662,21 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, since: &Revision, timeout: Duration) -> Result<Snapshot> {
-        let Ok(since) = since.as_str().parse::<i64>() else {
-            return self.list().await;
-        };
+        if let Ok(since) = since.as_str().parse::<i64>() {
+            self.changed_after(layout::subnets_prefix(&self.prefix), since, timeout)
+                .await?;
+        }
+        self.list().await
+    }
+}
+
+impl EtcdStore {
+    /// Returns once a key under `prefix` changed after revision `since`
+    /// (or `since` was compacted), or when `timeout` passes.
+    async fn changed_after(&self, prefix: String, since: i64, timeout: Duration) -> Result<()> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(since + 1);
-        let prefix = layout::subnets_prefix(&self.prefix);
         // The timeout covers opening the watch too: a member that hangs
         // rather than refuses must not hold the caller past it.
         let changed = async {
@@ -700,9 +708,10 @@ impl Store for EtcdStore {
             self.current.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
-        self.list().await
+        Ok(())
     }
 }
 
+mod records;
 #[cfg(test)]
 mod tests;

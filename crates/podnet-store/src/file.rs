@@ -5,6 +5,7 @@
 //! DIR/leases/<node>.json    one lease per node
 //! DIR/subnets/<subnet>      a claim: the name of the node holding it
 //! DIR/lock                  serialises takeovers of stale claims
+//! DIR/policy/...            policy's records (see `records`)
 //! ```
 //!
 //! A subnet is claimed by a transactional create: the claim is written to a
@@ -486,5 +487,6 @@ pub fn corrupt_lease_file(store_dir: &Path, node: &str) -> io::Result<()> {
     )
 }
 
+mod records;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ pub mod file;
 pub mod kube;
 #[cfg(any(test, feature = "conformance"))]
 pub mod memory;
+pub mod records;
 
 pub use any::{AnyStore, StoreOptions, open};
 

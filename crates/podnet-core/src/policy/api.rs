@@ -136,6 +136,11 @@ impl NetworkPolicy {
     /// any other kind, or a policy the API server would refuse, is an
     /// error naming it.
     pub fn parse_all(text: &str) -> Result<Vec<Policy>, PolicyError> {
+        Ok(Self::documents(text)?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Each policy of `text` with its document as JSON: what a store keeps.
+    pub fn documents(text: &str) -> Result<Vec<(Policy, serde_json::Value)>, PolicyError> {
         let mut out = Vec::new();
         for doc in serde_yaml::Deserializer::from_str(text) {
             let value = serde_json::Value::deserialize(doc)
@@ -151,7 +156,7 @@ impl NetworkPolicy {
             }
             let policy: NetworkPolicy = serde_path_to_error::deserialize(&value)
                 .map_err(|e| PolicyError(format!("{}: {}", e.path(), e.inner())))?;
-            out.push(policy.validate()?);
+            out.push((policy.validate()?, value));
         }
         Ok(out)
     }

@@ -1,13 +1,14 @@
 //! NetworkPolicy (`networking.k8s.io/v1`), decided purely: the API's shape
 //! and its validation and defaults (`api`), label selectors (`selector`),
 //! and the model: which connections the cluster's policies allow
-//! (`model`). The model is the truth the enforcement is checked against;
+//! (`model`), and the records a store keeps of it (`source`). The model is the truth the enforcement is checked against;
 //! it knows nothing of nftables.
 
 pub mod api;
 pub mod compile;
 pub mod model;
 pub mod selector;
+pub mod source;
 
 pub use api::{NetworkPolicy, Policy, PolicyError, Protocol};
 pub use model::{Cluster, Connection, Endpoint, NamedPort, Pod};

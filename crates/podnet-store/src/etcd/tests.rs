@@ -608,3 +608,18 @@ fn privileged_the_dual_stack_shared_subnet_check_holds_through_a_failover() {
         );
     });
 }
+
+#[test]
+fn privileged_the_etcd_store_keeps_policy_records() {
+    let ns = TestNetns::new("pnetcd");
+    let member = EtcdMember::start(&ns, 2379);
+    let endpoint = member.client_url.clone();
+    in_ns(&ns, async move {
+        let opts = EtcdOptions::default();
+        let a = EtcdStore::connect(std::slice::from_ref(&endpoint), &opts)
+            .await
+            .unwrap();
+        let b = EtcdStore::connect(&[endpoint], &opts).await.unwrap();
+        crate::records::conformance(&a, &b).await;
+    });
+}

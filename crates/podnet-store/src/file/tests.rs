@@ -142,3 +142,13 @@ fn net_conf_is_written_once_and_files_are_private() {
         .collect();
     assert_eq!(left, ["node0.json"], "no temp files left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_store_keeps_policy_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        FileStore::open(dir.path()).unwrap(),
+        FileStore::open(dir.path()).unwrap(),
+    );
+    crate::records::conformance(&a, &b).await;
+}
