@@ -8,6 +8,7 @@ mod install;
 mod ipam;
 mod logging;
 mod masq;
+mod policy;
 mod pool_source;
 
 use std::io::{Read, Write};

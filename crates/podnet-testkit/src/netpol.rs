@@ -3,21 +3,17 @@
 //! expected truth table from a step's operations, and the matrices side by
 //! side with their differences.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use podnet_core::policy::{
-    Cluster, Connection, Endpoint, NamedPort, NetworkPolicy, Pod, PolicyError, Protocol,
-};
+pub use podnet_core::policy::matrix::Table;
+use podnet_core::policy::matrix;
+use podnet_core::policy::{Cluster, NamedPort, NetworkPolicy, Pod, PolicyError, Protocol};
 
 use crate::netpol_cases::{Expect, Relabel, Sel, Step};
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 pub const PODS: [&str; 3] = ["a", "b", "c"];
 pub const PORTS: [u16; 2] = [80, 81];
-
-/// A cell: (from, to), each `ns/pod`.
-pub type Table = BTreeMap<(String, String), bool>;
 
 /// Pod `p` of namespace `n`'s address, as the cases' ipBlocks assume.
 pub fn address(n: usize, p: usize) -> Ipv4Addr {
@@ -132,80 +128,23 @@ pub fn expected(step: &Step) -> Table {
 
 /// The model's table for `protocol` and `port`.
 pub fn model_table(c: &Cluster, protocol: Protocol, port: u16) -> Table {
-    table(|from, to| {
-        let pod = |id: &str| {
-            c.pods
-                .iter()
-                .find(|p| format!("{}/{}", p.namespace, p.name) == id)
-        };
-        let (Some(a), Some(b)) = (pod(from), pod(to)) else {
-            return false;
-        };
-        c.allows(&Connection {
-            src: Endpoint::Pod(a, a.ips[0]),
-            dst: Endpoint::Pod(b, b.ips[0]),
-            protocol: Some(protocol),
-            port,
-        })
-    })
+    matrix::model(c, &ids(), protocol, port)
 }
 
 /// A table filled by `cell(from, to)`.
-pub fn table(mut cell: impl FnMut(&str, &str) -> bool) -> Table {
-    let ids = ids();
-    let mut t = Table::new();
-    for from in &ids {
-        for to in &ids {
-            t.insert((from.clone(), to.clone()), cell(from, to));
-        }
-    }
-    t
-}
-
-/// The cells that differ, loopback aside (upstream ignores it).
-pub fn differences(expected: &Table, observed: &Table) -> Vec<(String, String)> {
-    expected
-        .iter()
-        .filter(|((f, t), want)| f != t && observed.get(&(f.clone(), t.clone())) != Some(want))
-        .map(|(k, _)| k.clone())
-        .collect()
+pub fn table(cell: impl FnMut(&str, &str) -> bool) -> Table {
+    matrix::fill(&ids(), cell)
 }
 
 /// `None` if `observed` agrees with `expected` (loopback aside), else a
 /// report headed by `what`: how many cells differ, and both tables.
 pub fn compare(what: &str, expected: &Table, observed: &Table) -> Option<String> {
-    let diff = differences(expected, observed);
+    let diff = matrix::differences(expected, observed);
     (!diff.is_empty()).then(|| {
         format!(
             "{what}: {} cells differ\n{}",
             diff.len(),
-            render(expected, observed)
+            matrix::render(&ids(), expected, observed)
         )
     })
-}
-
-/// Expected and observed side by side, as upstream prints them: `.`
-/// allowed, `X` denied, `*` where they differ.
-pub fn render(expected: &Table, observed: &Table) -> String {
-    let ids = ids();
-    let mut out = String::new();
-    for (title, show) in [("expected", expected), ("observed", observed)] {
-        out += &format!("{title}:\n-\t{}\n", ids.join("\t"));
-        for from in &ids {
-            let cells: Vec<&str> = ids
-                .iter()
-                .map(|to| {
-                    let key = (from.clone(), to.clone());
-                    let differs = from != to && expected.get(&key) != observed.get(&key);
-                    match (show.get(&key), differs) {
-                        (_, true) if title == "observed" => "*",
-                        (Some(true), _) => ".",
-                        _ => "X",
-                    }
-                })
-                .collect();
-            out += &format!("{from}\t{}\n", cells.join("\t"));
-        }
-    }
-    out
 }

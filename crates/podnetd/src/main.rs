@@ -9,6 +9,7 @@ mod datapath;
 mod host;
 mod kernel;
 mod peers;
+mod policy;
 mod reclaim;
 mod start;
 mod telemetry;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use podnet_store::etcd::flags::EtcdFlags;
+use podnet_store::records::RecordStore;
 use podnet_store::{Store, StoreOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -115,6 +117,13 @@ pub struct Args {
     /// address, for Prometheus to scrape).
     #[arg(long, default_value = ":9412", value_parser = telemetry::parse_addr)]
     pub metrics_addr: telemetry::Listen,
+    /// Enforce NetworkPolicy on this node: needs br_netfilter, and the
+    /// conflist's `"policy": true` so that ADD hands each pod over.
+    #[arg(long)]
+    pub policy: bool,
+    /// Where the plugin's ADD hands pods over (default: RUN_DIR/policy.sock).
+    #[arg(long)]
+    pub policy_socket: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -148,9 +157,21 @@ fn main() -> Result<()> {
 }
 
 /// Starts the agent and its sources, and runs its loop.
-async fn serve<S: Store + 'static>(args: Args, store: S) -> Result<()> {
+async fn serve<S: Store + RecordStore + 'static>(args: Args, store: S) -> Result<()> {
     let store = Arc::new(store);
     let resync = Duration::from_millis(args.resync_ms);
+    if args.policy {
+        // Before the lease: the socket must answer from the first ADD on.
+        policy::check_prerequisites(std::path::Path::new("/proc/sys"))?;
+        let opts = policy::Options {
+            node: host::name(&args)?,
+            socket: (args.policy_socket.clone())
+                .unwrap_or_else(|| args.run_dir.join("policy.sock")),
+            run_dir: args.run_dir.clone(),
+            resync,
+        };
+        policy::start(store.clone(), opts)?;
+    }
     // Up before the lease: a node waiting for its store or podCIDRs is
     // alive, not ready.
     let telemetry = telemetry::Telemetry::new(resync);

@@ -1,10 +1,11 @@
-//! ADD: allocate, wire, answer. A failure leaves nothing behind.
+//! ADD: allocate, wire, hand the pod to podnetd's policy (where on),
+//! answer. A failure leaves nothing behind.
 
 use podnet_core::cni::{CniError, CniResult, Code, Env, NetConf};
 use podnet_linux::netlink::Netlink;
 
 use super::open_netns;
-use crate::{bridge, ipam, masq, pool_source};
+use crate::{bridge, ipam, masq, policy, pool_source};
 
 pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
     if conf.uninstalling {
@@ -34,6 +35,7 @@ pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniErro
         (Ok(lease), Ok(veth), Ok(mut host)) => {
             bridge::attach(&mut host, conf, env, &netns, lease, veth)
                 .and_then(|result| masq::add(conf, env, &lease.allocs).map(|()| result))
+                .and_then(|result| policy::place(conf, env, &result).map(|()| result))
         }
         // An IPAM error is the more telling one (an exhausted pool, say).
         (Err(e), _, _) => Err(e.clone()),
@@ -41,6 +43,7 @@ pub fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<CniResult, CniErro
     };
     wired.inspect_err(|e| {
         tracing::warn!("ADD failed, rolling back: {}", e.msg);
+        policy::forget(conf, env);
         let mut undone = bridge::detach(env).and_then(|()| masq::remove(conf, env));
         // Only what this ADD took is given back; a retried ADD of a live
         // attachment keeps its address for the DEL that follows.

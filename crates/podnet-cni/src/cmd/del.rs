@@ -4,9 +4,10 @@
 
 use podnet_core::cni::{CniError, Env, NetConf};
 
-use crate::{bridge, ipam, masq};
+use crate::{bridge, ipam, masq, policy};
 
 pub fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
+    policy::forget(conf, env);
     bridge::detach(env)?;
     podnet_linux::failpoint::hit("del-halfway");
     masq::remove(conf, env)?;

@@ -38,6 +38,8 @@ struct RawConf {
     mtu: Option<i64>,
     subnet_file: Option<String>,
     log_file: Option<String>,
+    policy: Option<bool>,
+    policy_socket: Option<String>,
     ipam: Option<Value>,
     dns: Option<Value>,
     #[serde(default)]
@@ -130,6 +132,9 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     pub subnet_file: PathBuf,
     pub log_file: Option<PathBuf>,
+    /// NetworkPolicy: the socket where ADD hands each pod to podnetd
+    /// (`"policy": true`); `None`: no policy, ADD as without podnetd.
+    pub policy: Option<PathBuf>,
     pub ipam: IpamConf,
     pub dns: Option<Value>,
     pub runtime: RuntimeConfig,
@@ -223,6 +228,17 @@ impl NetConf {
             mtu,
             subnet_file: PathBuf::from(raw.subnet_file.as_deref().unwrap_or(DEFAULT_SUBNET_FILE)),
             log_file: raw.log_file.map(PathBuf::from),
+            policy: match (raw.policy.unwrap_or(false), raw.policy_socket) {
+                (true, socket) => Some(PathBuf::from(
+                    socket.as_deref().unwrap_or(crate::policy::node::DEFAULT_SOCKET),
+                )),
+                (false, Some(_)) => {
+                    return Err(CniError::config(
+                        "policySocket is set but policy is not: set \"policy\": true",
+                    ));
+                }
+                (false, None) => None,
+            },
             dns: raw.dns,
             prev_result,
         })

@@ -23,6 +23,16 @@ pub fn write(ruleset: &Ruleset) -> Result<(), NftError> {
     super::run_file(&transaction(ruleset)).map_err(NftError)
 }
 
+/// The table's rule count; `None` without the table. The agent's drift
+/// check: a table deleted or edited by hand shows here.
+pub fn rule_count() -> Result<Option<usize>, NftError> {
+    let err = |e: crate::netlink::NetlinkError| NftError(e.to_string());
+    super::nfnl::Nfnl::open()
+        .map_err(err)?
+        .rule_count(super::nfnl::FAMILY_INET, POLICY_TABLE)
+        .map_err(err)
+}
+
 /// The transaction: the table made (if missing) and deleted, then made
 /// again whole; nft applies it all or nothing.
 pub fn transaction(r: &Ruleset) -> String {
