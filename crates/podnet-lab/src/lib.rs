@@ -13,7 +13,7 @@
 //!
 //! The modules depend one way: `inside` and `topology` on nothing of the
 //! lab's; `record` on them; `plumbing` on `record`; the lab's stores
-//! (`etcd`, `kube`), `probe`, `status` and `check` on those; `up` on all
+//! (`etcd`, `kube`), `probe`, `policy`, `status` and `check` on those; `up` on all
 //! of them; `bench` on `up`.
 
 pub mod bench;
@@ -22,6 +22,7 @@ pub mod etcd;
 pub mod inside;
 pub mod kube;
 pub mod plumbing;
+pub mod policy;
 pub mod probe;
 pub mod record;
 pub mod status;

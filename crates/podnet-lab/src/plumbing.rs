@@ -159,6 +159,9 @@ pub fn start_agent(lab: &Lab, name: &str, ns: &str, addrs: &[IpAddr]) -> Result<
     if let Some(secs) = lab.ipam_reclaim_after {
         cmd.arg(format!("--ipam-reclaim-after={secs}"));
     }
+    if lab.policy {
+        cmd.arg("--policy");
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

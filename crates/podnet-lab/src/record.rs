@@ -25,10 +25,20 @@ pub struct Node {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pod {
     pub name: String,
+    /// Its Kubernetes namespace (`lab`, or the policy model's x, y, z).
+    #[serde(default = "lab_namespace")]
+    pub namespace: String,
+    /// Its network namespace.
     pub ns: String,
     pub node: String,
     /// One address per family, IPv4 first.
     pub ips: Vec<IpAddr>,
+}
+
+impl Pod {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +65,10 @@ pub struct Lab {
     /// The emulated Kubernetes API, when the lab runs on `--store kube`.
     #[serde(default)]
     pub kube: Option<KubeApi>,
+    /// The agents enforce NetworkPolicy (`podnetd --policy`, the conflist's
+    /// `"policy": true`), and the lab writes its pods' records.
+    #[serde(default)]
+    pub policy: bool,
 }
 
 /// The running emulated API server.
@@ -77,6 +91,11 @@ impl EtcdMember {
     pub fn client_url(&self) -> String {
         format!("http://{}:2379", self.addr)
     }
+}
+
+/// The namespace the lab's own pods are in.
+pub fn lab_namespace() -> String {
+    "lab".into()
 }
 
 /// Labs recorded before the field existed masqueraded.
@@ -157,6 +176,11 @@ impl Lab {
     /// `podnet` (the agents' service account) or `admin` (the lab).
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
         self.dir.join("kube").join(format!("{user}.kubeconfig"))
+    }
+
+    /// `ns/name` of each pod, in the lab's order.
+    pub fn pod_ids(&self) -> Vec<String> {
+        self.pods.iter().map(Pod::id).collect()
     }
 
     pub fn node_dir(&self, node: &str) -> PathBuf {

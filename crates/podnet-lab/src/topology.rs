@@ -133,6 +133,11 @@ pub fn pod_ns(id: &str, node: usize, pod: usize) -> String {
     format!("{id}-n{node}p{pod}")
 }
 
+/// A policy model pod's: `x/a` is `<id>-xa`.
+pub fn model_pod_ns(id: &str, namespace: &str, pod: &str) -> String {
+    format!("{id}-{namespace}{pod}")
+}
+
 pub fn pod_name(node: usize, pod: usize) -> String {
     format!("node{node}-pod{pod}")
 }

@@ -41,6 +41,12 @@ pub struct UpOptions {
     pub kube: bool,
     /// The agents' `--ipam-reclaim-after` (seconds), if not the default.
     pub ipam_reclaim_after: Option<u64>,
+    /// The agents enforce NetworkPolicy.
+    pub policy: bool,
+    /// Upstream's e2e model (implies `policy`): namespaces x, y, z with
+    /// pods a, b, c each, spread over the nodes, instead of
+    /// `pods_per_node`'s pods.
+    pub policy_model: bool,
 }
 
 /// The cluster config the lab's agents share.
@@ -87,6 +93,12 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if opts.etcd && opts.shape.routed {
         bail!("--store etcd puts its members on the flat underlay: it does not go with --routed");
     }
+    if opts.kube && (opts.policy || opts.policy_model) {
+        bail!(
+            "the lab's policy runs on --store file or etcd: on kube, policy's sources \
+             are the API's objects, which the emulated API server does not serve yet"
+        );
+    }
     if opts.kube && (opts.shape.routed || opts.shape.dual_stack) {
         bail!(
             "--store kube runs on a flat, single-stack underlay: not with --routed or --dual-stack"
@@ -106,13 +118,18 @@ pub fn up(opts: UpOptions) -> Result<()> {
         backend: opts.backend.clone(),
         shape: opts.shape,
         direct_routing: opts.direct_routing,
-        pods_per_node: opts.pods_per_node,
+        pods_per_node: if opts.policy_model {
+            0
+        } else {
+            opts.pods_per_node
+        },
         masquerade: opts.masquerade,
         nodes: Vec::new(),
         pods: Vec::new(),
         etcd: Vec::new(),
         ipam_reclaim_after: opts.ipam_reclaim_after,
         kube: None,
+        policy: opts.policy || opts.policy_model,
     };
     std::fs::write(lab.dir.join("net-conf.json"), net_conf(&opts).to_string())?;
     lab.save()?;
@@ -176,7 +193,91 @@ fn build(lab: &mut Lab, nodes: usize, opts: &UpOptions) -> Result<()> {
     for i in 1..=nodes {
         add_node_at(lab, i)?;
     }
+    if opts.policy_model {
+        policy_model(lab)?;
+    }
     Ok(())
+}
+
+/// Upstream's e2e model: namespaces x, y, z labelled with their names;
+/// pods a, b, c in each, labelled `pod=<name>`, with the model's named
+/// ports and servers, spread over the nodes in turn.
+fn policy_model(lab: &mut Lab) -> Result<()> {
+    use crate::policy::{MODEL_NAMESPACES, MODEL_PODS, model_ports, put_namespace};
+    for ns in MODEL_NAMESPACES {
+        put_namespace(lab, ns)?;
+    }
+    let nodes: Vec<Node> = lab.nodes.clone();
+    for (k, (ns, name)) in MODEL_NAMESPACES
+        .iter()
+        .flat_map(|ns| MODEL_PODS.iter().map(move |p| (*ns, *p)))
+        .enumerate()
+    {
+        let node = &nodes[k % nodes.len()];
+        step(&format!("{ns}/{name} on {}: attach, serve 80 and 81", node.name));
+        let spec = PodSpec {
+            netns: topo::model_pod_ns(&lab.id, ns, name),
+            namespace: ns.into(),
+            name: name.into(),
+            labels: [("pod".to_owned(), name.to_owned())].into(),
+            ports: model_ports(),
+        };
+        let ips = create_pod(lab, node, &spec)?;
+        crate::policy::start_servers(&spec.netns)?;
+        println!("{}", shown(&ips));
+    }
+    Ok(())
+}
+
+/// A pod to create: where, and what its record says.
+struct PodSpec {
+    netns: String,
+    namespace: String,
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    ports: Vec<podnet_core::policy::source::PortRecord>,
+}
+
+fn shown(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Creates a pod on `node` and attaches it with podnet. With policy, its
+/// record is written first (as the pod object exists before its
+/// sandbox), and again with its addresses.
+fn create_pod(lab: &mut Lab, node: &Node, spec: &PodSpec) -> Result<Vec<IpAddr>> {
+    let pod_ns = NamedNetns::create(&spec.netns)?.keep();
+    let mut record = podnet_core::policy::source::PodRecord {
+        namespace: spec.namespace.clone(),
+        name: spec.name.clone(),
+        node: node.name.clone(),
+        labels: spec.labels.clone(),
+        ips: Vec::new(),
+        ports: spec.ports.clone(),
+    };
+    if lab.policy {
+        crate::policy::put_pod(lab, &record)?;
+    }
+    let mut pod = Pod {
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
+        ns: pod_ns,
+        node: node.name.clone(),
+        ips: Vec::new(),
+    };
+    let ips = attach(lab, &node.name, &node.ns, &pod);
+    pod.ips = ips.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
+    lab.pods.push(pod);
+    lab.save()?;
+    let ips = ips?;
+    if lab.policy {
+        record.ips = ips.clone();
+        crate::policy::put_pod(lab, &record)?;
+    }
+    Ok(ips)
 }
 
 /// Every lab node runs on one kernel, whose neighbour table limit
@@ -264,27 +365,30 @@ fn add_node_at(lab: &mut Lab, i: usize) -> Result<()> {
     wait_for_file(&lab.node_dir(&name).join("run/subnet.json"), pid)?;
     println!("ok (pid {pid}, ready in {:?})", started.elapsed());
 
+    let node = lab
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .cloned()
+        .ok_or_else(|| anyhow!("{name} vanished from the lab"))?;
     for p in 1..=lab.pods_per_node {
         let pod = topo::pod_name(i, p);
         step(&format!("{pod}: attach with podnet"));
-        let pod_ns = NamedNetns::create(&topo::pod_ns(&lab.id, i, p))?.keep();
-        let ips = attach(lab, &name, &ns, &pod, &pod_ns);
-        lab.pods.push(Pod {
+        let spec = PodSpec {
+            netns: topo::pod_ns(&lab.id, i, p),
+            namespace: crate::record::lab_namespace(),
+            labels: [("pod".to_owned(), pod.clone())].into(),
             name: pod,
-            ns: pod_ns,
-            node: name.clone(),
-            ips: ips.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
-        });
-        lab.save()?;
-        let shown: Vec<String> = ips?.iter().map(ToString::to_string).collect();
-        println!("{}", shown.join(" "));
+            ports: Vec::new(),
+        };
+        println!("{}", shown(&create_pod(lab, &node, &spec)?));
     }
     Ok(())
 }
 
-fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Result<Vec<IpAddr>> {
+fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &Pod) -> Result<Vec<IpAddr>> {
     let dir = lab.node_dir(node);
-    let conf = json!({
+    let mut conf = json!({
         "cniVersion": "1.0.0",
         "name": "podnet",
         "type": "podnet",
@@ -292,19 +396,27 @@ fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Resu
         "logFile": dir.join("podnet.log"),
         "ipam": { "dataDir": dir.join("ipam") },
     });
+    if lab.policy {
+        conf["policy"] = json!(true);
+        conf["policySocket"] = json!(dir.join("run/policy.sock"));
+    }
+    let (pod_ns, name) = (&pod.ns, &pod.name);
     // As on a cluster node, where podnetd made the anti-spoofing table:
     // the plugin needs no binary from PATH (no `nft`).
     let mut child = Command::new("ip")
         .args(["netns", "exec", node_ns, "env", "PATH=/nonexistent"])
         .arg(sibling("podnet")?)
         .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", pod)
+        .env("CNI_CONTAINERID", format!("{}-{name}", pod.namespace))
         .env("CNI_NETNS", format!("/var/run/netns/{pod_ns}"))
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .env(
             "CNI_ARGS",
-            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME={pod}"),
+            format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={name}",
+                pod.namespace
+            ),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -315,7 +427,7 @@ fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Resu
     let out = child.wait_with_output()?;
     let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     if !out.status.success() {
-        bail!("podnet ADD {pod}: {}", result["msg"]);
+        bail!("podnet ADD {}: {}", pod.id(), result["msg"]);
     }
     let ips: Vec<IpAddr> = result["ips"]
         .as_array()
@@ -324,7 +436,7 @@ fn attach(lab: &Lab, node: &str, node_ns: &str, pod: &str, pod_ns: &str) -> Resu
         .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
         .collect();
     if ips.is_empty() {
-        bail!("podnet ADD {pod} returned no address");
+        bail!("podnet ADD {} returned no address", pod.id());
     }
     Ok(ips)
 }

@@ -82,3 +82,61 @@ pub async fn conformance<S: RecordStore>(a: &S, b: &S) {
         );
     }
 }
+
+/// Keeps each NetworkPolicy of `text` (YAML or JSON, one or many
+/// documents) under its key, after checking them all; the keys written.
+pub async fn apply_policies<S: RecordStore>(store: &S, text: &str) -> Result<Vec<String>> {
+    let docs = podnet_core::policy::NetworkPolicy::documents(text)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut keys = Vec::with_capacity(docs.len());
+    for (policy, doc) in docs {
+        let key = Kind::Policy.key(&policy.namespace, &policy.name);
+        checked(&key)?;
+        let value = serde_json::to_vec(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        store.put_record(&key, &value).await?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Which policies `delete_policies` takes.
+#[derive(Debug, Clone)]
+pub enum Doomed {
+    /// Those a file names.
+    File(String),
+    /// `NS/NAME`.
+    One(String),
+    All,
+}
+
+/// Deletes policies; the keys deleted.
+pub async fn delete_policies<S: RecordStore>(store: &S, doomed: &Doomed) -> Result<Vec<String>> {
+    let keys: Vec<String> = match doomed {
+        Doomed::File(text) => podnet_core::policy::NetworkPolicy::parse_all(text)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .iter()
+            .map(|p| Kind::Policy.key(&p.namespace, &p.name))
+            .collect(),
+        Doomed::One(id) => {
+            let (ns, name) = id.split_once('/').ok_or_else(|| {
+                StoreError::Invalid(format!("\"{id}\": name a policy as NAMESPACE/NAME"))
+            })?;
+            vec![Kind::Policy.key(ns, name)]
+        }
+        Doomed::All => store
+            .records()
+            .await?
+            .items
+            .into_keys()
+            .filter(|k| matches!(Kind::parse(k), Some((Kind::Policy, ..))))
+            .collect(),
+    };
+    let mut deleted = Vec::new();
+    for key in keys {
+        checked(&key)?;
+        if store.delete_record(&key).await? {
+            deleted.push(key);
+        }
+    }
+    Ok(deleted)
+}

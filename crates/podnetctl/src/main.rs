@@ -1,6 +1,7 @@
-//! `podnetctl`: the operator's CLI. Its own command is `node remove`
-//! (`release.rs`); the lab and the benchmarks are `podnet-lab`'s.
+//! `podnetctl`: the operator's CLI. Its own commands are `node remove`
+//! (`release.rs`), `policy` (`policy.rs`) and `uninstall`; the lab and the benchmarks are `podnet-lab`'s.
 
+mod policy;
 mod release;
 mod uninstall;
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use podnet_lab::policy as lab_policy;
 use podnet_lab::{bench, check, status, topology, up};
 use podnet_store::StoreOptions;
 use podnet_store::etcd::flags::EtcdFlags;
@@ -49,10 +51,74 @@ enum Top {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// NetworkPolicies kept in a file or etcd store (on Kubernetes, use
+    /// kubectl: they are the API's objects).
+    Policy {
+        /// The cluster store, as podnetd's --store.
+        #[arg(long, global = true, default_value = "file:/var/lib/podnet/store")]
+        store: String,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+        #[command(subcommand)]
+        what: PolicyCmd,
+    },
     /// Benchmarks. They print medians and ratios; they never fail on numbers.
     Bench {
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Keep each NetworkPolicy of a YAML or JSON file (one or many
+    /// documents) in the store.
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Delete the policies a file names, one NAMESPACE/NAME, or all.
+    Delete {
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["id", "all"])]
+        file: Option<PathBuf>,
+        #[arg(conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+impl PolicyCmd {
+    /// What a delete takes.
+    fn doomed(
+        file: Option<PathBuf>,
+        id: Option<String>,
+        all: bool,
+    ) -> anyhow::Result<podnet_store::records::Doomed> {
+        use podnet_store::records::Doomed;
+        match (file, id, all) {
+            (Some(f), _, _) => Ok(Doomed::File(std::fs::read_to_string(&f).map_err(|e| {
+                anyhow::anyhow!("read {}: {e}", f.display())
+            })?)),
+            (None, Some(id), _) => Ok(Doomed::One(id)),
+            (None, None, true) => Ok(Doomed::All),
+            (None, None, false) => anyhow::bail!("name what to delete: -f FILE, NS/NAME or --all"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum LabelCmd {
+    Pod {
+        /// NAMESPACE/NAME
+        id: String,
+        #[arg(required = true)]
+        changes: Vec<String>,
+    },
+    Namespace {
+        name: String,
+        #[arg(required = true)]
+        changes: Vec<String>,
     },
 }
 
@@ -95,7 +161,31 @@ enum Lab {
         /// address stays without its pod's veth before it is reclaimed.
         #[arg(long)]
         ipam_reclaim_after: Option<u64>,
+        /// Enforce NetworkPolicy (`podnetd --policy`, the conflist's
+        /// `"policy": true`); the lab writes its pods' records.
+        #[arg(long)]
+        policy: bool,
+        /// Upstream's e2e model, with policy: namespaces x, y, z with pods
+        /// a, b, c each (spread over the nodes, serving TCP and UDP on 80
+        /// and 81), instead of --pods-per-node's pods.
+        #[arg(long)]
+        policy_model: bool,
     },
+    /// NetworkPolicies in the lab's store; waits until every node has
+    /// them in place.
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCmd,
+    },
+    /// Change a pod's or a namespace's labels (`key=value` sets, `key-`
+    /// removes); waits until every node has the change in place.
+    Label {
+        #[command(subcommand)]
+        what: LabelCmd,
+    },
+    /// The policy model's servers, run in a pod by `lab up --policy-model`.
+    #[command(hide = true)]
+    ServePod,
     /// Stop, start or restart one node's podnetd.
     Agent {
         node: String,
@@ -108,6 +198,17 @@ enum Lab {
     Check {
         #[arg(long)]
         json: bool,
+        /// Instead: probe every ordered pair of the policy model's pods on
+        /// 80 and 81, TCP and UDP, beside the expected matrix from the
+        /// model of the store's policies; nonzero exit on any difference.
+        #[arg(long)]
+        policy: bool,
+        /// `--policy`: only this protocol (with --port).
+        #[arg(long, requires = "port", value_parser = ["TCP", "UDP"])]
+        protocol: Option<String>,
+        /// `--policy`: only this port (with --protocol).
+        #[arg(long, requires = "protocol")]
+        port: Option<u16>,
     },
     /// Nodes, leases, backend, MTU and routes.
     Status {
@@ -250,6 +351,8 @@ fn main() -> ExitCode {
                 lease_ttl,
                 store,
                 ipam_reclaim_after,
+                policy,
+                policy_model,
             } => up::up(up::UpOptions {
                 dir,
                 lease_ttl,
@@ -262,8 +365,38 @@ fn main() -> ExitCode {
                 etcd: store == "etcd",
                 kube: store == "kube",
                 ipam_reclaim_after,
+                policy,
+                policy_model,
             }),
-            Lab::Check { json } => check::run(&dir, json),
+            Lab::Check {
+                json,
+                policy: true,
+                protocol,
+                port,
+            } => {
+                let only = protocol.zip(port).map(|(p, port)| {
+                    let p = match p.as_str() {
+                        "UDP" => lab_policy::Protocol::UDP,
+                        _ => lab_policy::Protocol::TCP,
+                    };
+                    (p, port)
+                });
+                lab_policy::check(&dir, json, only)
+            }
+            Lab::Check { json, .. } => check::run(&dir, json),
+            Lab::Policy {
+                what: PolicyCmd::Apply { file },
+            } => lab_policy::apply(&dir, &file),
+            Lab::Policy {
+                what: PolicyCmd::Delete { file, id, all },
+            } => PolicyCmd::doomed(file, id, all).and_then(|d| lab_policy::delete(&dir, d)),
+            Lab::Label {
+                what: LabelCmd::Pod { id, changes },
+            } => lab_policy::label(&dir, lab_policy::Kind::Pod, &id, &changes),
+            Lab::Label {
+                what: LabelCmd::Namespace { name, changes },
+            } => lab_policy::label(&dir, lab_policy::Kind::Namespace, &name, &changes),
+            Lab::ServePod => lab_policy::serve_pod(),
             Lab::Status { json } => status::status(&dir, json),
             Lab::AddNode => up::add_node(&dir),
             Lab::RemoveNode { name } => up::remove_node(&dir, &name),
@@ -271,6 +404,13 @@ fn main() -> ExitCode {
             Lab::Down => up::down(&dir),
         },
         Top::Uninstall { kubeconfig } => uninstall::run(kubeconfig.as_deref()),
+        Top::Policy { store, etcd, what } => {
+            let opts = StoreOptions {
+                etcd: etcd.options(),
+                ..StoreOptions::default()
+            };
+            policy::run(&store, &opts, what)
+        }
         Top::Node {
             store,
             etcd,

@@ -73,6 +73,8 @@ fn convergence(opts: &Options, etcd: bool) -> Result<()> {
         masquerade: true,
         etcd,
         ipam_reclaim_after: None,
+        policy: false,
+        policy_model: false,
         kube: false,
     })?;
     let measured = join_rounds(&dir, opts.rounds).and_then(|joins| {

@@ -112,6 +112,8 @@ pub fn run(opts: Options) -> Result<()> {
             masquerade: opts.masquerade,
             etcd: false,
             ipam_reclaim_after: None,
+            policy: false,
+            policy_model: false,
             kube: false,
         })?;
         let result = (|| -> Result<()> {
