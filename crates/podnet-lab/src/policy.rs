@@ -147,8 +147,7 @@ fn enforced(lab: &Lab, what: &str) -> Result<()> {
 /// `lab policy apply -f FILE`.
 pub fn apply(dir: &Path, file: &Path) -> Result<()> {
     let lab = lab_in(dir)?;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
     let keys = lab.with_store(|s| async move { records::apply_policies(&s, &text).await })?;
     enforced(&lab, &format!("applied {}", keys.join(" ")))
 }
@@ -218,19 +217,19 @@ fn probe(ns: &str, to: SocketAddr, protocol: Protocol) -> bool {
 pub fn observe(pods: &[Pod], protocol: Protocol, port: u16) -> Table {
     let ids: Vec<String> = pods.iter().map(Pod::id).collect();
     let cells: BTreeMap<(String, String), bool> = std::thread::scope(|s| {
-        let probes: Vec<_> = pods
-            .iter()
-            .flat_map(|from| pods.iter().map(move |to| (from, to)))
-            .filter(|(from, to)| from.id() != to.id())
-            .map(|(from, to)| {
-                s.spawn(move || {
-                    let ok = to.ips.first().is_some_and(|ip| {
-                        probe(&from.ns, SocketAddr::new(*ip, port), protocol)
-                    });
-                    ((from.id(), to.id()), ok)
+        let probes: Vec<_> =
+            pods.iter()
+                .flat_map(|from| pods.iter().map(move |to| (from, to)))
+                .filter(|(from, to)| from.id() != to.id())
+                .map(|(from, to)| {
+                    s.spawn(move || {
+                        let ok = to.ips.first().is_some_and(|ip| {
+                            probe(&from.ns, SocketAddr::new(*ip, port), protocol)
+                        });
+                        ((from.id(), to.id()), ok)
+                    })
                 })
-            })
-            .collect();
+                .collect();
         probes.into_iter().filter_map(|p| p.join().ok()).collect()
     });
     matrix::fill(&ids, |from, to| {

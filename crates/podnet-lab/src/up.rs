@@ -214,7 +214,10 @@ fn policy_model(lab: &mut Lab) -> Result<()> {
         .enumerate()
     {
         let node = &nodes[k % nodes.len()];
-        step(&format!("{ns}/{name} on {}: attach, serve 80 and 81", node.name));
+        step(&format!(
+            "{ns}/{name} on {}: attach, serve 80 and 81",
+            node.name
+        ));
         let spec = PodSpec {
             netns: topo::model_pod_ns(&lab.id, ns, name),
             namespace: ns.into(),

@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-pub use podnet_core::policy::matrix::Table;
 use podnet_core::policy::matrix;
+pub use podnet_core::policy::matrix::Table;
 use podnet_core::policy::{Cluster, NamedPort, NetworkPolicy, Pod, PolicyError, Protocol};
 
 use crate::netpol_cases::{Expect, Relabel, Sel, Step};

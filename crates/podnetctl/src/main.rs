@@ -97,9 +97,11 @@ impl PolicyCmd {
     ) -> anyhow::Result<podnet_store::records::Doomed> {
         use podnet_store::records::Doomed;
         match (file, id, all) {
-            (Some(f), _, _) => Ok(Doomed::File(std::fs::read_to_string(&f).map_err(|e| {
-                anyhow::anyhow!("read {}: {e}", f.display())
-            })?)),
+            (Some(f), _, _) => {
+                Ok(Doomed::File(std::fs::read_to_string(&f).map_err(|e| {
+                    anyhow::anyhow!("read {}: {e}", f.display())
+                })?))
+            }
             (None, Some(id), _) => Ok(Doomed::One(id)),
             (None, None, true) => Ok(Doomed::All),
             (None, None, false) => anyhow::bail!("name what to delete: -f FILE, NS/NAME or --all"),

@@ -230,7 +230,9 @@ impl NetConf {
             log_file: raw.log_file.map(PathBuf::from),
             policy: match (raw.policy.unwrap_or(false), raw.policy_socket) {
                 (true, socket) => Some(PathBuf::from(
-                    socket.as_deref().unwrap_or(crate::policy::node::DEFAULT_SOCKET),
+                    socket
+                        .as_deref()
+                        .unwrap_or(crate::policy::node::DEFAULT_SOCKET),
                 )),
                 (false, Some(_)) => {
                     return Err(CniError::config(

@@ -62,7 +62,10 @@ pub fn digest(items: &BTreeMap<String, Vec<u8>>) -> String {
             h.update(part);
         }
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,8 +162,9 @@ impl Enforcer {
         if same && drifted {
             tracing::warn!("the policy table drifted from what podnetd wrote; writing it again");
         }
-        let written =
-            tokio::task::block_in_place(|| table::write(&ruleset).and_then(|()| table::rule_count()));
+        let written = tokio::task::block_in_place(|| {
+            table::write(&ruleset).and_then(|()| table::rule_count())
+        });
         match written {
             Ok(count) => {
                 backoff::log("writing the policy table", self.failures.succeeded());

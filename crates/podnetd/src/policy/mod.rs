@@ -38,9 +38,7 @@ const BRIDGE_SWITCHES: [&str; 2] = [
 pub fn check_prerequisites(proc_sys: &Path) -> Result<()> {
     let off: Vec<String> = BRIDGE_SWITCHES
         .iter()
-        .filter(|key| {
-            std::fs::read_to_string(proc_sys.join(key)).map_or(true, |v| v.trim() != "1")
-        })
+        .filter(|key| std::fs::read_to_string(proc_sys.join(key)).map_or(true, |v| v.trim() != "1"))
         .map(|key| key.replace('/', "."))
         .collect();
     if !off.is_empty() {
@@ -78,10 +76,7 @@ pub fn start<S: RecordStore + 'static>(store: Arc<S>, opts: Options) -> Result<(
 
 /// Follows the store's records, sending each new set; an outage is
 /// retried with backoff and logged once.
-async fn watch<S: RecordStore>(
-    store: Arc<S>,
-    out: mpsc::Sender<podnet_store::records::Records>,
-) {
+async fn watch<S: RecordStore>(store: Arc<S>, out: mpsc::Sender<podnet_store::records::Records>) {
     let mut since = podnet_store::Revision::NONE;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut failures = Repeated::default();
@@ -115,12 +110,18 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("net/bridge")).unwrap();
         let err = check_prerequisites(dir.path()).unwrap_err().to_string();
         assert!(err.contains("modprobe br_netfilter"), "{err}");
-        assert!(err.contains("net.bridge.bridge-nf-call-iptables=1"), "{err}");
+        assert!(
+            err.contains("net.bridge.bridge-nf-call-iptables=1"),
+            "{err}"
+        );
         std::fs::write(dir.path().join(BRIDGE_SWITCHES[0]), "1\n").unwrap();
         std::fs::write(dir.path().join(BRIDGE_SWITCHES[1]), "0\n").unwrap();
         let err = check_prerequisites(dir.path()).unwrap_err().to_string();
         assert!(!err.contains("iptables=1"), "{err}");
-        assert!(err.contains("net.bridge.bridge-nf-call-ip6tables=1"), "{err}");
+        assert!(
+            err.contains("net.bridge.bridge-nf-call-ip6tables=1"),
+            "{err}"
+        );
         std::fs::write(dir.path().join(BRIDGE_SWITCHES[1]), "1\n").unwrap();
         check_prerequisites(dir.path()).unwrap();
     }
