@@ -138,6 +138,11 @@ pub fn model_pod_ns(id: &str, namespace: &str, pod: &str) -> String {
     format!("{id}-{namespace}{pod}")
 }
 
+/// A pod added by `lab add-pod`, by its place in the lab's list.
+pub fn added_pod_ns(id: &str, k: usize) -> String {
+    format!("{id}-q{k}")
+}
+
 pub fn pod_name(node: usize, pod: usize) -> String {
     format!("node{node}-pod{pod}")
 }

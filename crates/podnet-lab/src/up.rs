@@ -232,6 +232,42 @@ fn policy_model(lab: &mut Lab) -> Result<()> {
     Ok(())
 }
 
+/// `lab add-pod NODE NS/NAME`: one more pod on `node`, labelled `labels`
+/// (`key=value`); with policy, its record is written before its ADD.
+pub fn add_pod(dir: &Path, node: &str, id: &str, labels: &[String]) -> Result<()> {
+    let mut lab = Lab::load(dir)?.ok_or_else(|| anyhow!("no lab in {}", dir.display()))?;
+    let node = lab
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .cloned()
+        .ok_or_else(|| anyhow!("no node {node} in the lab"))?;
+    let (namespace, name) = id
+        .split_once('/')
+        .ok_or_else(|| anyhow!("\"{id}\": name the pod NAMESPACE/NAME"))?;
+    if lab.pods.iter().any(|p| p.id() == id) {
+        bail!("pod {id} exists");
+    }
+    let labels = labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow!("\"{l}\": use key=value"))
+        })
+        .collect::<Result<_>>()?;
+    let spec = PodSpec {
+        netns: topo::added_pod_ns(&lab.id, lab.pods.len()),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        labels,
+        ports: Vec::new(),
+    };
+    step(&format!("{id} on {}: attach with podnet", node.name));
+    println!("{}", shown(&create_pod(&mut lab, &node, &spec)?));
+    Ok(())
+}
+
 /// A pod to create: where, and what its record says.
 struct PodSpec {
     netns: String,

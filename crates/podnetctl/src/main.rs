@@ -219,6 +219,16 @@ enum Lab {
     },
     /// Add one node (with the lab's pods per node) to a running lab.
     AddNode,
+    /// Add one pod to a node (with policy, its record first, as a pod
+    /// object exists before its sandbox).
+    AddPod {
+        node: String,
+        /// NAMESPACE/NAME
+        id: String,
+        /// A label, `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
     /// Remove a node: stop its agent, release its lease, delete it.
     RemoveNode { name: String },
     /// Remove everything the lab made.
@@ -401,6 +411,7 @@ fn main() -> ExitCode {
             Lab::ServePod => lab_policy::serve_pod(),
             Lab::Status { json } => status::status(&dir, json),
             Lab::AddNode => up::add_node(&dir),
+            Lab::AddPod { node, id, labels } => up::add_pod(&dir, &node, &id, &labels),
             Lab::RemoveNode { name } => up::remove_node(&dir, &name),
             Lab::Agent { node, action, kill } => up::agent(&dir, &node, action, kill),
             Lab::Down => up::down(&dir),

@@ -12,7 +12,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::TestLab;
 use podnet_core::policy::Protocol;
@@ -20,8 +24,10 @@ use podnet_core::policy::source::{Kind, NamespaceRecord, PodRecord};
 use podnet_lab::policy::{model_ports, observe, wait_enforced};
 use podnet_lab::record::Lab;
 use podnet_store::records::RecordStore;
+use podnet_testkit::TestNetns;
 use podnet_testkit::netpol::{self, NAMESPACES, PODS};
 use podnet_testkit::netpol_cases::{Step, cases};
+use serde_json::Value;
 
 /// The cases' addresses (10.250.n.(p+2), and 10.250.0.0/16 for "every
 /// pod") made the lab's: each pod's own, and the lab's pod network.
@@ -158,4 +164,127 @@ fn privileged_upstream_cases_hold_on_a_vxlan_lab() {
 #[ignore = "full run: vxlan, routed, dual-stack"]
 fn privileged_upstream_cases_hold_on_a_routed_dual_stack_lab() {
     run_cases(&["--backend", "vxlan", "--routed", "--dual-stack"]);
+}
+
+/// Runs the plugin's ADD for pod `ns/name` (`None`: not named) into
+/// `netns` on `node`, as the lab's conflist does: (success, its output).
+fn plugin_add(lab: &Lab, node: &str, pod: Option<(&str, &str)>, netns: &str) -> (bool, Value) {
+    let dir = lab.node_dir(node);
+    let node_ns = &lab.nodes.iter().find(|n| n.name == node).unwrap().ns;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "podnet", "type": "podnet",
+        "subnetFile": dir.join("run/subnet.json"),
+        "ipam": { "dataDir": dir.join("ipam") },
+        "policy": true, "policySocket": dir.join("run/policy.sock"),
+    });
+    let args = match pod {
+        Some((ns, name)) => format!("K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}"),
+        None => "K8S_POD_NAME=podman-style".into(),
+    };
+    let plugin = Path::new(env!("CARGO_BIN_EXE_podnetctl")).with_file_name("podnet");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", node_ns])
+        .arg(plugin)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", format!("t-{netns}"))
+        .env("CNI_NETNS", format!("/var/run/netns/{netns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("CNI_ARGS", format!("IgnoreUnknown=1;{args}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+fn host_veths(lab: &Lab, node: &str) -> usize {
+    let ns = &lab.nodes.iter().find(|n| n.name == node).unwrap().ns;
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "type", "veth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn connects(from_netns: &str, to: SocketAddr) -> bool {
+    podnet_testkit::in_netns(&format!("/var/run/netns/{from_netns}"), || {
+        TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok()
+    })
+}
+
+/// ADD hands the pod to podnetd and returns once it is in the sets: the
+/// pod's very first connection is judged. Where podnetd cannot place a
+/// pod, ADD fails as retryable (11) and leaves nothing behind; a pod the
+/// runtime does not name is refused as a configuration error (7).
+#[test]
+fn privileged_a_new_pod_is_isolated_before_its_first_packet() {
+    let t = TestLab::up_with(1, 0, &["--policy-model"]);
+    let policy = t.path().with_file_name("deny-egress.yaml");
+    std::fs::write(
+        &policy,
+        "kind: NetworkPolicy\nmetadata: {namespace: x, name: deny-egress}\n\
+         spec: {podSelector: {}, policyTypes: [Egress]}\n",
+    )
+    .unwrap();
+    let (ok, text) = t.ctl(&["policy", "apply", "-f", policy.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let lab = Lab::load(&t.path()).unwrap().unwrap();
+    let ya = lab.pods.iter().find(|p| p.id() == "y/a").unwrap().ips[0];
+    let target = SocketAddr::new(ya, 80);
+
+    // In x, the new pod's first connection is already denied; in w, which
+    // no policy isolates, the same connection is made.
+    for (id, allowed) in [("x/new", false), ("w/new", true)] {
+        let (ok, text) = t.ctl(&["add-pod", "node1", id, "--label", "app=new"]);
+        assert!(ok, "{text}");
+        let lab = Lab::load(&t.path()).unwrap().unwrap();
+        let pod = lab.pods.iter().find(|p| p.id() == id).unwrap();
+        assert_eq!(
+            connects(&pod.ns, target),
+            allowed,
+            "{id}'s first connection"
+        );
+    }
+
+    // A pod whose object podnetd never sees: refused, after its wait.
+    let before = host_veths(&lab, "node1");
+    let ghost = TestNetns::new("pnghost");
+    let started = Instant::now();
+    let (ok, out) = plugin_add(&lab, "node1", Some(("x", "ghost")), ghost.name());
+    assert!(!ok);
+    assert_eq!(out["code"], 11, "{out}");
+    assert!(out["msg"].as_str().unwrap().contains("not known"), "{out}");
+    eprintln!("an unknown pod refused in {:?}", started.elapsed());
+    assert_eq!(host_veths(&lab, "node1"), before, "nothing left behind");
+
+    // A pod named by K8S_POD_NAME alone (as podman names it): refused.
+    let (ok, out) = plugin_add(&lab, "node1", None, ghost.name());
+    assert!(!ok);
+    assert_eq!(out["code"], 7, "{out}");
+    assert!(
+        out["msg"].as_str().unwrap().contains("K8S_POD_NAMESPACE"),
+        "{out}"
+    );
+
+    // podnetd stopped: retryable, at once.
+    let (ok, text) = t.ctl(&["agent", "node1", "stop"]);
+    assert!(ok, "{text}");
+    let started = Instant::now();
+    let (ok, out) = plugin_add(&lab, "node1", Some(("x", "a")), ghost.name());
+    assert!(!ok);
+    assert_eq!(out["code"], 11, "{out}");
+    eprintln!("with podnetd stopped, refused in {:?}", started.elapsed());
+    assert_eq!(host_veths(&lab, "node1"), before, "nothing left behind");
 }
