@@ -199,3 +199,64 @@ fn privileged_the_compiled_table_enforces_the_model() {
     assert_eq!(&got, b"still");
     assert_eq!(matrix(&n, &deny_all), (0, 12));
 }
+
+/// The table as `nft -j` lists it, each set's elements sorted: a hash
+/// set lists them in no particular order.
+fn listed(ns: &TestNetns) -> serde_json::Value {
+    let text = ns.exec_ok(&["nft", "-j", "list", "table", "inet", "podnet-policy"]);
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for item in v["nftables"].as_array_mut().unwrap() {
+        if let Some(elems) = item["set"]["elem"].as_array_mut() {
+            elems.sort_by_key(|e| e.to_string());
+        }
+        // Handles number objects in the order they were made.
+        for kind in ["set", "chain", "rule", "table"] {
+            if let Some(o) = item[kind].as_object_mut() {
+                o.remove("handle");
+            }
+        }
+    }
+    v
+}
+
+/// A pod added and one relabelled change only elements: they are applied
+/// as one element batch, and the table is then exactly the one a whole
+/// write of the new state makes.
+#[test]
+fn privileged_element_updates_equal_a_whole_write() {
+    let n = TestNetns::new("pnpolu");
+    let policies = format!(
+        "{POLICIES}---\nkind: NetworkPolicy\nmetadata: {{name: blocks, namespace: x}}\n\
+         spec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: \
+         {{cidr: 10.0.0.0/8, except: [10.250.0.0/24]}}}}, {{podSelector: {{matchLabels: \
+         {{pod: b}}}}}}]}}]\n"
+    );
+    let old = cluster(&policies);
+    let mut new = old.clone();
+    let mut d = new.pods[1].clone();
+    d.name = "d".into();
+    d.ips = vec!["10.250.0.9".parse().unwrap(), "fd00::9".parse().unwrap()];
+    new.pods.push(d);
+    new.pods[2].labels.insert("pod".into(), "b".into());
+    let (a, b) = (compile(&old, "node1"), compile(&new, "node1"));
+    let changes = policy::changes(&a, &b).expect("only elements differ");
+    assert!(changes.len() >= 4, "{changes:?}");
+    let (stepped, whole) = in_netns(&n.path(), || {
+        policy::write(&a).unwrap();
+        let how = policy::update(&a, &b).unwrap();
+        assert_eq!(how, policy::Update::Elements(changes.len()));
+        let stepped = listed(&n);
+        policy::write(&b).unwrap();
+        (stepped, listed(&n))
+    });
+    assert_eq!(stepped, whole);
+    // A new policy is a new rule: the whole table.
+    let more = cluster(&format!(
+        "{policies}---\nkind: NetworkPolicy\nmetadata: {{name: more, namespace: x}}\n\
+         spec: {{podSelector: {{}}}}\n"
+    ));
+    let c = compile(&more, "node1");
+    assert!(policy::changes(&b, &c).is_none());
+    let how = in_netns(&n.path(), || policy::update(&b, &c)).unwrap();
+    assert_eq!(how, policy::Update::Whole);
+}

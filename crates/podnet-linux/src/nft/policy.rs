@@ -16,6 +16,7 @@ use podnet_core::policy::Protocol;
 use podnet_core::policy::compile::{Chain, CompiledRule, Element, PortSet, Ruleset};
 
 use super::NftError;
+use super::nfnl::{Change, FAMILY_INET, Nfnl, Op};
 use super::registry::POLICY_TABLE;
 
 /// Writes `ruleset` in place of the table, in one transaction.
@@ -27,10 +28,102 @@ pub fn write(ruleset: &Ruleset) -> Result<(), NftError> {
 /// check: a table deleted or edited by hand shows here.
 pub fn rule_count() -> Result<Option<usize>, NftError> {
     let err = |e: crate::netlink::NetlinkError| NftError(e.to_string());
-    super::nfnl::Nfnl::open()
+    Nfnl::open()
         .map_err(err)?
-        .rule_count(super::nfnl::FAMILY_INET, POLICY_TABLE)
+        .rule_count(FAMILY_INET, POLICY_TABLE)
         .map_err(err)
+}
+
+/// How [`update`] changed the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Only set elements differed: this many, in one nfnetlink batch.
+    Elements(usize),
+    /// The table written whole.
+    Whole,
+}
+
+/// Turns the table from `old` (what is in place) into `new`, in one
+/// transaction either way: only the elements that differ when nothing
+/// else does (a pod added, removed or relabelled), else the whole table.
+/// An element batch the kernel refuses (the table was not `old`) falls
+/// back to the whole table.
+pub fn update(old: &Ruleset, new: &Ruleset) -> Result<Update, NftError> {
+    if let Some(changes) = changes(old, new) {
+        let batch: Vec<Change<'_>> = changes
+            .iter()
+            .map(|(op, set, key)| (*op, set.as_str(), key.as_slice()))
+            .collect();
+        let applied = Nfnl::open().and_then(|mut nl| nl.apply(FAMILY_INET, POLICY_TABLE, &batch));
+        if applied.is_ok() {
+            return Ok(Update::Elements(batch.len()));
+        }
+    }
+    write(new).map(|()| Update::Whole)
+}
+
+/// The element changes that turn `old`'s table into `new`'s, when only
+/// host and named-port elements differ; `None` when rules, sets or
+/// prefixes do.
+pub fn changes(old: &Ruleset, new: &Ruleset) -> Option<Vec<(Op, String, Vec<u8>)>> {
+    if old.ingress != new.ingress
+        || old.egress != new.egress
+        || !old.sets.keys().eq(new.sets.keys())
+    {
+        return None;
+    }
+    let kinds = kinds(new);
+    let mut out = Vec::new();
+    for (name, now) in &new.sets {
+        let was = old.sets.get(name)?;
+        let kind = kinds.get(name.as_str()).copied().unwrap_or(Kind::Addresses);
+        let gone = was.difference(now).map(|e| (Op::Delete, e));
+        for (op, e) in gone.chain(now.difference(was).map(|e| (Op::Add, e))) {
+            let (set, key) = element_key(name, kind, e)?;
+            out.push((op, set, key));
+        }
+    }
+    let (was, now) = (own(old), own(new));
+    let gone = was.difference(&now).map(|ip| (Op::Delete, ip));
+    for (op, ip) in gone.chain(now.difference(&was).map(|ip| (Op::Add, ip))) {
+        let key = [octets(*ip), octets(*ip)].concat();
+        out.push((op, format!("self{}", suffix(ip.is_ipv4())), key));
+    }
+    Some(out)
+}
+
+/// An element's set and key as the kernel holds them: concatenated
+/// fields each padded to 4 bytes.
+fn element_key(name: &str, kind: Kind, e: &Element) -> Option<(String, Vec<u8>)> {
+    match (kind, e) {
+        (Kind::Addresses, Element::Net(n)) if n.prefix_len() == n.max_prefix_len() => Some((
+            format!("{name}{}h", suffix(n.addr().is_ipv4())),
+            octets(n.addr()),
+        )),
+        (Kind::Named, Element::Named(ip, proto, port)) => {
+            let mut key = octets(*ip);
+            key.extend([proto_number(*proto), 0, 0, 0]);
+            key.extend(port.to_be_bytes());
+            key.extend([0, 0]);
+            Some((format!("{name}{}", suffix(ip.is_ipv4())), key))
+        }
+        _ => None,
+    }
+}
+
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn proto_number(p: Protocol) -> u8 {
+    match p {
+        Protocol::TCP => 6,
+        Protocol::UDP => 17,
+        Protocol::SCTP => 132,
+    }
 }
 
 /// The transaction: the table made (if missing) and deleted, then made
@@ -39,29 +132,12 @@ pub fn transaction(r: &Ruleset) -> String {
     let mut t = format!(
         "add table inet {POLICY_TABLE}\ndelete table inet {POLICY_TABLE}\ntable inet {POLICY_TABLE} {{\n"
     );
-    // A set's kind is how the rules use it (an empty one shows no other).
-    let mut kinds: BTreeMap<&str, Kind> = BTreeMap::new();
-    for rule in r.ingress.rules.iter().chain(&r.egress.rules) {
-        match &rule.ports {
-            Some(PortSet::Numbered(s)) => kinds.insert(s, Kind::Ports),
-            Some(PortSet::Named(s)) => kinds.insert(s, Kind::Named),
-            None => None,
-        };
-    }
+    let kinds = kinds(r);
     for (name, elements) in &r.sets {
         let kind = kinds.get(name.as_str()).copied().unwrap_or(Kind::Addresses);
         write_sets(&mut t, name, kind, elements);
     }
-    // A pod reaching itself (through a Service's address) always may.
-    let own: BTreeSet<IpAddr> = [&r.ingress.isolated, &r.egress.isolated]
-        .into_iter()
-        .filter_map(|s| r.sets.get(s))
-        .flatten()
-        .filter_map(|e| match e {
-            Element::Net(n) if n.prefix_len() == n.max_prefix_len() => Some(n.addr()),
-            _ => None,
-        })
-        .collect();
+    let own = own(r);
     for v4 in [true, false] {
         let pairs: Vec<String> = own
             .iter()
@@ -89,6 +165,33 @@ pub fn transaction(r: &Ruleset) -> String {
     t
 }
 
+/// A set's kind is how the rules use it (an empty one shows no other).
+fn kinds(r: &Ruleset) -> BTreeMap<&str, Kind> {
+    let mut kinds = BTreeMap::new();
+    for rule in r.ingress.rules.iter().chain(&r.egress.rules) {
+        match &rule.ports {
+            Some(PortSet::Numbered(s)) => kinds.insert(s.as_str(), Kind::Ports),
+            Some(PortSet::Named(s)) => kinds.insert(s.as_str(), Kind::Named),
+            None => None,
+        };
+    }
+    kinds
+}
+
+/// The isolated pods' addresses: a pod reaching itself (through a
+/// Service's address) always may.
+fn own(r: &Ruleset) -> BTreeSet<IpAddr> {
+    [&r.ingress.isolated, &r.egress.isolated]
+        .into_iter()
+        .filter_map(|s| r.sets.get(s))
+        .flatten()
+        .filter_map(|e| match e {
+            Element::Net(n) if n.prefix_len() == n.max_prefix_len() => Some(n.addr()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn suffix(v4: bool) -> &'static str {
     if v4 { "4" } else { "6" }
 }
@@ -109,7 +212,7 @@ fn write_chain(t: &mut String, name: &str, chain: &Chain) {
     for v4 in [true, false] {
         let _ = writeln!(
             t,
-            "\t\tmeta nfproto {} {} {own} != @{}{} return",
+            "\t\tmeta nfproto {} {} {own} != @{}{}h return",
             if v4 { "ipv4" } else { "ipv6" },
             ip(v4),
             chain.isolated,
@@ -118,28 +221,31 @@ fn write_chain(t: &mut String, name: &str, chain: &Chain) {
     }
     for rule in &chain.rules {
         for v4 in [true, false] {
-            let _ = writeln!(t, "\t\t{} return", rule_text(rule, v4, own, peer));
+            for text in rule_texts(rule, v4, own, peer) {
+                let _ = writeln!(t, "\t\t{text} return");
+            }
         }
     }
     t.push_str("\t\tdrop\n\t}\n");
 }
 
-fn rule_text(r: &CompiledRule, v4: bool, own: &str, peer: &str) -> String {
+/// A rule's text: its own end in the selected pods' host set, and its
+/// peer in either part of the peer set (prefixes, hosts).
+fn rule_texts(r: &CompiledRule, v4: bool, own: &str, peer: &str) -> Vec<String> {
     let (ip, s) = (ip(v4), suffix(v4));
-    let mut text = format!("{ip} {own} @{}{s}", r.selected);
-    if let Some(peers) = &r.peers {
-        let _ = write!(text, " {ip} {peer} @{peers}{s}");
+    let head = format!("{ip} {own} @{}{s}h", r.selected);
+    let ports = match &r.ports {
+        None => String::new(),
+        Some(PortSet::Numbered(set)) => format!(" meta l4proto . th dport @{set}"),
+        Some(PortSet::Named(set)) => format!(" {ip} daddr . meta l4proto . th dport @{set}{s}"),
+    };
+    match &r.peers {
+        None => vec![format!("{head}{ports}")],
+        Some(peers) => ["", "h"]
+            .iter()
+            .map(|part| format!("{head} {ip} {peer} @{peers}{s}{part}{ports}"))
+            .collect(),
     }
-    match &r.ports {
-        None => {}
-        Some(PortSet::Numbered(set)) => {
-            let _ = write!(text, " meta l4proto . th dport @{set}");
-        }
-        Some(PortSet::Named(set)) => {
-            let _ = write!(text, " {ip} daddr . meta l4proto . th dport @{set}{s}");
-        }
-    }
-    text
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +295,18 @@ fn write_sets(t: &mut String, name: &str, kind: Kind, elements: &BTreeSet<Elemen
                 &named[f],
             );
         } else {
-            let items: Vec<String> = outermost(&nets[f])
+            // Prefixes in an interval set; hosts (pods, the churn) in a
+            // hash set beside it, whose elements change one by one.
+            let (hosts, prefixes): (Vec<IpNet>, Vec<IpNet>) = nets[f]
+                .iter()
+                .partition(|n| n.prefix_len() == n.max_prefix_len());
+            let items: Vec<String> = outermost(&prefixes)
                 .iter()
                 .map(ToString::to_string)
                 .collect();
             set(t, &full, kind, true, &items);
+            let hosts: Vec<String> = hosts.iter().map(|n| n.addr().to_string()).collect();
+            set(t, &format!("{full}h"), kind, false, &hosts);
         }
     }
 }

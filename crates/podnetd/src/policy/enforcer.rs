@@ -162,11 +162,16 @@ impl Enforcer {
         if same && drifted {
             tracing::warn!("the policy table drifted from what podnetd wrote; writing it again");
         }
+        let previous = self.in_place.take().filter(|_| !drifted);
         let written = tokio::task::block_in_place(|| {
-            table::write(&ruleset).and_then(|()| table::rule_count())
+            let how = match &previous {
+                Some((old, _)) => table::update(old, &ruleset)?,
+                None => table::write(&ruleset).map(|()| table::Update::Whole)?,
+            };
+            Ok::<_, podnet_linux::nft::NftError>((how, table::rule_count()?))
         });
         match written {
-            Ok(count) => {
+            Ok((how, count)) => {
                 backoff::log("writing the policy table", self.failures.succeeded());
                 if read.corrupt != self.applied.corrupt {
                     for (key, why) in &read.corrupt {
@@ -181,7 +186,7 @@ impl Enforcer {
                     corrupt: read.corrupt,
                 };
                 self.in_place = Some((ruleset, count.unwrap_or(0)));
-                self.report();
+                self.report(how);
                 self.answer(true);
             }
             Err(e) => {
@@ -189,7 +194,6 @@ impl Enforcer {
                     "writing the policy table",
                     self.failures.failed("nft", e.to_string()),
                 );
-                self.in_place = None;
                 self.answer(false);
             }
         }
@@ -218,7 +222,7 @@ impl Enforcer {
         }
     }
 
-    fn report(&self) {
+    fn report(&self, how: table::Update) {
         let written = serde_json::to_vec(&self.applied)
             .map_err(std::io::Error::other)
             .and_then(|b| write_private_atomic(&self.state_file, &b));
@@ -229,7 +233,11 @@ impl Enforcer {
             generation = self.applied.generation,
             rules = self.applied.rules,
             elements = self.applied.elements,
-            "policy table written"
+            "policy table written ({})",
+            match how {
+                table::Update::Elements(n) => format!("{n} element changes"),
+                table::Update::Whole => "whole".into(),
+            }
         );
     }
 }
