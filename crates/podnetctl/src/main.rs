@@ -347,6 +347,9 @@ enum Bench {
         /// Where the reference plugins live.
         #[arg(long, default_value = "/usr/lib/cni")]
         reference_dir: PathBuf,
+        /// Skip ADD with NetworkPolicy on against off (a 1-node lab).
+        #[arg(long)]
+        no_policy: bool,
     },
 }
 
@@ -445,6 +448,7 @@ fn main() -> ExitCode {
                 reference_dir,
                 anti_spoofing,
                 fill,
+                no_policy,
             } => bench::cni::run(bench::cni::Options {
                 iterations: if quick {
                     iterations.min(20)
@@ -461,6 +465,7 @@ fn main() -> ExitCode {
                     Switch::Both => vec![true, false],
                 },
                 fill: if quick { fill.min(20) } else { fill },
+                policy: !no_policy,
             }),
             Bench::Policy {
                 pods,

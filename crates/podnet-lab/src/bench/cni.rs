@@ -18,6 +18,7 @@ use podnet_linux::netns::{NamedNetns, Netns};
 use serde_json::{Value, json};
 
 use super::stats::{Summary, median_rate, ratio};
+use crate::inside::in_ns;
 
 pub struct Options {
     pub iterations: usize,
@@ -29,6 +30,8 @@ pub struct Options {
     pub anti_spoofing: Vec<bool>,
     /// Pods on the node for the fill check (0: skip it).
     pub fill: usize,
+    /// ADD with NetworkPolicy on and off, on a 1-node lab.
+    pub policy: bool,
 }
 
 /// One plugin under test: its binary, config and CNI_PATH.
@@ -37,6 +40,8 @@ struct Subject {
     exe: PathBuf,
     conf: String,
     cni_path: String,
+    /// Name each pod in CNI_ARGS (`bench/<container id>`), as the CRI does.
+    named: bool,
 }
 
 impl Subject {
@@ -51,6 +56,13 @@ impl Subject {
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", &self.cni_path)
+            .env(
+                "CNI_ARGS",
+                match self.named {
+                    true => format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}"),
+                    false => String::new(),
+                },
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -144,6 +156,7 @@ pub fn run(opts: Options) -> Result<()> {
         })
         .to_string(),
         cni_path: reference_path.clone(),
+        named: false,
     }];
     for (i, &guard) in opts.anti_spoofing.iter().enumerate() {
         subjects.push(Subject {
@@ -161,6 +174,7 @@ pub fn run(opts: Options) -> Result<()> {
             })
             .to_string(),
             cni_path: format!("{}:{reference_path}", podnet_dir.display()),
+            named: false,
         });
     }
 
@@ -211,6 +225,109 @@ pub fn run(opts: Options) -> Result<()> {
         let k = opts.anti_spoofing.iter().position(|on| *on).unwrap_or(0) + 1;
         fill_check(&subjects[k], &pod_paths[0], opts.fill, &tag)?;
     }
+    drop(_in_node);
+    if opts.policy {
+        policy_share(&plugin, opts.iterations, &pod_paths[0])?;
+    }
+    Ok(())
+}
+
+/// ADD with NetworkPolicy on against ADD without, on one node of a lab
+/// whose podnetd enforces policy: the same plugin, node and pool, the
+/// conflist's `"policy": true` the only difference. Each pod's record is
+/// written before its ADD (untimed: the pod object exists before its
+/// sandbox).
+fn policy_share(plugin: &Path, iterations: usize, pod: &Path) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lab_dir = dir.path().join("lab");
+    println!();
+    println!("ADD with NetworkPolicy: a 1-node lab with podnetd --policy");
+    crate::up::up(crate::up::UpOptions {
+        dir: lab_dir.clone(),
+        lease_ttl: None,
+        nodes: 1,
+        pods_per_node: 0,
+        backend: "host-gw".into(),
+        direct_routing: false,
+        shape: crate::topology::Shape::default(),
+        masquerade: true,
+        etcd: false,
+        kube: false,
+        ipam_reclaim_after: None,
+        policy: true,
+        policy_model: false,
+    })?;
+    let measured = (|| -> Result<[Vec<Duration>; 2]> {
+        let lab = crate::record::Lab::load(&lab_dir)?
+            .ok_or_else(|| anyhow!("the lab vanished"))?;
+        let node = lab.nodes.first().ok_or_else(|| anyhow!("no node"))?;
+        let run = lab.node_dir(&node.name);
+        let subject = |policy: bool| {
+            let mut conf = json!({
+                "cniVersion": "1.0.0", "name": "podnet", "type": "podnet",
+                "subnetFile": run.join("run/subnet.json"),
+                "ipam": { "dataDir": run.join("ipam") },
+            });
+            if policy {
+                conf["policy"] = json!(true);
+                conf["policySocket"] = json!(run.join("run/policy.sock"));
+            }
+            Subject {
+                name: format!("podnet, policy {}", if policy { "on" } else { "off" }),
+                exe: plugin.to_path_buf(),
+                conf: conf.to_string(),
+                cni_path: "/usr/lib/cni".into(),
+                named: true,
+            }
+        };
+        let subjects = [subject(false), subject(true)];
+        // A policy selecting every pod the bench adds: each ADD puts its
+        // pod in the isolated, selected and peer sets.
+        let policy = "kind: NetworkPolicy\nmetadata: {namespace: bench, name: bench}\n\
+                      spec: {podSelector: {matchLabels: {app: bench}}, ingress: [{from: \
+                      [{podSelector: {matchLabels: {app: bench}}}]}]}\n";
+        lab.with_store(|s| async move {
+            podnet_store::records::apply_policies(&s, policy).await
+        })?;
+        let node_ns = format!("/var/run/netns/{}", node.ns);
+        let mut samples: [Vec<Duration>; 2] = Default::default();
+        for i in 0..iterations.max(1) + 1 {
+            for k in [i % 2, (i + 1) % 2] {
+                let cid = format!("pol-{i}-{k}");
+                crate::policy::put_pod(
+                    &lab,
+                    &podnet_core::policy::source::PodRecord {
+                        namespace: "bench".into(),
+                        name: cid.clone(),
+                        node: node.name.clone(),
+                        labels: [("app".to_owned(), "bench".to_owned())].into(),
+                        ips: Vec::new(),
+                        ports: Vec::new(),
+                    },
+                )?;
+                // Let podnetd see the record, as it would the pod object.
+                crate::policy::wait_enforced(&lab)?;
+                let (add, _) = in_ns(&node_ns, || subjects[k].call("ADD", &cid, pod))??;
+                in_ns(&node_ns, || subjects[k].call("DEL", &cid, pod))??;
+                if i > 0 {
+                    samples[k].push(add);
+                }
+            }
+        }
+        Ok(samples)
+    })();
+    crate::up::down(&lab_dir)?;
+    let [off, on] = measured?;
+    let summary = |v: &[Duration]| Summary::of(v).ok_or_else(|| anyhow!("no samples"));
+    let (off, on) = (summary(&off)?, summary(&on)?);
+    println!("  podnet ADD, policy off            {off}   (n={})", off.n);
+    println!("  podnet ADD, policy on             {on}   (n={})", on.n);
+    let share = on.median.as_secs_f64() - off.median.as_secs_f64();
+    println!(
+        "policy's share of ADD (median on - median off)   {:6.3} ms   target <= 1.00  {}",
+        share * 1e3,
+        verdict(share <= 1e-3)
+    );
     Ok(())
 }
 

@@ -74,13 +74,16 @@ impl Enforcer {
     ) {
         let mut tick = tokio::time::interval(resync);
         loop {
+            // The kernel is read for drift at the tick only: an ADD's turn
+            // stays short.
+            let mut ticked = false;
             tokio::select! {
                 Some(r) = records.recv() => {
                     self.records = r;
                     self.listed = true;
                 }
                 Some((request, reply)) = asks.recv() => self.take(request, reply),
-                _ = tick.tick() => {}
+                _ = tick.tick() => ticked = true,
             }
             // Whatever else waits is taken in the same turn: one write.
             while let Ok(r) = records.try_recv() {
@@ -90,7 +93,7 @@ impl Enforcer {
             while let Ok((request, reply)) = asks.try_recv() {
                 self.take(request, reply);
             }
-            self.reconcile();
+            self.reconcile(ticked);
         }
     }
 
@@ -140,8 +143,9 @@ impl Enforcer {
         }
     }
 
-    /// Compiles, and writes the ruleset if it is not what is in place.
-    fn reconcile(&mut self) {
+    /// Compiles, and writes the ruleset if it is not what is in place (or,
+    /// with `check_drift`, if the kernel's table is not what was written).
+    fn reconcile(&mut self, check_drift: bool) {
         if !self.listed {
             // Nothing is known yet: writing now would open every pod.
             self.answer(false);
@@ -149,10 +153,11 @@ impl Enforcer {
         }
         let read = source::read(&self.records.items, &self.bound, &self.node);
         let ruleset = compile(&read.cluster, &self.node);
-        let drifted = match tokio::task::block_in_place(table::rule_count) {
-            Ok(count) => self.in_place.as_ref().map(|(_, n)| *n) != count,
-            Err(_) => true,
-        };
+        let drifted = check_drift
+            && match tokio::task::block_in_place(table::rule_count) {
+                Ok(count) => self.in_place.as_ref().map(|(_, n)| *n) != count,
+                Err(_) => true,
+            };
         let same = self.in_place.as_ref().is_some_and(|(r, _)| *r == ruleset);
         let digest = digest(&self.records.items);
         if same && !drifted && digest == self.applied.digest {
@@ -168,7 +173,12 @@ impl Enforcer {
                 Some((old, _)) => table::update(old, &ruleset)?,
                 None => table::write(&ruleset).map(|()| table::Update::Whole)?,
             };
-            Ok::<_, podnet_linux::nft::NftError>((how, table::rule_count()?))
+            // Element changes leave the rules as they were.
+            let count = match (how, &previous) {
+                (table::Update::Elements(_), Some((_, count))) => Some(*count),
+                _ => table::rule_count()?,
+            };
+            Ok::<_, podnet_linux::nft::NftError>((how, count))
         });
         match written {
             Ok((how, count)) => {
@@ -186,8 +196,8 @@ impl Enforcer {
                     corrupt: read.corrupt,
                 };
                 self.in_place = Some((ruleset, count.unwrap_or(0)));
-                self.report(how);
                 self.answer(true);
+                self.report(how);
             }
             Err(e) => {
                 backoff::log(
