@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use common::TestLab;
 use podnet_core::policy::Protocol;
+use podnet_core::policy::random;
 use podnet_core::policy::source::{Kind, NamespaceRecord, PodRecord};
-use podnet_lab::policy::{model_ports, observe, wait_enforced};
+use podnet_lab::policy::{PORTS, PROTOCOLS, check_tables, model_ports, observe, wait_enforced};
 use podnet_lab::record::Lab;
 use podnet_store::records::RecordStore;
 use podnet_testkit::TestNetns;
@@ -109,7 +110,7 @@ fn sync(lab: &Lab, want: BTreeMap<String, Vec<u8>>) {
     .unwrap();
 }
 
-fn run_cases(extra: &[&str]) {
+fn run_cases(extra: &[&str]) -> TestLab {
     let t = TestLab::up_with(2, 0, &[&["--policy-model"], extra].concat());
     let lab = Lab::load(&t.path()).unwrap().unwrap();
     let pods: Vec<_> = lab.pods.clone();
@@ -143,11 +144,100 @@ fn run_cases(extra: &[&str]) {
         waits[waits.len() - 1],
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    t
 }
 
 #[test]
 fn privileged_upstream_cases_hold_on_a_host_gw_lab() {
-    run_cases(&[]);
+    let t = run_cases(&[]);
+    random_runs(&t);
+}
+
+/// The seeds to try: `PODNET_POLICY_SEEDS` (comma-separated) to replay,
+/// else three new ones per run.
+fn seeds() -> Vec<u64> {
+    match std::env::var("PODNET_POLICY_SEEDS") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64;
+            (0..3).map(|i| now.rotate_left(17 * i) ^ i as u64).collect()
+        }
+    }
+}
+
+/// Random policies and labels (the core's property-test generator) on the
+/// kernel: every table, TCP and UDP on 80 and 81, held to the model.
+fn random_runs(t: &TestLab) {
+    let lab = Lab::load(&t.path()).unwrap().unwrap();
+    let mut failures = Vec::new();
+    for seed in seeds() {
+        let mut r = random::Rng(seed | 1);
+        let mut records = BTreeMap::new();
+        for ns in NAMESPACES {
+            let ns_record = NamespaceRecord {
+                name: ns.into(),
+                labels: [("kubernetes.io/metadata.name".to_owned(), ns.to_owned())].into(),
+            };
+            records.insert(
+                Kind::Namespace.key(ns, ns),
+                serde_json::to_vec(&ns_record).unwrap(),
+            );
+        }
+        for pod in &lab.pods {
+            let record = PodRecord {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                node: pod.node.clone(),
+                labels: random::pod_labels(&mut r),
+                ips: pod.ips.clone(),
+                ports: model_ports(),
+            };
+            records.insert(
+                Kind::Pod.key(&pod.namespace, &pod.name),
+                serde_json::to_vec(&record).unwrap(),
+            );
+        }
+        let mut policies = 0;
+        for i in 0..1 + r.below(4) {
+            let policy = random::policy(&mut r, &format!("np{i}"));
+            if policy.clone().validate().is_ok() {
+                let key = Kind::Policy.key(&policy.metadata.namespace, &policy.metadata.name);
+                let mut doc = serde_json::to_value(&policy).unwrap();
+                doc["kind"] = "NetworkPolicy".into();
+                records.insert(key, serde_json::to_vec(&doc).unwrap());
+                policies += 1;
+            }
+        }
+        sync(&lab, records);
+        wait_enforced(&lab).unwrap();
+        let over: Vec<_> = PROTOCOLS
+            .iter()
+            .flat_map(|&p| PORTS.map(move |port| (p, port)))
+            .collect();
+        let (mut differing, mut denied) = (0, 0);
+        for (checked, shown) in check_tables(&lab, &over).unwrap() {
+            denied += checked.observed.iter().filter(|c| !c.2).count();
+            if !checked.differences.is_empty() {
+                differing += checked.differences.len();
+                failures.push(format!(
+                    "seed {seed}, {:?} {}:\n{shown}",
+                    checked.protocol, checked.port
+                ));
+            }
+        }
+        eprintln!(
+            "seed {seed}: {policies} policies, {denied} of {} cells denied, {differing} differ \
+             from the model",
+            4 * 81
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The full run's (`--run-ignored all`): the overlay, where cross-node

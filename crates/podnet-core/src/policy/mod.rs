@@ -11,6 +11,7 @@ pub mod compile;
 pub mod matrix;
 pub mod model;
 pub mod node;
+pub mod random;
 pub mod selector;
 pub mod source;
 

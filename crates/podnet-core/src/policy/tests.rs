@@ -431,154 +431,7 @@ mod compiled {
     use super::super::model::{Cluster, Connection, Endpoint, NamedPort, Pod};
     use super::super::selector::{LabelSelector, Operator, Requirement};
 
-    /// A small deterministic generator: every case is its seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[self.below(from.len())]
-        }
-        fn chance(&mut self, in_four: usize) -> bool {
-            self.below(4) < in_four
-        }
-    }
-
-    const NS: [&str; 3] = ["x", "y", "z"];
-    const NAMES: [&str; 3] = ["a", "b", "c"];
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn selector(r: &mut Rng) -> LabelSelector {
-        let mut s = LabelSelector::default();
-        match r.below(6) {
-            0 => {}
-            1 => {
-                s.match_labels = labels(&[("pod", *r.pick(&NAMES))]);
-            }
-            2 => {
-                s.match_labels = labels(&[("role", *r.pick(&["db", "web"]))]);
-            }
-            _ => {
-                let operator = *r.pick(&[
-                    Operator::In,
-                    Operator::NotIn,
-                    Operator::Exists,
-                    Operator::DoesNotExist,
-                ]);
-                let values = match operator {
-                    Operator::In | Operator::NotIn => [r.pick(&NAMES), r.pick(&NAMES)]
-                        .into_iter()
-                        .map(|v| (*v).to_owned())
-                        .collect(),
-                    _ => Default::default(),
-                };
-                s.match_expressions.push(Requirement {
-                    key: (*r.pick(&["pod", "role"])).to_owned(),
-                    operator,
-                    values,
-                });
-            }
-        }
-        s
-    }
-
-    fn namespace_selector(r: &mut Rng) -> LabelSelector {
-        let mut s = LabelSelector::default();
-        if r.chance(3) {
-            s.match_labels = labels(&[("kubernetes.io/metadata.name", *r.pick(&NS))]);
-        }
-        s
-    }
-
-    fn peer(r: &mut Rng) -> Peer {
-        match r.below(4) {
-            0 => Peer {
-                pod_selector: Some(selector(r)),
-                namespace_selector: None,
-                ip_block: None,
-            },
-            1 => Peer {
-                pod_selector: None,
-                namespace_selector: Some(namespace_selector(r)),
-                ip_block: None,
-            },
-            2 => Peer {
-                pod_selector: Some(selector(r)),
-                namespace_selector: Some(namespace_selector(r)),
-                ip_block: None,
-            },
-            _ => {
-                let cidr = *r.pick(&["10.244.0.0/16", "10.244.1.0/24", "0.0.0.0/0"]);
-                let except = match r.below(3) {
-                    0 => vec![],
-                    _ => vec![format!(
-                        "10.244.{}.{}/31",
-                        r.below(3) + 1,
-                        2 * r.below(3) + 2
-                    )],
-                };
-                Peer {
-                    pod_selector: None,
-                    namespace_selector: None,
-                    ip_block: Some(IpBlock {
-                        cidr: cidr.parse().unwrap(),
-                        except: except
-                            .iter()
-                            .map(|e| e.parse().unwrap())
-                            .filter(|e: &ipnet::IpNet| {
-                                cidr.parse::<ipnet::IpNet>().unwrap().contains(e)
-                            })
-                            .collect(),
-                    }),
-                }
-            }
-        }
-    }
-
-    fn port(r: &mut Rng) -> Port {
-        let protocol = r
-            .chance(2)
-            .then(|| *r.pick(&[Protocol::TCP, Protocol::UDP, Protocol::SCTP]));
-        let (port, end_port) = match r.below(4) {
-            0 => (None, None),
-            1 => (Some(PortValue::Number(*r.pick(&[80, 81]))), None),
-            2 => (Some(PortValue::Number(80)), Some(81)),
-            _ => (
-                Some(PortValue::Name(format!(
-                    "serve-{}-{}",
-                    r.pick(&[80, 81]),
-                    r.pick(&["tcp", "udp"])
-                ))),
-                None,
-            ),
-        };
-        Port {
-            protocol,
-            port,
-            end_port,
-        }
-    }
-
-    fn list<T>(r: &mut Rng, max: usize, mut f: impl FnMut(&mut Rng) -> T) -> Option<Vec<T>> {
-        match r.below(4) {
-            0 => None,
-            _ => Some((0..r.below(max + 1)).map(|_| f(r)).collect()),
-        }
-    }
+    use super::super::random::{NS, Rng, labels, pod_labels, policy};
 
     fn cluster(seed: u64) -> Cluster {
         let mut r = Rng(seed | 1);
@@ -589,10 +442,7 @@ mod compiled {
         }
         for i in 0..(4 + r.below(5)) {
             let ns = *r.pick(&NS);
-            let mut l = labels(&[("pod", *r.pick(&NAMES))]);
-            if r.chance(2) {
-                l.insert("role".into(), (*r.pick(&["db", "web"])).into());
-            }
+            let l = pod_labels(&mut r);
             let ports = [(80, Protocol::TCP, "tcp"), (81, Protocol::UDP, "udp")]
                 .into_iter()
                 .filter(|_| r.chance(3))
@@ -612,32 +462,8 @@ mod compiled {
             });
         }
         for i in 0..r.below(5) {
-            let spec = Spec {
-                pod_selector: selector(&mut r),
-                policy_types: match r.below(4) {
-                    0 => Some(vec![PolicyType::Ingress]),
-                    1 => Some(vec![PolicyType::Egress]),
-                    2 => Some(vec![PolicyType::Ingress, PolicyType::Egress]),
-                    _ => None,
-                },
-                ingress: list(&mut r, 2, |r| IngressRule {
-                    from: list(r, 2, peer),
-                    ports: list(r, 2, port),
-                }),
-                egress: list(&mut r, 2, |r| EgressRule {
-                    to: list(r, 2, peer),
-                    ports: list(r, 2, port),
-                }),
-            };
-            let policy = NetworkPolicy {
-                metadata: Metadata {
-                    name: format!("np{i}"),
-                    namespace: (*r.pick(&NS)).into(),
-                },
-                spec,
-            };
             // What the API server would refuse never reaches a node.
-            if let Ok(p) = policy.validate() {
+            if let Ok(p) = policy(&mut r, &format!("np{i}")).validate() {
                 c.policies.push(p);
             }
         }

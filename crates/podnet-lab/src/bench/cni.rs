@@ -258,8 +258,7 @@ fn policy_share(plugin: &Path, iterations: usize, pod: &Path) -> Result<()> {
         policy_model: false,
     })?;
     let measured = (|| -> Result<[Vec<Duration>; 2]> {
-        let lab = crate::record::Lab::load(&lab_dir)?
-            .ok_or_else(|| anyhow!("the lab vanished"))?;
+        let lab = crate::record::Lab::load(&lab_dir)?.ok_or_else(|| anyhow!("the lab vanished"))?;
         let node = lab.nodes.first().ok_or_else(|| anyhow!("no node"))?;
         let run = lab.node_dir(&node.name);
         let subject = |policy: bool| {
@@ -286,9 +285,7 @@ fn policy_share(plugin: &Path, iterations: usize, pod: &Path) -> Result<()> {
         let policy = "kind: NetworkPolicy\nmetadata: {namespace: bench, name: bench}\n\
                       spec: {podSelector: {matchLabels: {app: bench}}, ingress: [{from: \
                       [{podSelector: {matchLabels: {app: bench}}}]}]}\n";
-        lab.with_store(|s| async move {
-            podnet_store::records::apply_policies(&s, policy).await
-        })?;
+        lab.with_store(|s| async move { podnet_store::records::apply_policies(&s, policy).await })?;
         let node_ns = format!("/var/run/netns/{}", node.ns);
         let mut samples: [Vec<Duration>; 2] = Default::default();
         for i in 0..iterations.max(1) + 1 {
