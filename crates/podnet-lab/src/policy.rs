@@ -169,25 +169,37 @@ pub fn label(dir: &Path, kind: Kind, target: &str, changes: &[String]) -> Result
             .ok_or_else(|| anyhow!("\"{target}\": name a pod as NAMESPACE/NAME"))?,
         _ => (target, target),
     };
+    let parsed: Vec<(&str, Option<&str>)> = changes
+        .iter()
+        .map(|c| match (c.split_once('='), c.strip_suffix('-')) {
+            (Some((k, v)), _) => Ok((k, Some(v))),
+            (None, Some(k)) => Ok((k, None)),
+            _ => Err(anyhow!("\"{c}\": use key=value to set, key- to remove")),
+        })
+        .collect::<Result<_>>()?;
     let key = kind.key(ns, name);
+    relabel(&lab, &key, &parsed)?;
+    enforced(&lab, &format!("labelled {key}"))
+}
+
+/// Sets (`Some`) or removes (`None`) labels of the record at `key`.
+pub fn relabel(lab: &Lab, key: &str, changes: &[(&str, Option<&str>)]) -> Result<()> {
     let current = lab.with_store(|s| async move { s.records().await })?;
     let bytes = current
         .items
-        .get(&key)
+        .get(key)
         .ok_or_else(|| anyhow!("no {key} in the lab's store"))?;
     let mut record: serde_json::Value = serde_json::from_slice(bytes)?;
     let labels = record["labels"]
         .as_object_mut()
         .ok_or_else(|| anyhow!("{key} has no labels"))?;
-    for change in changes {
-        match (change.split_once('='), change.strip_suffix('-')) {
-            (Some((k, v)), _) => labels.insert(k.to_owned(), v.into()),
-            (None, Some(k)) => labels.remove(k),
-            _ => bail!("\"{change}\": use key=value to set, key- to remove"),
+    for (k, v) in changes {
+        match v {
+            Some(v) => labels.insert((*k).to_owned(), (*v).into()),
+            None => labels.remove(*k),
         };
     }
-    put(&lab, &key, &record)?;
-    enforced(&lab, &format!("labelled {key}"))
+    put(lab, key, &record)
 }
 
 /// Connects from `ns` to `to` over `protocol`: whether it was answered.

@@ -288,7 +288,21 @@ enum Bench {
         policies: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// A short run for CI: a tenth of the cluster, 1 round.
+        /// The lab for the time from a change to enforcement (0: no lab
+        /// phases).
+        #[arg(long, default_value_t = 10)]
+        lab_nodes: usize,
+        /// That lab on a 3-member etcd instead of the file store.
+        #[arg(long)]
+        etcd: bool,
+        /// Datapath: pairs per state (no policy, --policies that select
+        /// neither pod, one allowing), and seconds per run.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        #[arg(long, default_value_t = 1)]
+        seconds: u64,
+        /// A short run for CI: a tenth of the cluster, 1 round, a 3-node
+        /// lab, 1 datapath pair.
         #[arg(long)]
         quick: bool,
     },
@@ -473,6 +487,10 @@ fn main() -> ExitCode {
                 namespaces,
                 policies,
                 rounds,
+                lab_nodes,
+                etcd,
+                pairs,
+                seconds,
                 quick,
             } => bench::policy::run(match quick {
                 true => bench::policy::Options {
@@ -481,6 +499,10 @@ fn main() -> ExitCode {
                     namespaces: namespaces / 10,
                     policies: policies / 10,
                     rounds: 1,
+                    lab_nodes: lab_nodes.min(3),
+                    etcd,
+                    pairs: 1,
+                    seconds: 1,
                 },
                 false => bench::policy::Options {
                     pods,
@@ -488,6 +510,10 @@ fn main() -> ExitCode {
                     namespaces,
                     policies,
                     rounds,
+                    lab_nodes,
+                    etcd,
+                    pairs,
+                    seconds,
                 },
             }),
             Bench::ControlPlane {

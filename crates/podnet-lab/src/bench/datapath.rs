@@ -31,18 +31,18 @@ pub struct Options {
 
 /// One direction to measure: from a namespace to an address in another.
 #[derive(Clone)]
-struct Path {
-    from: String,
-    to_ns: String,
-    to_ip: String,
+pub(crate) struct Path {
+    pub from: String,
+    pub to_ns: String,
+    pub to_ip: String,
 }
 
 #[derive(Default, Clone)]
-struct Samples {
-    gbps: Vec<f64>,
-    usec: Vec<f64>,
+pub(crate) struct Samples {
+    pub gbps: Vec<f64>,
+    pub usec: Vec<f64>,
     /// CPU seconds (the whole machine's) per GB received.
-    cpu_s_per_gb: Vec<f64>,
+    pub cpu_s_per_gb: Vec<f64>,
 }
 
 pub fn run(opts: Options) -> Result<()> {
@@ -333,7 +333,7 @@ fn report(raw: &Samples, rows: &Rows, guard_rows: &Rows) {
 
 /// The highest-numbered CPU in this process's affinity mask: CPU 0 tends
 /// to take more of the machine's interrupts.
-fn last_usable_cpu() -> Result<usize> {
+pub(crate) fn last_usable_cpu() -> Result<usize> {
     let mask = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
     (0..nix::sched::CpuSet::count())
         .rev()
@@ -349,9 +349,9 @@ fn last_usable_cpu() -> Result<usize> {
 /// of a raw veth pair ranged 10-23 Gbit/s, pinned ones 19-23. One CPU
 /// also makes throughput a measure of the path's per-packet cost, which is
 /// what podnet adds to it.
-struct Probe {
-    seconds: String,
-    cpu: String,
+pub(crate) struct Probe {
+    pub seconds: String,
+    pub cpu: String,
 }
 
 impl Probe {
@@ -364,7 +364,7 @@ impl Probe {
 }
 
 /// A server that is always stopped, even if the measurement fails.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -375,7 +375,7 @@ impl Drop for Server {
 
 /// Starts the iperf3 and sockperf servers at the end of `path`; they
 /// serve every run on that path and stop when dropped.
-fn serve(path: &Path, probe: &Probe) -> Result<[Server; 2]> {
+pub(crate) fn serve(path: &Path, probe: &Probe) -> Result<[Server; 2]> {
     let start = |program: &str, args: &[&str]| -> Result<Server> {
         let child = probe
             .command(&path.to_ns, program)
@@ -395,7 +395,7 @@ fn serve(path: &Path, probe: &Probe) -> Result<[Server; 2]> {
     Ok(servers)
 }
 
-fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
+pub(crate) fn measure(path: &Path, probe: &Probe, into: &mut Samples) -> Result<()> {
     let secs = &probe.seconds;
     let busy = busy_cpu_seconds()?;
     let out = probe

@@ -2,8 +2,9 @@
 //! synthetic cluster (by default 10,000 pods, 110 of them on the node,
 //! 100 namespaces, 1000 policies) is compiled for the node and written as
 //! its table into a throwaway namespace; then one pod's label changes,
-//! and the node's ruleset is compiled and written again. Prints the rule
-//! count, the set elements, this process's RSS, and the medians.
+//! and the node's ruleset is compiled and updated. Prints the rule count,
+//! the set elements, this process's RSS, and the medians. Then, on labs
+//! (`lab`), the time from a change to enforcement and the datapath cost.
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,22 @@ use podnet_linux::netns::NamedNetns;
 use super::stats::{Summary, ms};
 use crate::inside::in_ns;
 
+mod lab;
+
 pub struct Options {
     pub pods: usize,
     pub on_node: usize,
     pub namespaces: usize,
     pub policies: usize,
     pub rounds: usize,
+    /// Nodes of the lab the time to enforcement is measured on (0: skip
+    /// the lab phases).
+    pub lab_nodes: usize,
+    /// The lab on etcd instead of the file store.
+    pub etcd: bool,
+    /// Datapath pairs per state, and seconds per run.
+    pub pairs: usize,
+    pub seconds: u64,
 }
 
 pub fn run(opts: Options) -> Result<()> {
@@ -37,7 +48,7 @@ pub fn run(opts: Options) -> Result<()> {
     let ns = NamedNetns::create(&format!("pbpol{}", std::process::id()))?;
     let path = format!("/var/run/netns/{}", ns.name());
     let (mut compiles, mut writes, mut changes) = (Vec::new(), Vec::new(), Vec::new());
-    let mut last = None;
+    let (mut last, mut updates) = (None, None);
     for round in 0..opts.rounds.max(1) {
         let t = Instant::now();
         let ruleset = compile(&cluster, "node1");
@@ -51,8 +62,11 @@ pub fn run(opts: Options) -> Result<()> {
         pod.labels.insert("app".into(), app);
         let t = Instant::now();
         let changed = compile(&cluster, "node1");
-        in_ns(&path, || podnet_linux::nft::policy::write(&changed))??;
+        let how = in_ns(&path, || {
+            podnet_linux::nft::policy::update(&ruleset, &changed)
+        })??;
         changes.push(t.elapsed());
+        updates = Some(how);
         last = Some(changed);
     }
     let ruleset = last.context("no round ran")?;
@@ -79,11 +93,19 @@ pub fn run(opts: Options) -> Result<()> {
     );
     show("compile the node's ruleset", &compiles, Some(200.0));
     show("write it (one nft transaction)", &writes, None);
-    show("one label change: compile and write", &changes, None);
+    show("one label change: compile and update", &changes, None);
+    if let Some(how) = updates {
+        println!("    (the update: {how:?})");
+    }
     println!(
         "  RSS of this process (the state an agent would hold): {:.1} MiB",
         rss_mib()?
     );
+    drop(ns);
+    if opts.lab_nodes > 0 {
+        lab::enforcement(opts.lab_nodes, opts.rounds, opts.etcd)?;
+        lab::datapath(opts.policies, opts.pairs, opts.seconds)?;
+    }
     Ok(())
 }
 
