@@ -23,7 +23,10 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
     };
     let snap = lab.with_store(|s| async move { s.list().await })?;
     let leases: Vec<_> = snap.leases.into_values().collect();
-    let report = status_report(&lab, &leases)?;
+    let mut report = status_report(&lab, &leases)?;
+    if lab.policy {
+        report.pods = pod_details(&lab)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -120,6 +123,45 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatus>,
     /// The etcd members and their roles (empty on the file store).
     pub etcd: Vec<crate::etcd::MemberStatus>,
+    /// With policy: every pod as its record says, and its netns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodDetails>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PodDetails {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub addresses: Vec<IpAddr>,
+    pub named_ports: Vec<podnet_core::policy::source::PortRecord>,
+    /// Its network namespace (`ip netns exec` it).
+    pub netns: String,
+}
+
+/// The lab's pods with their records' labels and named ports.
+fn pod_details(lab: &Lab) -> Result<Vec<PodDetails>> {
+    let mut records = crate::policy::pod_records(lab)?;
+    Ok(lab
+        .pods
+        .iter()
+        .map(|p| {
+            let record = records.remove(&p.id());
+            PodDetails {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                node: p.node.clone(),
+                labels: record
+                    .as_ref()
+                    .map(|r| r.labels.clone())
+                    .unwrap_or_default(),
+                addresses: p.ips.clone(),
+                named_ports: record.map(|r| r.ports).unwrap_or_default(),
+                netns: p.ns.clone(),
+            }
+        })
+        .collect())
 }
 
 pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
@@ -169,6 +211,7 @@ pub fn status_report(lab: &Lab, leases: &[Lease]) -> Result<StatusReport> {
         } else {
             crate::etcd::status(lab)
         },
+        pods: Vec::new(),
     })
 }
 

@@ -231,7 +231,10 @@ fn privileged_element_updates_equal_a_whole_write() {
          {{cidr: 10.0.0.0/8, except: [10.250.0.0/24]}}}}, {{podSelector: {{matchLabels: \
          {{pod: b}}}}}}]}}]\n"
     );
-    let old = cluster(&policies);
+    let mut old = cluster(&policies);
+    // Both families in use before and after: the first address of a
+    // family changes the table's shape (a whole write, below).
+    old.pods[0].ips.push("fd00::2".parse().unwrap());
     let mut new = old.clone();
     let mut d = new.pods[1].clone();
     d.name = "d".into();
@@ -250,6 +253,11 @@ fn privileged_element_updates_equal_a_whole_write() {
         (stepped, listed(&n))
     });
     assert_eq!(stepped, whole);
+    let v4_only = cluster(&policies);
+    assert!(
+        policy::changes(&compile(&v4_only, "node1"), &a).is_none(),
+        "the first IPv6 address: IPv6's sets and rules appear"
+    );
     // A new policy is a new rule: the whole table.
     let more = cluster(&format!(
         "{policies}---\nkind: NetworkPolicy\nmetadata: {{name: more, namespace: x}}\n\

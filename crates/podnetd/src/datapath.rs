@@ -186,7 +186,11 @@ pub fn cleanup(run_dir: &std::path::Path) -> Result<()> {
     if pods_remain {
         tracing::info!("podnet pods remain: their anti-spoofing and ipMasq tables stay");
     }
-    for file in ["subnet.json", podnet_linux::presence::LOCK_FILE] {
+    let policy_files = crate::policy::RUN_FILES.iter().copied();
+    for file in ["subnet.json", podnet_linux::presence::LOCK_FILE]
+        .into_iter()
+        .chain(policy_files)
+    {
         match std::fs::remove_file(run_dir.join(file)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}

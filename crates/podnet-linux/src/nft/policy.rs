@@ -69,6 +69,7 @@ pub fn changes(old: &Ruleset, new: &Ruleset) -> Option<Vec<(Op, String, Vec<u8>)
     if old.ingress != new.ingress
         || old.egress != new.egress
         || !old.sets.keys().eq(new.sets.keys())
+        || Layout::of(old) != Layout::of(new)
     {
         return None;
     }
@@ -133,12 +134,13 @@ pub fn transaction(r: &Ruleset) -> String {
         "add table inet {POLICY_TABLE}\ndelete table inet {POLICY_TABLE}\ntable inet {POLICY_TABLE} {{\n"
     );
     let kinds = kinds(r);
+    let layout = Layout::of(r);
     for (name, elements) in &r.sets {
         let kind = kinds.get(name.as_str()).copied().unwrap_or(Kind::Addresses);
-        write_sets(&mut t, name, kind, elements);
+        write_sets(&mut t, name, kind, elements, &layout);
     }
     let own = own(r);
-    for v4 in [true, false] {
+    for v4 in layout.families() {
         let pairs: Vec<String> = own
             .iter()
             .filter(|ip| ip.is_ipv4() == v4)
@@ -155,14 +157,66 @@ pub fn transaction(r: &Ruleset) -> String {
     }
     t += "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
     t += "\t\tct state established,related accept\n";
-    t += "\t\tip saddr . ip daddr @self4 accept\n\t\tip6 saddr . ip6 daddr @self6 accept\n";
+    for v4 in layout.families() {
+        let (ip, s) = (ip(v4), suffix(v4));
+        let _ = writeln!(t, "\t\t{ip} saddr . {ip} daddr @self{s} accept");
+    }
     t += "\t\tjump egress\n\t\tjump ingress\n\t}\n";
     t += "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n";
     t += "\t\tct state established,related accept\n\t\tjump egress\n\t}\n";
-    write_chain(&mut t, "egress", &r.egress);
-    write_chain(&mut t, "ingress", &r.ingress);
+    write_chain(&mut t, "egress", &r.egress, &layout);
+    write_chain(&mut t, "ingress", &r.ingress, &layout);
     t += "}\n";
     t
+}
+
+/// What the table's shape follows besides the rules: the address
+/// families in use (a family no address has gets no sets or rules, and
+/// passes), and the sets holding prefixes (ipBlocks), whose rules look in
+/// an interval set beside the hosts' hash set. Pods come and go without
+/// changing it, except the first of a family.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout<'a> {
+    v4: bool,
+    v6: bool,
+    prefixed: BTreeSet<&'a str>,
+}
+
+impl<'a> Layout<'a> {
+    fn of(r: &'a Ruleset) -> Layout<'a> {
+        let mut l = Layout {
+            v4: false,
+            v6: false,
+            prefixed: BTreeSet::new(),
+        };
+        for (name, elements) in &r.sets {
+            for e in elements {
+                let ip = match e {
+                    Element::Net(n) => {
+                        if n.prefix_len() != n.max_prefix_len() {
+                            l.prefixed.insert(name.as_str());
+                        }
+                        n.addr()
+                    }
+                    Element::Named(ip, ..) => *ip,
+                    Element::Ports(..) => continue,
+                };
+                if ip.is_ipv4() {
+                    l.v4 = true;
+                } else {
+                    l.v6 = true;
+                }
+            }
+        }
+        l
+    }
+
+    /// The families in use, as `v4` flags.
+    fn families(&self) -> impl Iterator<Item = bool> + '_ {
+        [true, false]
+            .into_iter()
+            .filter(|v4| if *v4 { self.v4 } else { self.v6 })
+    }
 }
 
 /// A set's kind is how the rules use it (an empty one shows no other).
@@ -203,25 +257,29 @@ fn ip(v4: bool) -> &'static str {
 /// A chain: packets whose own end (the source for egress, the
 /// destination for ingress) is not isolated return; a rule that matches
 /// returns; the rest are dropped.
-fn write_chain(t: &mut String, name: &str, chain: &Chain) {
+fn write_chain(t: &mut String, name: &str, chain: &Chain, layout: &Layout<'_>) {
     let (own, peer) = match name {
         "egress" => ("saddr", "daddr"),
         _ => ("daddr", "saddr"),
     };
     let _ = writeln!(t, "\tchain {name} {{");
     for v4 in [true, false] {
-        let _ = writeln!(
-            t,
-            "\t\tmeta nfproto {} {} {own} != @{}{}h return",
-            if v4 { "ipv4" } else { "ipv6" },
-            ip(v4),
-            chain.isolated,
-            suffix(v4)
-        );
+        let proto = if v4 { "ipv4" } else { "ipv6" };
+        if layout.families().any(|f| f == v4) {
+            let (ip, s) = (ip(v4), suffix(v4));
+            let _ = writeln!(
+                t,
+                "\t\tmeta nfproto {proto} {ip} {own} != @{}{s}h return",
+                chain.isolated
+            );
+        } else {
+            // No pod has an address of this family.
+            let _ = writeln!(t, "\t\tmeta nfproto {proto} return");
+        }
     }
     for rule in &chain.rules {
-        for v4 in [true, false] {
-            for text in rule_texts(rule, v4, own, peer) {
+        for v4 in layout.families() {
+            for text in rule_texts(rule, v4, own, peer, layout) {
                 let _ = writeln!(t, "\t\t{text} return");
             }
         }
@@ -230,8 +288,14 @@ fn write_chain(t: &mut String, name: &str, chain: &Chain) {
 }
 
 /// A rule's text: its own end in the selected pods' host set, and its
-/// peer in either part of the peer set (prefixes, hosts).
-fn rule_texts(r: &CompiledRule, v4: bool, own: &str, peer: &str) -> Vec<String> {
+/// peer in the peer set's hosts, or (where it has any) its prefixes.
+fn rule_texts(
+    r: &CompiledRule,
+    v4: bool,
+    own: &str,
+    peer: &str,
+    layout: &Layout<'_>,
+) -> Vec<String> {
     let (ip, s) = (ip(v4), suffix(v4));
     let head = format!("{ip} {own} @{}{s}h", r.selected);
     let ports = match &r.ports {
@@ -241,8 +305,9 @@ fn rule_texts(r: &CompiledRule, v4: bool, own: &str, peer: &str) -> Vec<String> 
     };
     match &r.peers {
         None => vec![format!("{head}{ports}")],
-        Some(peers) => ["", "h"]
+        Some(peers) => ["h", ""]
             .iter()
+            .filter(|part| !part.is_empty() || layout.prefixed.contains(peers.as_str()))
             .map(|part| format!("{head} {ip} {peer} @{peers}{s}{part}{ports}"))
             .collect(),
     }
@@ -257,7 +322,13 @@ enum Kind {
 
 /// A compiled set as nft sets: port sets as they are, address and
 /// named-port sets one per family.
-fn write_sets(t: &mut String, name: &str, kind: Kind, elements: &BTreeSet<Element>) {
+fn write_sets(
+    t: &mut String,
+    name: &str,
+    kind: Kind,
+    elements: &BTreeSet<Element>,
+    layout: &Layout<'_>,
+) {
     let mut nets: [Vec<IpNet>; 2] = Default::default();
     let mut named: [Vec<String>; 2] = Default::default();
     let mut ports: BTreeMap<Protocol, Vec<(u16, u16)>> = BTreeMap::new();
@@ -282,7 +353,7 @@ fn write_sets(t: &mut String, name: &str, kind: Kind, elements: &BTreeSet<Elemen
         return;
     }
     let named_set = kind == Kind::Named;
-    for v4 in [true, false] {
+    for v4 in layout.families() {
         let f = usize::from(!v4);
         let kind = if v4 { "ipv4_addr" } else { "ipv6_addr" };
         let full = format!("{name}{}", suffix(v4));
@@ -300,11 +371,13 @@ fn write_sets(t: &mut String, name: &str, kind: Kind, elements: &BTreeSet<Elemen
             let (hosts, prefixes): (Vec<IpNet>, Vec<IpNet>) = nets[f]
                 .iter()
                 .partition(|n| n.prefix_len() == n.max_prefix_len());
-            let items: Vec<String> = outermost(&prefixes)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            set(t, &full, kind, true, &items);
+            if layout.prefixed.contains(name) {
+                let items: Vec<String> = outermost(&prefixes)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                set(t, &full, kind, true, &items);
+            }
             let hosts: Vec<String> = hosts.iter().map(|n| n.addr().to_string()).collect();
             set(t, &format!("{full}h"), kind, false, &hosts);
         }

@@ -19,7 +19,7 @@ use crate::backoff::{self, Repeated};
 const RECORD_WAIT: Duration = Duration::from_secs(4);
 /// The pods bound at ADD, kept across restarts of podnetd in `--run-dir`
 /// (gone at a reboot, with the pods).
-const BOUND_FILE: &str = "policy-pods.json";
+pub const BOUND_FILE: &str = "policy-pods.json";
 
 struct Waiting {
     pod: PodAddrs,

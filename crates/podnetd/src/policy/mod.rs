@@ -23,6 +23,14 @@ use crate::backoff::{self, Backoff, Repeated};
 use enforcer::Enforcer;
 pub use socket::Ask;
 
+/// What policy keeps in `--run-dir` (the socket there by default):
+/// `--cleanup` removes them.
+pub const RUN_FILES: [&str; 3] = [
+    "policy.sock",
+    podnet_core::policy::node::STATE_FILE,
+    enforcer::BOUND_FILE,
+];
+
 /// How long the store's watch waits before listing anyway.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
 

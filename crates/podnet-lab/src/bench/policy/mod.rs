@@ -56,9 +56,15 @@ pub fn run(opts: Options) -> Result<()> {
         let t = Instant::now();
         in_ns(&path, || podnet_linux::nft::policy::write(&ruleset))??;
         writes.push(t.elapsed());
-        // One label change: a pod on the node moves to another app.
+        // One label change: a pod on the node moves into or out of the
+        // app its namespace's policies select (namespace n's select
+        // a{n % 20}).
         let pod = &mut cluster.pods[round % opts.on_node.max(1)];
-        let app = format!("a{}", (round + 1) % 20);
+        let selected = format!("a{}", pod.namespace[2..].parse::<usize>()? % 20);
+        let app = match pod.labels.get("app") == Some(&selected) {
+            true => "elsewhere".to_owned(),
+            false => selected,
+        };
         pod.labels.insert("app".into(), app);
         let t = Instant::now();
         let changed = compile(&cluster, "node1");
