@@ -307,6 +307,7 @@ mod tests {
         };
         let pod = |n: usize, ip: &str| Pod {
             name: format!("node{n}-pod1"),
+            namespace: "lab".into(),
             ns: format!("x-n{n}p1"),
             node: format!("node{n}"),
             ips: vec![ip.parse().unwrap()],
@@ -326,6 +327,7 @@ mod tests {
             etcd: Vec::new(),
             ipam_reclaim_after: None,
             kube: None,
+            policy: false,
         }
     }
 

@@ -47,6 +47,7 @@ pub fn checked(key: &str) -> Result<(Kind, String, String)> {
 
 /// The contract every backend keeps, seen by two clients of one store.
 #[cfg(any(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used)]
 pub async fn conformance<S: RecordStore>(a: &S, b: &S) {
     let empty = a.records().await.unwrap();
     assert!(empty.items.is_empty());

@@ -359,6 +359,26 @@ fn privileged_a_new_pod_is_isolated_before_its_first_packet() {
     eprintln!("an unknown pod refused in {:?}", started.elapsed());
     assert_eq!(host_veths(&lab, "node1"), before, "nothing left behind");
 
+    // The handoffs and the table, in podnetd's metrics.
+    let node = &lab.nodes[0];
+    let (code, metrics) = podnet_lab::probe::http_get(
+        &node.ns,
+        SocketAddr::new(node.addrs[0], 9412),
+        "/metrics",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "podnet_policy_handoffs_total{outcome=\"placed\"} 11",
+        "podnet_policy_handoffs_total{outcome=\"refused\"} 1",
+        // Egress denied to x's 4 pods: no allowing rule, each pod in the
+        // isolated set and the policy's selected set.
+        "podnet_policy_rules 0",
+        "podnet_policy_set_elements 8",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
     // A pod named by K8S_POD_NAME alone (as podman names it): refused.
     let (ok, out) = plugin_add(&lab, "node1", None, ghost.name());
     assert!(!ok);

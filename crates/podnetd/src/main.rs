@@ -160,11 +160,16 @@ fn main() -> Result<()> {
 async fn serve<S: Store + RecordStore + 'static>(args: Args, store: S) -> Result<()> {
     let store = Arc::new(store);
     let resync = Duration::from_millis(args.resync_ms);
+    // Up before the lease: a node waiting for its store or podCIDRs is
+    // alive, not ready.
+    let telemetry = telemetry::Telemetry::new(resync);
+    telemetry::serve(telemetry.clone(), args.health_addr, args.metrics_addr).await?;
     if args.policy {
         // Before the lease: the socket must answer from the first ADD on.
         policy::check_prerequisites(std::path::Path::new("/proc/sys"))?;
         let opts = policy::Options {
             node: host::name(&args)?,
+            telemetry: telemetry.clone(),
             socket: (args.policy_socket.clone())
                 .unwrap_or_else(|| args.run_dir.join("policy.sock")),
             run_dir: args.run_dir.clone(),
@@ -172,10 +177,6 @@ async fn serve<S: Store + RecordStore + 'static>(args: Args, store: S) -> Result
         };
         policy::start(store.clone(), opts)?;
     }
-    // Up before the lease: a node waiting for its store or podCIDRs is
-    // alive, not ready.
-    let telemetry = telemetry::Telemetry::new(resync);
-    telemetry::serve(telemetry.clone(), args.health_addr, args.metrics_addr).await?;
     let (agent, _presence) = start::start(&args, store.clone())
         .await
         .context("podnetd could not start")?;

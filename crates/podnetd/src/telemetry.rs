@@ -38,6 +38,11 @@ pub struct Telemetry {
     guard_drops: Family<Labels, Counter>,
     ipam_pool: Family<Labels, Gauge>,
     ipam_allocated: Family<Labels, Gauge>,
+    pub policy_generation: Gauge,
+    pub policy_rules: Gauge,
+    pub policy_elements: Gauge,
+    policy_updates: Family<Labels, Counter>,
+    policy_handoffs: Family<Labels, Counter>,
     started: Instant,
     /// When the loop last turned, in ms since `started` (0: not running).
     heartbeat_ms: AtomicU64,
@@ -71,6 +76,11 @@ impl Telemetry {
             guard_drops: Family::default(),
             ipam_pool: Family::default(),
             ipam_allocated: Family::default(),
+            policy_generation: Gauge::default(),
+            policy_rules: Gauge::default(),
+            policy_elements: Gauge::default(),
+            policy_updates: Family::default(),
+            policy_handoffs: Family::default(),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
             stall: (resync * 5).max(Duration::from_secs(30)),
@@ -133,6 +143,31 @@ impl Telemetry {
             "Addresses the built-in IPAM has handed out, per network",
             t.ipam_allocated.clone(),
         );
+        registry.register(
+            "policy_generation",
+            "NetworkPolicy rulesets written since podnetd started",
+            t.policy_generation.clone(),
+        );
+        registry.register(
+            "policy_rules",
+            "NetworkPolicy rules in this node's table",
+            t.policy_rules.clone(),
+        );
+        registry.register(
+            "policy_set_elements",
+            "NetworkPolicy set elements in this node's table",
+            t.policy_elements.clone(),
+        );
+        registry.register(
+            "policy_updates",
+            "NetworkPolicy table updates, by how (elements, whole)",
+            t.policy_updates.clone(),
+        );
+        registry.register(
+            "policy_handoffs",
+            "Pods the plugin's ADD handed over, by outcome (placed, refused)",
+            t.policy_handoffs.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         build
             .get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())])
@@ -164,6 +199,20 @@ impl Telemetry {
         self.guard_drops
             .get_or_create(&vec![("reason".into(), reason.into())])
             .inc_by(frames);
+    }
+
+    /// Counts a policy table update, by how it was made.
+    pub fn policy_updated(&self, how: &str) {
+        self.policy_updates
+            .get_or_create(&vec![("how".into(), how.into())])
+            .inc();
+    }
+
+    /// Counts an ADD's handoff, by its outcome.
+    pub fn policy_handoff(&self, outcome: &str) {
+        self.policy_handoffs
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
     }
 
     pub fn store_error(&self, kind: &str) {

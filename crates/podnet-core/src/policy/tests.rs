@@ -418,19 +418,13 @@ mod compiled {
     //! The compiled ruleset, evaluated purely, against the model; and its
     //! size against the number of pods.
 
-    use std::collections::BTreeMap;
     use std::net::IpAddr;
 
     use proptest::prelude::*;
 
-    use super::super::api::{
-        EgressRule, IngressRule, IpBlock, Metadata, NetworkPolicy, Peer, PolicyType, Port,
-        PortValue, Protocol, Spec,
-    };
+    use super::super::api::{NetworkPolicy, Protocol};
     use super::super::compile::{Packet, compile, subtract};
     use super::super::model::{Cluster, Connection, Endpoint, NamedPort, Pod};
-    use super::super::selector::{LabelSelector, Operator, Requirement};
-
     use super::super::random::{NS, Rng, labels, pod_labels, policy};
 
     fn cluster(seed: u64) -> Cluster {

@@ -1,6 +1,7 @@
 //! The policy loop's state and its one reconcile.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podnet_core::policy::compile::{Ruleset, compile};
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ask;
 use crate::backoff::{self, Repeated};
+use crate::telemetry::Telemetry;
 
 /// How long an ADD waits for its pod's record (the pod object) to reach
 /// this node before it is refused, and the runtime retries.
@@ -40,10 +42,11 @@ pub struct Enforcer {
     applied: Applied,
     waiting: Vec<Waiting>,
     failures: Repeated,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Enforcer {
-    pub fn new(node: String, run_dir: &Path) -> Enforcer {
+    pub fn new(node: String, run_dir: &Path, telemetry: Arc<Telemetry>) -> Enforcer {
         let bound_file = run_dir.join(BOUND_FILE);
         let bound: Bound = std::fs::read(&bound_file)
             .ok()
@@ -63,6 +66,7 @@ impl Enforcer {
             applied: Applied::default(),
             waiting: Vec::new(),
             failures: Repeated::default(),
+            telemetry,
         }
     }
 
@@ -107,7 +111,6 @@ impl Enforcer {
                 }
                 self.bound
                     .insert((pod.namespace.clone(), pod.name.clone()), pod.ips.clone());
-                self.save_bound();
                 self.waiting.push(Waiting {
                     pod,
                     until: Instant::now() + RECORD_WAIT,
@@ -116,13 +119,13 @@ impl Enforcer {
             }
             Request::Del(pod) => {
                 self.bound.remove(&(pod.namespace, pod.name));
-                self.save_bound();
                 let _ = reply.send(Reply::Placed {
                     generation: self.applied.generation,
                 });
             }
         }
         self.bound.retain(|_, ips| !ips.is_empty());
+        self.save_bound();
     }
 
     fn save_bound(&self) {
@@ -216,6 +219,7 @@ impl Enforcer {
         for w in std::mem::take(&mut self.waiting) {
             let key = Kind::Pod.key(&w.pod.namespace, &w.pod.name);
             if in_place && self.records.items.contains_key(&key) {
+                self.telemetry.policy_handoff("placed");
                 let _ = w.reply.send(Reply::Placed {
                     generation: self.applied.generation,
                 });
@@ -225,6 +229,7 @@ impl Enforcer {
                 } else {
                     "the policy table could not be written".to_owned()
                 };
+                self.telemetry.policy_handoff("refused");
                 let _ = w.reply.send(Reply::Refused { why });
             } else {
                 self.waiting.push(w);
@@ -233,6 +238,14 @@ impl Enforcer {
     }
 
     fn report(&self, how: table::Update) {
+        let t = &self.telemetry;
+        t.policy_generation.set(self.applied.generation as i64);
+        t.policy_rules.set(self.applied.rules as i64);
+        t.policy_elements.set(self.applied.elements as i64);
+        t.policy_updated(match how {
+            table::Update::Elements(_) => "elements",
+            table::Update::Whole => "whole",
+        });
         let written = serde_json::to_vec(&self.applied)
             .map_err(std::io::Error::other)
             .and_then(|b| write_private_atomic(&self.state_file, &b));

@@ -65,6 +65,7 @@ pub fn check_prerequisites(proc_sys: &Path) -> Result<()> {
 
 pub struct Options {
     pub node: String,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
     pub resync: Duration,
@@ -77,7 +78,7 @@ pub fn start<S: RecordStore + 'static>(store: Arc<S>, opts: Options) -> Result<(
     socket::serve(&opts.socket, asks)?;
     let (records_tx, records_rx) = mpsc::channel(1);
     tokio::spawn(watch(store, records_tx));
-    let enforcer = Enforcer::new(opts.node, &opts.run_dir);
+    let enforcer = Enforcer::new(opts.node, &opts.run_dir, opts.telemetry);
     tokio::spawn(enforcer.run(records_rx, inbox, opts.resync));
     Ok(())
 }
