@@ -361,12 +361,9 @@ fn privileged_a_new_pod_is_isolated_before_its_first_packet() {
 
     // The handoffs and the table, in podnetd's metrics.
     let node = &lab.nodes[0];
-    let (code, metrics) = podnet_lab::probe::http_get(
-        &node.ns,
-        SocketAddr::new(node.addrs[0], 9412),
-        "/metrics",
-    )
-    .unwrap();
+    let (code, metrics) =
+        podnet_lab::probe::http_get(&node.ns, SocketAddr::new(node.addrs[0], 9412), "/metrics")
+            .unwrap();
     assert_eq!(code, 200);
     for line in [
         "podnet_policy_handoffs_total{outcome=\"placed\"} 11",
