@@ -10,6 +10,7 @@
 // boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod objects;
 pub mod patch;
 pub mod rbac;
 pub mod serve;

@@ -44,22 +44,22 @@ impl Role {
     }
 
     /// Whether the role lets `verb` on `resource` (e.g. `nodes/status`)
-    /// in the core API group.
-    pub fn allows(&self, verb: &str, resource: &str) -> bool {
+    /// in API group `group` (`""`: core).
+    pub fn allows(&self, verb: &str, group: &str, resource: &str) -> bool {
         let has = |list: &Option<Vec<String>>, want: &str| {
             list.as_ref()
                 .is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
         };
         self.rules.iter().any(|r| {
-            has(&r.api_groups, "")
+            has(&r.api_groups, group)
                 && has(&r.resources, resource)
                 && r.verbs.iter().any(|v| v == verb || v == "*")
         })
     }
 }
 
-pub fn allowed(user: &User, role: &Role, verb: &str, resource: &str) -> bool {
-    *user == User::Admin || role.allows(verb, resource)
+pub fn allowed(user: &User, role: &Role, verb: &str, group: &str, resource: &str) -> bool {
+    *user == User::Admin || role.allows(verb, group, resource)
 }
 
 #[cfg(test)]
@@ -70,19 +70,33 @@ mod tests {
     fn the_shipped_role_grants_exactly_what_podnet_needs() {
         let role = Role::parse(include_str!("../../../deploy/rbac.yaml")).unwrap();
         for verb in ["get", "list", "watch"] {
-            assert!(role.allows(verb, "nodes"), "{verb} nodes");
+            for (group, res) in [
+                ("", "nodes"),
+                ("", "pods"),
+                ("", "namespaces"),
+                ("networking.k8s.io", "networkpolicies"),
+            ] {
+                assert!(role.allows(verb, group, res), "{verb} {res}");
+            }
         }
-        assert!(role.allows("patch", "nodes/status"));
-        for (verb, res) in [
-            ("patch", "nodes"),
-            ("update", "nodes"),
-            ("update", "nodes/status"),
-            ("delete", "nodes"),
-            ("create", "nodes"),
-            ("get", "pods"),
-            ("list", "secrets"),
+        assert!(role.allows("patch", "", "nodes/status"));
+        for (verb, group, res) in [
+            ("patch", "", "nodes"),
+            ("update", "", "nodes"),
+            ("update", "", "nodes/status"),
+            ("delete", "", "nodes"),
+            ("create", "", "nodes"),
+            ("create", "", "pods"),
+            ("patch", "", "pods/status"),
+            ("update", "", "namespaces"),
+            ("delete", "networking.k8s.io", "networkpolicies"),
+            ("list", "", "networkpolicies"),
+            ("list", "", "secrets"),
         ] {
-            assert!(!role.allows(verb, res), "{verb} {res} must not be granted");
+            assert!(
+                !role.allows(verb, group, res),
+                "{verb} {res} must not be granted"
+            );
         }
     }
 }

@@ -21,13 +21,17 @@ use tokio::sync::{broadcast, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::objects::{ObjEvent, Objects};
 use crate::rbac::{Role, User, allowed};
+
+mod objects;
 use crate::world::{Answer, Event, ListAt, PatchKind, World, status};
 
 /// What every request handler shares.
 pub struct Shared {
     world: Mutex<World>,
     events: broadcast::Sender<Event>,
+    object_events: broadcast::Sender<ObjEvent>,
     cut: watch::Sender<u64>,
     role: Role,
     tokens: HashMap<String, User>,
@@ -44,6 +48,7 @@ impl Shared {
         Arc::new(Shared {
             world: Mutex::default(),
             events: broadcast::channel(4096).0,
+            object_events: broadcast::channel(4096).0,
             cut: watch::channel(0).0,
             role,
             tokens,
@@ -70,6 +75,21 @@ impl Shared {
         let mut world = self.world();
         let event = f(&mut world)?;
         let _ = self.events.send(event.clone());
+        Ok(event)
+    }
+
+    /// Writes an object other than a Node and tells its watches, under
+    /// one lock; an unchanging patch tells nobody.
+    pub fn change_object(
+        &self,
+        f: impl FnOnce(&mut Objects, u64) -> Answer<ObjEvent>,
+    ) -> Answer<ObjEvent> {
+        let mut world = self.world();
+        let before = world.revision();
+        let event = world.write_object(f)?;
+        if world.revision() != before {
+            let _ = self.object_events.send(event.clone());
+        }
         Ok(event)
     }
 
@@ -115,7 +135,7 @@ impl Shared {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    objects::routes(Router::new())
         .route("/api/v1/nodes", get(list_or_watch).post(create))
         .route(
             "/api/v1/nodes/{name}",
@@ -175,6 +195,18 @@ fn authorize(
     resource: &str,
     name: Option<&str>,
 ) -> Result<User, Response> {
+    authorize_in(s, headers, verb, "", resource, name)
+}
+
+/// As [`authorize`], for a resource of API group `group`.
+fn authorize_in(
+    s: &Shared,
+    headers: &HeaderMap,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: Option<&str>,
+) -> Result<User, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -192,20 +224,21 @@ fn authorize(
             None,
         )));
     };
-    if allowed(&user, &s.role, verb, resource) {
+    if allowed(&user, &s.role, verb, group, resource) {
         return Ok(user);
     }
     // As the API server words it (the RBAC authorizer's reason, inside
     // a Forbidden for the resource): the subresource joins the resource.
+    let plural = resource.split('/').next().unwrap_or(resource);
     let what = match name {
-        Some(n) => format!("nodes \"{n}\""),
-        None => "nodes".into(),
+        Some(n) => format!("{plural} \"{n}\""),
+        None => plural.into(),
     };
     Err(fail(status(
         403,
         "Forbidden",
         format!(
-            "{what} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"\" at the cluster scope",
+            "{what} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" at the cluster scope",
             user.name()
         ),
         name,
@@ -268,12 +301,9 @@ async fn list_or_watch(
 }
 
 fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    let timeout = Duration::from_secs(q.timeout_seconds.unwrap_or(1800));
-    let bookmarks = q.allow_watch_bookmarks.unwrap_or(false);
     // Subscribed under the lock that also reads the history: nothing is
     // missed between the two.
-    let (since, history, mut live, mut cut) = {
+    let (since, history, live, cut) = {
         let world = s.world();
         let since = rv(&q.resource_version).unwrap_or(world.revision());
         (
@@ -283,16 +313,48 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
             s.cut.subscribe(),
         )
     };
+    let node_line = |e: &Event| {
+        let mut obj = serde_json::to_value(&e.node).unwrap_or_default();
+        obj["kind"] = "Node".into();
+        obj["apiVersion"] = "v1".into();
+        (e.rv, line(e.kind.as_str(), obj))
+    };
+    let history = history.map(|h| h.iter().map(node_line).collect());
+    stream(
+        s,
+        &q,
+        since,
+        history,
+        live,
+        cut,
+        move |e| Some(node_line(e)),
+        ("Node", "v1"),
+    )
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
+}
+
+/// A watch's response: `history` (each line with its revision) replayed,
+/// then every `live` event `render` keeps, bookmarks (of `bookmark`'s kind
+/// and apiVersion) if asked, until the timeout, a cut, or the client
+/// leaves.
+#[allow(clippy::too_many_arguments)]
+fn stream<E: Clone + Send + 'static>(
+    s: Arc<Shared>,
+    q: &ListQuery,
+    since: u64,
+    history: Answer<Vec<(u64, Bytes)>>,
+    mut live: broadcast::Receiver<E>,
+    mut cut: watch::Receiver<u64>,
+    render: impl Fn(&E) -> Option<(u64, Bytes)> + Send + 'static,
+    bookmark: (&'static str, &'static str),
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let timeout = Duration::from_secs(q.timeout_seconds.unwrap_or(1800));
+    let bookmarks = q.allow_watch_bookmarks.unwrap_or(false);
     tokio::spawn(async move {
-        let line = |kind: &str, object: Value| {
-            Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
-        };
-        let node_line = |e: &Event| {
-            let mut obj = serde_json::to_value(&e.node).unwrap_or_default();
-            obj["kind"] = "Node".into();
-            obj["apiVersion"] = "v1".into();
-            line(e.kind.as_str(), obj)
-        };
         let history = match history {
             Ok(h) => h,
             Err(status) => {
@@ -306,9 +368,9 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
         // The revision this stream has delivered everything up to: what a
         // bookmark may say (never past an event still in the channel).
         let mut last = since;
-        for e in &history {
-            last = e.rv;
-            if tx.send(node_line(e)).await.is_err() {
+        for (rv, l) in history {
+            last = rv;
+            if tx.send(l).await.is_err() {
                 return;
             }
         }
@@ -319,19 +381,21 @@ fn start_watch(s: Arc<Shared>, q: ListQuery) -> Response {
         loop {
             let out = tokio::select! {
                 e = live.recv() => match e {
-                    Ok(e) if e.rv > last => { last = e.rv; node_line(&e) }
-                    Ok(_) => continue,
+                    Ok(e) => match render(&e) {
+                        Some((rv, l)) if rv > last => { last = rv; l }
+                        _ => continue,
+                    },
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick(), if bookmarks => {
-                    // The cluster's revision, if no Node event is still on
-                    // its way here (events are sent under the world's lock).
+                    // The cluster's revision, if no event is still on its
+                    // way here (events are sent under the world's lock).
                     let now = {
                         let world = s.world();
                         if live.is_empty() { world.revision().max(last) } else { last }
                     };
                     last = now;
-                    line("BOOKMARK", json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": now.to_string()}}))
+                    line("BOOKMARK", json!({"kind": bookmark.0, "apiVersion": bookmark.1, "metadata": {"resourceVersion": now.to_string()}}))
                 }
                 _ = cut.changed() => return,
                 _ = &mut deadline => return,
@@ -449,21 +513,9 @@ async fn patch(
     if let Err(r) = authorize(&s, &headers, "patch", resource, Some(&name)) {
         return r;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let kind = match content_type {
-        "application/merge-patch+json" => PatchKind::Merge,
-        "application/strategic-merge-patch+json" => PatchKind::Strategic,
-        other => {
-            return fail(status(
-                415,
-                "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format: {other}"),
-                None,
-            ));
-        }
+    let kind = match patch_kind(&headers) {
+        Ok(kind) => kind,
+        Err(r) => return r,
     };
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -473,6 +525,24 @@ async fn patch(
         StatusCode::OK,
         s.change(|w| w.patch(&name, kind, &patch, status_sub)),
     )
+}
+
+/// The patch's kind from its content type; 415 for any other.
+fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match content_type {
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        other => Err(fail(status(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {other}"),
+            None,
+        ))),
+    }
 }
 
 async fn delete(

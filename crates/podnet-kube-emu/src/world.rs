@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusDetails};
 use serde_json::Value;
 
+use crate::objects::{ObjEvent, Objects};
 use crate::patch;
 
 /// Events kept for watches; older ones are compacted away (410 Gone).
@@ -57,6 +58,8 @@ pub struct World {
     before: VecDeque<Option<Node>>,
     /// Events at or below this revision are gone.
     compacted: u64,
+    /// Namespaces, Pods and NetworkPolicies, on the same revision.
+    pub objects: Objects,
 }
 
 /// How a list reads the state (`resourceVersionMatch`, or what the
@@ -354,6 +357,21 @@ impl World {
         self.history.clear();
         self.before.clear();
         self.compacted = self.rv;
+        self.objects.compact(self.rv);
+    }
+
+    /// A write of an object other than a Node, at the next revision; the
+    /// revision moves only if `f` wrote (an unchanging patch does not).
+    pub fn write_object(
+        &mut self,
+        f: impl FnOnce(&mut Objects, u64) -> Answer<ObjEvent>,
+    ) -> Answer<ObjEvent> {
+        let next = self.rv + 1;
+        let event = f(&mut self.objects, next)?;
+        if event.rv == next {
+            self.rv = next;
+        }
+        Ok(event)
     }
 
     fn commit(&mut self, name: String, mut node: Node, kind: EventType) -> Event {

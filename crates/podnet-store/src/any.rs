@@ -107,7 +107,7 @@ impl RecordStore for AnyStore {
         match self {
             AnyStore::File(s) => s.put_record(key, value).await,
             AnyStore::Etcd(s) => s.put_record(key, value).await,
-            AnyStore::Kube(_) => Err(kube_has_objects()),
+            AnyStore::Kube(s) => s.put_record(key, value).await,
         }
     }
 
@@ -115,7 +115,7 @@ impl RecordStore for AnyStore {
         match self {
             AnyStore::File(s) => s.delete_record(key).await,
             AnyStore::Etcd(s) => s.delete_record(key).await,
-            AnyStore::Kube(_) => Err(kube_has_objects()),
+            AnyStore::Kube(s) => s.delete_record(key).await,
         }
     }
 
@@ -123,7 +123,7 @@ impl RecordStore for AnyStore {
         match self {
             AnyStore::File(s) => s.records().await,
             AnyStore::Etcd(s) => s.records().await,
-            AnyStore::Kube(_) => Err(kube_has_objects()),
+            AnyStore::Kube(s) => s.records().await,
         }
     }
 
@@ -131,16 +131,7 @@ impl RecordStore for AnyStore {
         match self {
             AnyStore::File(s) => s.watch_records(since, timeout).await,
             AnyStore::Etcd(s) => s.watch_records(since, timeout).await,
-            AnyStore::Kube(_) => Err(kube_has_objects()),
+            AnyStore::Kube(s) => s.watch_records(since, timeout).await,
         }
     }
-}
-
-/// On Kubernetes, policy's records are the API's own objects.
-fn kube_has_objects() -> StoreError {
-    StoreError::Invalid(
-        "on --store kube, namespaces, pods and NetworkPolicies are the API's objects: \
-         use kubectl"
-            .into(),
-    )
 }

@@ -6,8 +6,14 @@
 //!
 //! Allocation, expiry and release do not apply: a node leaves when its
 //! Node object is deleted.
+//!
+//! It is also NetworkPolicy's source (`policy`): Namespaces, Pods and
+//! NetworkPolicies, watched the same way, whichever store holds the
+//! leases.
 
+mod policy;
 pub mod slim_node;
+pub mod slim_policy;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +32,7 @@ use crate::{Result, Revision, Snapshot, Store, StoreError};
 const PAGE: u32 = 500;
 
 pub struct KubeStore {
+    client: kube::Client,
     nodes: Api<SlimNode>,
     /// A watch that brings nothing, not even a bookmark, for this long is
     /// opened again: on a dead connection that fails, and the outage is
@@ -36,6 +43,9 @@ pub struct KubeStore {
     mine: std::sync::Mutex<Option<(String, LeaseAttrs)>>,
     /// The Node list as of `revision`, kept current by the watch.
     cache: tokio::sync::Mutex<Option<Cache>>,
+    /// Policy's records (Namespaces, Pods, NetworkPolicies), kept current
+    /// by their watches.
+    records: tokio::sync::Mutex<Option<policy::Cache>>,
 }
 
 /// The server closes a watch after this long (client-go picks 5 to 10
@@ -158,10 +168,12 @@ impl KubeStore {
         let client = kube::Client::try_from(config)
             .map_err(|e| StoreError::Invalid(format!("Kubernetes client: {e}")))?;
         Ok(KubeStore {
-            nodes: Api::all(client),
+            nodes: Api::all(client.clone()),
+            client,
             silence: DEFAULT_SILENCE,
             mine: std::sync::Mutex::default(),
             cache: tokio::sync::Mutex::default(),
+            records: tokio::sync::Mutex::default(),
         })
     }
 

@@ -441,3 +441,92 @@ fn privileged_a_server_that_never_answers_is_an_outage_within_a_deadline() {
             .unwrap();
     });
 }
+
+/// NetworkPolicy's records from the API: the lab writes them as objects
+/// (as the admin), podnet's service account lists and watches them, held
+/// to deploy/rbac.yaml; a compaction and cut watches make it list again.
+#[test]
+fn privileged_policy_records_are_the_apis_objects() {
+    use crate::records::RecordStore;
+    use podnet_core::policy::source::{NamespaceRecord, PodRecord, read};
+    in_ns(async {
+        let api = emulator(None).await;
+        let admin = KubeStore::connect(Some(&api.emu.kubeconfig("admin")))
+            .await
+            .unwrap();
+        let podnet = api.store().await;
+        let ns = NamespaceRecord {
+            name: "x".into(),
+            labels: [("team".to_owned(), "a".to_owned())].into(),
+        };
+        let pod = PodRecord {
+            namespace: "x".into(),
+            name: "a".into(),
+            node: "node1".into(),
+            labels: [("pod".to_owned(), "a".to_owned())].into(),
+            ips: vec!["10.244.1.2".parse().unwrap()],
+            ports: Vec::new(),
+        };
+        let put = |key: &'static str, v: Vec<u8>| {
+            let admin = &admin;
+            async move { admin.put_record(key, &v).await.unwrap() }
+        };
+        let empty = podnet.records().await.unwrap();
+        assert!(empty.items.is_empty());
+        put("namespaces/x", serde_json::to_vec(&ns).unwrap()).await;
+        put("pods/x/a", serde_json::to_vec(&pod).unwrap()).await;
+        let policy = r#"{"kind":"NetworkPolicy","metadata":{"name":"deny","namespace":"x"},"spec":{"podSelector":{}}}"#;
+        put("policies/x/deny", policy.as_bytes().to_vec()).await;
+        // Each change seen by the watch, until all three are in, the pod
+        // with its addresses (its status, written after it).
+        let mut seen = podnet.watch_records(&empty.revision, ttl()).await.unwrap();
+        while seen.items.len() < 3
+            || !seen.items["pods/x/a"]
+                .windows(10)
+                .any(|w| w == b"10.244.1.2")
+        {
+            seen = podnet.watch_records(&seen.revision, ttl()).await.unwrap();
+        }
+        let c = read(&seen.items, &Default::default(), "node1").cluster;
+        assert_eq!(c.namespaces["x"]["team"], "a");
+        assert_eq!(
+            c.namespaces["x"]["kubernetes.io/metadata.name"], "x",
+            "set by the server"
+        );
+        assert_eq!(c.pods[0].ips, pod.ips);
+        assert_eq!(c.policies[0].name, "deny");
+        // A relabel is one change; a quiet watch returns the same view.
+        let mut relabelled = pod.clone();
+        relabelled.labels.insert("pod".into(), "b".into());
+        put("pods/x/a", serde_json::to_vec(&relabelled).unwrap()).await;
+        let changed = podnet.watch_records(&seen.revision, ttl()).await.unwrap();
+        let c = read(&changed.items, &Default::default(), "node1").cluster;
+        assert_eq!(c.pods[0].labels["pod"], "b");
+        assert_eq!(c.pods[0].ips, pod.ips, "a replace keeps the status");
+        let quiet = podnet
+            .watch_records(&changed.revision, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(quiet.revision, changed.revision);
+        // Compacted and cut: the watch lists again, and misses nothing.
+        api.emu.shared.compact();
+        api.emu.shared.cut_watches();
+        assert!(admin.delete_record("policies/x/deny").await.unwrap());
+        let mut after = podnet
+            .watch_records(&changed.revision, ttl())
+            .await
+            .unwrap();
+        while after.items.contains_key("policies/x/deny") {
+            after = podnet.watch_records(&after.revision, ttl()).await.unwrap();
+        }
+        assert_eq!(after.items.len(), 2);
+        // podnet's account may not write.
+        let refused = podnet
+            .put_record("policies/x/deny", policy.as_bytes())
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(ref m)) if m.contains("forbidden")),
+            "{refused:?}"
+        );
+    });
+}
