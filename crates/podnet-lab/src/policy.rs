@@ -54,7 +54,7 @@ pub fn model_ports() -> Vec<PortRecord> {
 
 fn put<T: Serialize>(lab: &Lab, key: &str, record: &T) -> Result<()> {
     let value = serde_json::to_vec(record)?;
-    lab.with_store(|s| async move { s.put_record(key, &value).await })
+    lab.with_writer(|s| async move { s.put_record(key, &value).await })
 }
 
 pub fn put_pod(lab: &Lab, record: &PodRecord) -> Result<()> {
@@ -67,6 +67,16 @@ pub fn put_namespace(lab: &Lab, name: &str) -> Result<()> {
         labels: [(source::NAME_LABEL.to_owned(), name.to_owned())].into(),
     };
     put(lab, &Kind::Namespace.key(name, name), &record)
+}
+
+/// Writes namespace `name`'s record unless it has one.
+pub fn ensure_namespace(lab: &Lab, name: &str) -> Result<()> {
+    let key = Kind::Namespace.key(name, name);
+    let records = lab.with_store(|s| async move { s.records().await })?;
+    match records.items.contains_key(&key) {
+        true => Ok(()),
+        false => put_namespace(lab, name),
+    }
 }
 
 /// Starts the model's servers in pod namespace `ns`: `podnetctl lab
@@ -148,14 +158,14 @@ fn enforced(lab: &Lab, what: &str) -> Result<()> {
 pub fn apply(dir: &Path, file: &Path) -> Result<()> {
     let lab = lab_in(dir)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let keys = lab.with_store(|s| async move { records::apply_policies(&s, &text).await })?;
+    let keys = lab.with_writer(|s| async move { records::apply_policies(&s, &text).await })?;
     enforced(&lab, &format!("applied {}", keys.join(" ")))
 }
 
 /// `lab policy delete -f FILE | NS/NAME | --all`.
 pub fn delete(dir: &Path, doomed: Doomed) -> Result<()> {
     let lab = lab_in(dir)?;
-    let keys = lab.with_store(|s| async move { records::delete_policies(&s, &doomed).await })?;
+    let keys = lab.with_writer(|s| async move { records::delete_policies(&s, &doomed).await })?;
     enforced(&lab, &format!("deleted {} policies", keys.len()))
 }
 

@@ -154,6 +154,25 @@ impl Lab {
         })
     }
 
+    /// As [`Lab::with_store`], with the right to write policy's records:
+    /// on the Kubernetes API, as the cluster's admin (the lab plays the
+    /// users and kubelet writing namespaces, pods and policies).
+    pub fn with_writer<T, F>(&self, op: impl FnOnce(AnyStore) -> F + Send) -> Result<T>
+    where
+        T: Send,
+        F: Future<Output = podnet_store::Result<T>>,
+    {
+        let spec = self.store_spec();
+        let mut opts = self.store_options();
+        if self.kube.is_some() {
+            opts.kubeconfig = Some(self.kubeconfig("admin"));
+        }
+        self.on_underlay(|| async move {
+            let store = podnet_store::open(&spec, &opts).await?;
+            Ok(op(store).await?)
+        })
+    }
+
     /// Runs `op` on a runtime of its own, on a thread inside the external
     /// host's namespace: the lab's services are on its underlay.
     pub fn on_underlay<T, F>(&self, op: impl FnOnce() -> F + Send) -> Result<T>

@@ -93,12 +93,6 @@ pub fn up(opts: UpOptions) -> Result<()> {
     if opts.etcd && opts.shape.routed {
         bail!("--store etcd puts its members on the flat underlay: it does not go with --routed");
     }
-    if opts.kube && (opts.policy || opts.policy_model) {
-        bail!(
-            "the lab's policy runs on --store file or etcd: on kube, policy's sources \
-             are the API's objects, which the emulated API server does not serve yet"
-        );
-    }
     if opts.kube && (opts.shape.routed || opts.shape.dual_stack) {
         bail!(
             "--store kube runs on a flat, single-stack underlay: not with --routed or --dual-stack"
@@ -190,6 +184,9 @@ fn build(lab: &mut Lab, nodes: usize, opts: &UpOptions) -> Result<()> {
     if opts.kube {
         crate::kube::start(lab)?;
     }
+    if lab.policy && lab.pods_per_node > 0 {
+        crate::policy::put_namespace(lab, &crate::record::lab_namespace())?;
+    }
     for i in 1..=nodes {
         add_node_at(lab, i)?;
     }
@@ -263,6 +260,9 @@ pub fn add_pod(dir: &Path, node: &str, id: &str, labels: &[String]) -> Result<()
         labels,
         ports: Vec::new(),
     };
+    if lab.policy {
+        crate::policy::ensure_namespace(&lab, namespace)?;
+    }
     step(&format!("{id} on {}: attach with podnet", node.name));
     println!("{}", shown(&create_pod(&mut lab, &node, &spec)?));
     Ok(())

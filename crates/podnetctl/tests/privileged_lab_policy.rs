@@ -97,7 +97,7 @@ fn records(step: &Step, lab: &Lab) -> BTreeMap<String, Vec<u8>> {
 
 /// Makes the store hold exactly `want`.
 fn sync(lab: &Lab, want: BTreeMap<String, Vec<u8>>) {
-    lab.with_store(|s| async move {
+    lab.with_writer(|s| async move {
         let have = s.records().await?.items;
         for key in have.keys().filter(|k| !want.contains_key(*k)) {
             s.delete_record(key).await?;
@@ -238,6 +238,14 @@ fn random_runs(t: &TestLab) {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// On the emulated Kubernetes API: the policies, labels and pods are the
+/// API's objects, which podnetd watches as podnet's service account.
+#[test]
+fn privileged_upstream_cases_hold_on_a_kube_lab() {
+    let t = run_cases(&["--store", "kube"]);
+    random_runs(&t);
 }
 
 /// The full run's (`--run-ignored all`): the overlay, where cross-node

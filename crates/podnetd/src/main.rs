@@ -61,8 +61,8 @@ pub struct Args {
     pub store: String,
     #[command(flatten)]
     pub etcd: EtcdFlags,
-    /// `--store kube`: the kubeconfig to use (default: the in-cluster
-    /// service account).
+    /// `--store kube`, and policy from Kubernetes: the kubeconfig to use
+    /// (default: the in-cluster service account).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// `--store kube`: seconds a Node watch may bring nothing, not even a
@@ -124,6 +124,27 @@ pub struct Args {
     /// Where the plugin's ADD hands pods over (default: RUN_DIR/policy.sock).
     #[arg(long)]
     pub policy_socket: Option<PathBuf>,
+    /// Where policies, namespaces and pods come from: `kube` (the API's
+    /// objects, through --kubeconfig or the in-cluster service account),
+    /// `store` (records in the file or etcd store), or `auto`: kube with
+    /// --store kube, a --kubeconfig or in a cluster, else the store.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kube", "store"])]
+    pub policy_source: String,
+}
+
+impl Args {
+    /// Whether policy's source is the Kubernetes API.
+    fn policy_from_kube(&self) -> bool {
+        match self.policy_source.as_str() {
+            "kube" => true,
+            "store" => false,
+            _ => {
+                self.store == "kube"
+                    || self.kubeconfig.is_some()
+                    || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            }
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -175,7 +196,15 @@ async fn serve<S: Store + RecordStore + 'static>(args: Args, store: S) -> Result
             run_dir: args.run_dir.clone(),
             resync,
         };
-        policy::start(store.clone(), opts)?;
+        if args.policy_from_kube() && args.store != "kube" {
+            let kube = podnet_store::kube::KubeStore::connect(args.kubeconfig.as_deref())
+                .await?
+                .with_watch_silence(Duration::from_secs(args.kube_watch_silence_s));
+            policy::start(Arc::new(kube), opts)?;
+        } else {
+            // With --store kube, the store's records are the API's objects.
+            policy::start(store.clone(), opts)?;
+        }
     }
     let (agent, _presence) = start::start(&args, store.clone())
         .await

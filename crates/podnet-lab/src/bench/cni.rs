@@ -285,7 +285,9 @@ fn policy_share(plugin: &Path, iterations: usize, pod: &Path) -> Result<()> {
         let policy = "kind: NetworkPolicy\nmetadata: {namespace: bench, name: bench}\n\
                       spec: {podSelector: {matchLabels: {app: bench}}, ingress: [{from: \
                       [{podSelector: {matchLabels: {app: bench}}}]}]}\n";
-        lab.with_store(|s| async move { podnet_store::records::apply_policies(&s, policy).await })?;
+        lab.with_writer(
+            |s| async move { podnet_store::records::apply_policies(&s, policy).await },
+        )?;
         let node_ns = format!("/var/run/netns/{}", node.ns);
         let mut samples: [Vec<Duration>; 2] = Default::default();
         for i in 0..iterations.max(1) + 1 {

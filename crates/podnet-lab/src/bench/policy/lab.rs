@@ -58,12 +58,12 @@ fn pod<'a>(lab: &'a Lab, id: &str) -> Result<&'a Pod> {
 
 fn apply(lab: &Lab, yaml: &str) -> Result<()> {
     let yaml = yaml.to_owned();
-    lab.with_store(|s| async move { records::apply_policies(&s, &yaml).await })
+    lab.with_writer(|s| async move { records::apply_policies(&s, &yaml).await })
         .map(drop)
 }
 
 fn delete_all(lab: &Lab) -> Result<()> {
-    lab.with_store(|s| async move { records::delete_policies(&s, &Doomed::All).await })
+    lab.with_writer(|s| async move { records::delete_policies(&s, &Doomed::All).await })
         .map(drop)
 }
 
