@@ -125,6 +125,14 @@ fn the_config_parses_and_points_where_the_binaries_look() {
     );
     assert_eq!(v["plugins"][0]["subnetFile"], DEFAULT_SUBNET_FILE);
     assert_eq!(v["plugins"][0]["ipam"]["dataDir"], DEFAULT_DATA_DIR);
+    assert_eq!(
+        v["plugins"][0]["policy"], true,
+        "each ADD hands its pod to podnetd"
+    );
+    assert!(
+        v["plugins"][0].get("policySocket").is_none(),
+        "the default: /run/podnet"
+    );
 }
 
 #[test]
@@ -194,6 +202,14 @@ fn the_daemonset_runs_everywhere_with_the_fewest_privileges_and_the_right_mounts
     );
     let conflist = flag(agent, "cni-conflist");
     assert!(conflist.ends_with(CONFLIST_NAME));
+    // NetworkPolicy on; its socket in the run dir the plugin reads on the
+    // host (the conflist's default, /run/podnet/policy.sock).
+    let command = agent.command.clone().unwrap_or_default();
+    assert!(command.iter().any(|a| a == "--policy"), "{command:?}");
+    assert_eq!(
+        host_path_of(&spec, agent, flag(agent, "run-dir")),
+        "/run/podnet"
+    );
     let env = agent.env.clone().unwrap();
     // podnetd never starts a wireguard-go that would die with it.
     let go = env

@@ -7,7 +7,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use podnet_store::records::{self, Doomed};
+use podnet_core::policy::Cluster;
+use podnet_core::policy::node::{Applied, STATE_FILE};
+use podnet_core::policy::source::{Kind, NamespaceRecord, PodRecord, PortRecord};
+use podnet_store::records::{self, Doomed, RecordStore};
 
 use super::super::datapath::{self, Probe, Samples};
 use super::super::stats::{Summary, ms, paired_ratio};
@@ -105,6 +108,81 @@ fn timed(
     wait_enforced(lab)?;
     let reported = since.elapsed();
     Ok([flips.into_iter().max().unwrap_or_default(), reported])
+}
+
+/// podnetd's own RSS holding the synthetic cluster: a 1-node lab whose
+/// store is given every namespace, pod (110 of them on its node) and
+/// policy as records, with policy in place.
+pub fn agent_rss(cluster: &Cluster, policies: &str) -> Result<()> {
+    let kind = LabKind {
+        model: false,
+        etcd: false,
+    };
+    with_lab(1, kind, |lab| {
+        let node = lab.nodes.first().ok_or_else(|| anyhow!("no node"))?;
+        let idle = super::rss_mib(node.pid)?;
+        let mut items: Vec<(String, Vec<u8>)> = Vec::new();
+        for (name, labels) in &cluster.namespaces {
+            let r = NamespaceRecord {
+                name: name.clone(),
+                labels: labels.clone(),
+            };
+            items.push((Kind::Namespace.key(name, name), serde_json::to_vec(&r)?));
+        }
+        for p in &cluster.pods {
+            let r = PodRecord {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                // The synthetic node1 is the lab's node.
+                node: p.node.clone(),
+                labels: p.labels.clone(),
+                ips: p.ips.clone(),
+                ports: p
+                    .ports
+                    .iter()
+                    .map(|n| PortRecord {
+                        name: n.name.clone(),
+                        port: n.port,
+                        protocol: n.protocol,
+                    })
+                    .collect(),
+            };
+            items.push((
+                Kind::Pod.key(&p.namespace, &p.name),
+                serde_json::to_vec(&r)?,
+            ));
+        }
+        let started = Instant::now();
+        let policies = policies.to_owned();
+        lab.with_writer(|s| async move {
+            for (key, value) in &items {
+                s.put_record(key, value).await?;
+            }
+            records::apply_policies(&s, &policies).await
+        })?;
+        let written = started.elapsed();
+        let took = wait_enforced(lab)?;
+        let state: Applied = serde_json::from_slice(&std::fs::read(
+            lab.node_dir(&node.name).join("run").join(STATE_FILE),
+        )?)?;
+        println!();
+        println!(
+            "podnetd with the cluster's records ({} pods, {} policies; written in {:.1} s, in place {:.1} s later): \
+             {} rules, {} elements",
+            cluster.pods.len(),
+            cluster.policies.len(),
+            written.as_secs_f64(),
+            took.as_secs_f64(),
+            state.rules,
+            state.elements
+        );
+        let rss = super::rss_mib(node.pid)?;
+        println!(
+            "  podnetd RSS: {idle:.1} MiB idle, {rss:.1} MiB with it (target < 100 MiB: {})",
+            if rss < 100.0 { "met" } else { "MISSED" }
+        );
+        Ok(())
+    })
 }
 
 /// Time from a change to enforcement on a lab of `nodes` nodes with the

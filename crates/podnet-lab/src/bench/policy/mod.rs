@@ -40,7 +40,7 @@ pub fn run(opts: Options) -> Result<()> {
         opts.pods, opts.on_node, opts.namespaces, opts.policies, opts.rounds
     );
     let started = Instant::now();
-    let mut cluster = synthetic(&opts)?;
+    let (mut cluster, yaml) = synthetic(&opts)?;
     println!(
         "  cluster made and its policies parsed in {:.0} ms",
         ms(started.elapsed())
@@ -105,10 +105,12 @@ pub fn run(opts: Options) -> Result<()> {
     }
     println!(
         "  RSS of this process (the state an agent would hold): {:.1} MiB",
-        rss_mib()?
+        rss_mib("self")?
     );
     drop(ns);
     if opts.lab_nodes > 0 {
+        let (cluster, _) = synthetic(&opts)?;
+        lab::agent_rss(&cluster, &yaml)?;
         lab::enforcement(opts.lab_nodes, opts.rounds, opts.etcd)?;
         lab::datapath(opts.policies, opts.pairs, opts.seconds)?;
     }
@@ -119,7 +121,7 @@ pub fn run(opts: Options) -> Result<()> {
 /// a front and a back tier, 10 teams of namespaces; policies that select
 /// an app, allowing its namespace's front tier, another team's front
 /// tier, or an address block, on a port or a named port.
-fn synthetic(o: &Options) -> Result<Cluster> {
+fn synthetic(o: &Options) -> Result<(Cluster, String)> {
     let mut c = Cluster::default();
     for n in 0..o.namespaces {
         c.namespaces.insert(
@@ -178,15 +180,16 @@ fn synthetic(o: &Options) -> Result<Cluster> {
         );
     }
     c.policies = NetworkPolicy::parse_all(&yaml)?;
-    Ok(c)
+    Ok((c, yaml))
 }
 
-fn rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// A process's resident memory (`self`: this one), in MiB.
+fn rss_mib(pid: impl std::fmt::Display) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/self/status")?;
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
     Ok(kb / 1024.0)
 }
