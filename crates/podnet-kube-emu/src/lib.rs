@@ -5,6 +5,8 @@
 //! with a CA it makes, with resourceVersion semantics, 410 both ways, 409
 //! on a stale update, and 403 for whatever `deploy/rbac.yaml` does not
 //! grant podnet's service account. Objects are `k8s-openapi` types.
+//! Beside them, for NetworkPolicy, Namespaces, Pods (and `pods/status`)
+//! and NetworkPolicies, kept as JSON on the same revision (`objects`).
 
 // A handler's error is the HTTP response itself, made once per request:
 // boxing it would buy nothing.
