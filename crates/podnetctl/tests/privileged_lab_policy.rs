@@ -403,3 +403,77 @@ fn privileged_a_new_pod_is_isolated_before_its_first_packet() {
     eprintln!("with podnetd stopped, refused in {:?}", started.elapsed());
     assert_eq!(host_veths(&lab, "node1"), before, "nothing left behind");
 }
+
+/// Policy and Services: kube-proxy's DNAT comes first (prerouting), so a
+/// pod's connection through a Service is judged on the backend pod, as
+/// its direct connection is: allowed through the Service where allowed
+/// directly, and denied where denied. A node reaches its own pods
+/// whatever isolates them (kubelet's probes); another node is a peer like
+/// any other.
+#[test]
+fn privileged_services_lead_where_policy_allows() {
+    let t = TestLab::up_with(2, 0, &["--policy-model"]);
+    let lab = Lab::load(&t.path()).unwrap().unwrap();
+    let pod = |id: &str| lab.pods.iter().find(|p| p.id() == id).unwrap();
+    let server = pod("x/a");
+    let policy = t.path().with_file_name("admit-b.yaml");
+    std::fs::write(
+        &policy,
+        "kind: NetworkPolicy\nmetadata: {namespace: x, name: admit-b}\nspec:\n  \
+         podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {}, \
+         podSelector: {matchLabels: {pod: b}}}]}]\n",
+    )
+    .unwrap();
+    let (ok, text) = t.ctl(&["policy", "apply", "-f", policy.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    // What kube-proxy does on every node for a ClusterIP Service whose
+    // one backend is x/a.
+    let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    for node in &lab.nodes {
+        let rules = format!(
+            "table ip kubesim {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; \
+             policy accept;\n  ip daddr 10.96.0.10 tcp dport 80 dnat to {}:80\n }}\n}}\n",
+            server.ips[0]
+        );
+        let rules_file = t
+            .path()
+            .with_file_name(format!("kubesim-{}.nft", node.name));
+        std::fs::write(&rules_file, rules).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &node.ns, "nft", "-f"])
+            .arg(&rules_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let direct = SocketAddr::new(server.ips[0], 80);
+    for (client, allowed) in [("y/b", true), ("z/b", true), ("y/c", false), ("x/c", false)] {
+        let from = pod(client);
+        assert_eq!(
+            connects(&from.ns, direct),
+            allowed,
+            "{client} -> x/a directly"
+        );
+        assert_eq!(
+            connects(&from.ns, vip),
+            allowed,
+            "{client} -> x/a through its Service"
+        );
+        eprintln!(
+            "{client} on {}: {}",
+            from.node,
+            if allowed { "allowed" } else { "denied" }
+        );
+    }
+    let node = |name: &str| lab.nodes.iter().find(|n| n.name == name).unwrap();
+    assert!(
+        connects(&node(&server.node).ns, direct),
+        "x/a's own node reaches it (kubelet's probes)"
+    );
+    let other = lab.nodes.iter().find(|n| n.name != server.node).unwrap();
+    assert!(!connects(&other.ns, direct), "another node is not admitted");
+}

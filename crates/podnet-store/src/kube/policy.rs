@@ -156,25 +156,43 @@ impl KubeStore {
     }
 }
 
-/// What one watch event does to the cache: (the record it sets, the key
-/// it removes, the resourceVersion it brings, and the error it ends on).
+/// What one watch event does to the cache.
+struct Taken {
+    /// The record it sets, by key.
+    set: Option<(String, Vec<u8>)>,
+    /// The key it removes.
+    removed: Option<String>,
+    /// The resourceVersion it brings (bookmarks too).
+    rv: Option<String>,
+}
+
 fn take<T: kube::Resource<DynamicType = ()>>(
     e: kube::Result<WatchEvent<T>>,
     record: impl Fn(&T) -> Option<(String, Vec<u8>)>,
-) -> std::result::Result<(Option<(String, Vec<u8>)>, Option<String>, Option<String>), kube::Error> {
+) -> kube::Result<Taken> {
     let rv = |o: &T| o.meta().resource_version.clone();
     match e? {
         WatchEvent::Added(o) | WatchEvent::Modified(o) => {
             // A record that no longer parses (a pod gone terminal) is a
             // removal.
-            let key = record(&o)
-                .is_none()
-                .then(|| slim_policy::key_of(&o))
-                .flatten();
-            Ok((record(&o), key, rv(&o)))
+            let set = record(&o);
+            let removed = set.is_none().then(|| slim_policy::key_of(&o)).flatten();
+            Ok(Taken {
+                set,
+                removed,
+                rv: rv(&o),
+            })
         }
-        WatchEvent::Deleted(o) => Ok((None, slim_policy::key_of(&o), rv(&o))),
-        WatchEvent::Bookmark(b) => Ok((None, None, Some(b.metadata.resource_version))),
+        WatchEvent::Deleted(o) => Ok(Taken {
+            set: None,
+            removed: slim_policy::key_of(&o),
+            rv: rv(&o),
+        }),
+        WatchEvent::Bookmark(b) => Ok(Taken {
+            set: None,
+            removed: None,
+            rv: Some(b.metadata.resource_version),
+        }),
         WatchEvent::Error(s) => Err(kube::Error::Api(s)),
     }
 }
@@ -250,11 +268,11 @@ impl RecordStore for KubeStore {
                 Event::Ended => continue,
             };
             match taken {
-                Ok((record, removed, rv)) => {
+                Ok(Taken { set, removed, rv }) => {
                     if let Some(rv) = rv {
                         cache.resume[slot] = rv;
                     }
-                    if cache.apply(record, removed) {
+                    if cache.apply(set, removed) {
                         return Ok(cache.records());
                     }
                 }
