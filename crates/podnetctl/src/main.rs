@@ -292,9 +292,10 @@ enum Bench {
         /// phases).
         #[arg(long, default_value_t = 10)]
         lab_nodes: usize,
-        /// That lab on a 3-member etcd instead of the file store.
-        #[arg(long)]
-        etcd: bool,
+        /// That lab's store: a 3-member etcd, or the emulated Kubernetes
+        /// API, instead of the file store.
+        #[arg(long, default_value = "file", value_parser = ["file", "etcd", "kube"])]
+        store: String,
         /// Datapath: pairs per state (no policy, --policies that select
         /// neither pod, one allowing), and seconds per run.
         #[arg(long, default_value_t = 10)]
@@ -488,7 +489,7 @@ fn main() -> ExitCode {
                 policies,
                 rounds,
                 lab_nodes,
-                etcd,
+                store,
                 pairs,
                 seconds,
                 quick,
@@ -500,7 +501,7 @@ fn main() -> ExitCode {
                     policies: policies / 10,
                     rounds: 1,
                     lab_nodes: lab_nodes.min(3),
-                    etcd,
+                    store,
                     pairs: 1,
                     seconds: 1,
                 },
@@ -511,7 +512,7 @@ fn main() -> ExitCode {
                     policies,
                     rounds,
                     lab_nodes,
-                    etcd,
+                    store,
                     pairs,
                     seconds,
                 },

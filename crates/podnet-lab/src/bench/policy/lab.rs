@@ -21,7 +21,7 @@ use crate::topology::Shape;
 use crate::up;
 
 /// A lab for one phase, brought down whatever happens in `f`.
-fn with_lab<T>(nodes: usize, opts: LabKind, f: impl FnOnce(&Lab) -> Result<T>) -> Result<T> {
+fn with_lab<T>(nodes: usize, opts: LabKind<'_>, f: impl FnOnce(&Lab) -> Result<T>) -> Result<T> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("lab");
     up::up(up::UpOptions {
@@ -33,8 +33,8 @@ fn with_lab<T>(nodes: usize, opts: LabKind, f: impl FnOnce(&Lab) -> Result<T>) -
         direct_routing: false,
         shape: Shape::default(),
         masquerade: true,
-        etcd: opts.etcd,
-        kube: false,
+        etcd: opts.store == "etcd",
+        kube: opts.store == "kube",
         ipam_reclaim_after: None,
         policy: true,
         policy_model: opts.model,
@@ -47,9 +47,9 @@ fn with_lab<T>(nodes: usize, opts: LabKind, f: impl FnOnce(&Lab) -> Result<T>) -
 }
 
 #[derive(Clone, Copy)]
-struct LabKind {
+struct LabKind<'a> {
     model: bool,
-    etcd: bool,
+    store: &'a str,
 }
 
 fn pod<'a>(lab: &'a Lab, id: &str) -> Result<&'a Pod> {
@@ -116,7 +116,7 @@ fn timed(
 pub fn agent_rss(cluster: &Cluster, policies: &str) -> Result<()> {
     let kind = LabKind {
         model: false,
-        etcd: false,
+        store: "file",
     };
     with_lab(1, kind, |lab| {
         let node = lab.nodes.first().ok_or_else(|| anyhow!("no node"))?;
@@ -188,8 +188,8 @@ pub fn agent_rss(cluster: &Cluster, policies: &str) -> Result<()> {
 /// Time from a change to enforcement on a lab of `nodes` nodes with the
 /// policy model: a policy change (default deny into x), and a label
 /// change (y/a no longer the peer x admits).
-pub fn enforcement(nodes: usize, rounds: usize, etcd: bool) -> Result<()> {
-    let kind = LabKind { model: true, etcd };
+pub fn enforcement(nodes: usize, rounds: usize, store: &str) -> Result<()> {
+    let kind = LabKind { model: true, store };
     with_lab(nodes, kind, |lab| {
         let into_x: Vec<(&Pod, &Pod)> = ["a", "b", "c"]
             .iter()
@@ -217,14 +217,14 @@ pub fn enforcement(nodes: usize, rounds: usize, etcd: bool) -> Result<()> {
         println!();
         println!(
             "time from the change in the store ({}) to enforcement, {nodes}-node lab, {} rounds",
-            if etcd {
-                "etcd"
-            } else {
-                "file, polled every 100 ms"
+            match store {
+                "file" => "file, polled every 100 ms",
+                "kube" => "the emulated Kubernetes API",
+                other => other,
             },
             policy.len()
         );
-        let target = if etcd { 100.0 } else { 200.0 };
+        let target = if store == "file" { 200.0 } else { 100.0 };
         for (what, samples) in [("a policy change", &policy), ("a label change", &label)] {
             for (i, how) in [
                 "last new connection denied",
@@ -254,7 +254,7 @@ pub fn enforcement(nodes: usize, rounds: usize, etcd: bool) -> Result<()> {
 pub fn datapath(unrelated: usize, pairs: usize, seconds: u64) -> Result<()> {
     let kind = LabKind {
         model: false,
-        etcd: false,
+        store: "file",
     };
     with_lab(2, kind, |lab| {
         let (a, b) = (pod(lab, "lab/node1-pod1")?, pod(lab, "lab/node2-pod1")?);

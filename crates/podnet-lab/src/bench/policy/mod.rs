@@ -27,8 +27,8 @@ pub struct Options {
     /// Nodes of the lab the time to enforcement is measured on (0: skip
     /// the lab phases).
     pub lab_nodes: usize,
-    /// The lab on etcd instead of the file store.
-    pub etcd: bool,
+    /// The lab's store: `file`, `etcd` or `kube` (the emulated API).
+    pub store: String,
     /// Datapath pairs per state, and seconds per run.
     pub pairs: usize,
     pub seconds: u64,
@@ -111,7 +111,7 @@ pub fn run(opts: Options) -> Result<()> {
     if opts.lab_nodes > 0 {
         let (cluster, _) = synthetic(&opts)?;
         lab::agent_rss(&cluster, &yaml)?;
-        lab::enforcement(opts.lab_nodes, opts.rounds, opts.etcd)?;
+        lab::enforcement(opts.lab_nodes, opts.rounds, &opts.store)?;
         lab::datapath(opts.policies, opts.pairs, opts.seconds)?;
     }
     Ok(())
