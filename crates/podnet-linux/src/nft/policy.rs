@@ -171,10 +171,10 @@ pub fn transaction(r: &Ruleset) -> String {
 }
 
 /// What the table's shape follows besides the rules: the address
-/// families in use (a family no address has gets no sets or rules, and
-/// passes), and the sets holding prefixes (ipBlocks), whose rules look in
-/// an interval set beside the hosts' hash set. Pods come and go without
-/// changing it, except the first of a family.
+/// families in use (IPv4 always; IPv6 once any address is one: a family
+/// without sets and rules passes), and the sets holding prefixes
+/// (ipBlocks), whose rules look in an interval set beside the hosts' hash
+/// set. Pods come and go without changing it, except the first IPv6 one.
 #[derive(Debug, PartialEq, Eq)]
 struct Layout<'a> {
     v4: bool,
@@ -184,8 +184,10 @@ struct Layout<'a> {
 
 impl<'a> Layout<'a> {
     fn of(r: &'a Ruleset) -> Layout<'a> {
+        // IPv4 always: a node's only pod coming and going must not
+        // change the table's shape (its ADD would wait for a whole write).
         let mut l = Layout {
-            v4: false,
+            v4: true,
             v6: false,
             prefixed: BTreeSet::new(),
         };
