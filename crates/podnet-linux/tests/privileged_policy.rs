@@ -253,6 +253,15 @@ fn privileged_element_updates_equal_a_whole_write() {
         (stepped, listed(&n))
     });
     assert_eq!(stepped, whole);
+    // A node's only pod coming and going: elements, never the shape.
+    let mut lone = cluster(&policies);
+    lone.pods.truncate(1);
+    let mut none = lone.clone();
+    none.pods.clear();
+    assert!(
+        policy::changes(&compile(&none, "node1"), &compile(&lone, "node1")).is_some(),
+        "the first IPv4 pod changes elements only"
+    );
     let v4_only = cluster(&policies);
     assert!(
         policy::changes(&compile(&v4_only, "node1"), &a).is_none(),
