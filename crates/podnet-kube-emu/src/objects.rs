@@ -234,17 +234,7 @@ impl Objects {
         mut v: Value,
     ) -> Answer<ObjEvent> {
         let current = self.get(kind, namespace, name)?;
-        let named = v
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
-        if named.is_some_and(|r| {
-            Some(r)
-                != current
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-        }) {
-            return Err(conflict(kind, name));
-        }
+        check_version(kind, name, &current, &v)?;
         if self.admit(kind, namespace, &mut v)? != name {
             return Err(status(
                 400,
@@ -274,17 +264,7 @@ impl Objects {
         status_sub: bool,
     ) -> Answer<ObjEvent> {
         let current = self.get(kind, namespace, name)?;
-        let named = body
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
-        if named.is_some_and(|r| {
-            Some(r)
-                != current
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-        }) {
-            return Err(conflict(kind, name));
-        }
+        check_version(kind, name, &current, body)?;
         let mut v = current.clone();
         match how {
             PatchKind::Merge => patch::merge(&mut v, body),
@@ -370,6 +350,20 @@ impl Objects {
             }
         }
         e
+    }
+}
+
+/// 409 if a write names a resourceVersion other than the object's: an
+/// optimistic update that lost the race.
+fn check_version(kind: &Kind, name: &str, current: &Value, write: &Value) -> Answer<()> {
+    let version = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    match version(write) {
+        Some(named) if Some(&named) != version(current).as_ref() => Err(conflict(kind, name)),
+        _ => Ok(()),
     }
 }
 
